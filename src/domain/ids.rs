@@ -1,0 +1,47 @@
+//! Row id newtypes. Each entity's primary key gets its own type so a server id can never be passed
+//! where a plan id is expected. They wrap the database's `BIGINT` keys and carry no other meaning.
+
+macro_rules! id_type {
+    ($($(#[$meta:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(i64);
+
+        impl $name {
+            /// Wraps a key read from the database.
+            pub const fn new(raw: i64) -> Self { Self(raw) }
+            /// The key as stored.
+            pub const fn get(self) -> i64 { self.0 }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { self.0.fmt(f) }
+        }
+    )*};
+}
+
+id_type!(
+    /// A subscriber (one Discord user).
+    SubscriberId,
+    /// A Plex identity (email/username + plex.tv user id) ever linked to a subscriber.
+    PlexIdentityId,
+    /// An owner Plex account (the admin's login that owns servers).
+    OwnerAccountId,
+    /// A Plex Media Server.
+    ServerId,
+    /// A library on a server.
+    LibraryId,
+    /// A library group (Standard, 4K, ...).
+    LibraryGroupId,
+    /// A plan subscribers pay for.
+    PlanId,
+    /// A recorded payment (paid interval).
+    PaymentId,
+    /// A share of a server with a subscriber.
+    ShareId,
+    /// A pending Plex account change request.
+    ChangeRequestId,
+    /// A durable job.
+    JobId,
+);

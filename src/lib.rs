@@ -1,0 +1,2 @@
+#[cfg(feature = "fakes")]
+pub fn fakes_on() -> bool { true }

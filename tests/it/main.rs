@@ -1,0 +1,1 @@
+#[test] fn f() { assert!(usher::fakes_on()); }
