@@ -1,2 +1,22 @@
-#[cfg(feature = "fakes")]
-pub fn fakes_on() -> bool { true }
+//! Usher: access management for Plex servers, Discord-first — plans, payments, invites, expiry
+//! and recovery after a Plex ban. See DESIGN.md: doors (bot, web, scheduler) → services →
+//! store/jobs → integrations.
+// The disallowed types (clippy.toml) are the wall around `commands/`; everywhere else may use them.
+#![allow(clippy::disallowed_types)]
+
+pub mod app;
+pub mod bot;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod jobs;
+pub mod scheduler;
+pub mod store;
+pub mod web;
+
+// The Discord surface lives at the top level (`commands/`) so it reads as the product's UI; this is
+// the crate's only `#[path]`.
+#[path = "../commands/mod.rs"]
+pub mod commands;
+
+pub use app::App;

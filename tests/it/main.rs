@@ -1,1 +1,5 @@
-#[test] fn f() { assert!(usher::fakes_on()); }
+//! Usher's integration tests: one crate, driven through the doors and the services, asserting
+//! through the store and the fakes.
+
+mod helpers;
+mod queue;

@@ -1,0 +1,87 @@
+//! Framework glue for the Discord door: the poise `Data` (the [`App`]), the error type, the one
+//! `on_error`, and starting the client. Commands live in `commands/`.
+
+use poise::serenity_prelude as serenity;
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+
+/// What every command receives.
+pub type Data = App;
+/// The error commands return; rendered in one place, [`on_error`].
+pub type Error = anyhow::Error;
+/// A command's context.
+pub type Context<'a> = poise::Context<'a, Data, Error>;
+
+/// Runs the bot until `shutdown`.
+pub async fn run(app: App, token: &SecretString, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let guild_ids = app.settings.discord.guild_ids.clone();
+    let framework = poise::Framework::builder()
+        .options(poise::FrameworkOptions {
+            commands: crate::commands::all(),
+            on_error: |error| Box::pin(on_error(error)),
+            ..Default::default()
+        })
+        .setup(move |ctx, _ready, framework| {
+            Box::pin(async move {
+                register(ctx, &framework.options().commands, &guild_ids).await?;
+                Ok(app)
+            })
+        })
+        .build();
+    let intents = serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::DIRECT_MESSAGES;
+    let mut client = serenity::ClientBuilder::new(token.expose_secret(), intents)
+        .framework(framework)
+        .await?;
+    let shards = client.shard_manager.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        shards.shutdown_all().await;
+    });
+    client.start().await?;
+    Ok(())
+}
+
+/// Registers the commands in each configured guild, or globally when none is configured.
+async fn register(
+    ctx: &serenity::Context,
+    commands: &[poise::Command<Data, Error>],
+    guild_ids: &[u64],
+) -> anyhow::Result<()> {
+    if guild_ids.is_empty() {
+        poise::builtins::register_globally(ctx, commands).await?;
+        tracing::info!(count = commands.len(), "registered commands globally");
+    }
+    for id in guild_ids {
+        poise::builtins::register_in_guild(ctx, commands, serenity::GuildId::new(*id)).await?;
+        tracing::info!(guild = id, count = commands.len(), "registered commands in guild");
+    }
+    Ok(())
+}
+
+/// The one place command errors are rendered: the user sees a reference, the log the cause.
+async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
+    match error {
+        poise::FrameworkError::Command { error, ctx, .. } => {
+            let reference = short_ref();
+            tracing::error!(reference, command = %ctx.command().qualified_name, error = format!("{error:#}"), "command failed");
+            let reply = poise::CreateReply::default()
+                .content(format!("Something went wrong (ref {reference}). The admins can look it up."))
+                .ephemeral(true);
+            if let Err(err) = ctx.send(reply).await {
+                tracing::warn!(error = %err, "could not tell the user about a failed command");
+            }
+        }
+        other => {
+            if let Err(err) = poise::builtins::on_error(other).await {
+                tracing::warn!(error = %err, "error while handling a framework error");
+            }
+        }
+    }
+}
+
+/// A short random reference that ties a user-facing apology to a log line.
+pub fn short_ref() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase()
+}

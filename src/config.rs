@@ -1,0 +1,393 @@
+//! Typed configuration: built-in defaults, then an optional `usher.toml`, then `USHER_*`
+//! environment variables (`__` separates nesting: `USHER_WEB__ADDR` sets `web.addr`).
+//!
+//! Rules it keeps: every key is documented in `usher.example.toml`; an unknown or ill-typed key is
+//! one precise error naming it; cross-field checks run once, here, at load; secrets are
+//! `SecretString` and serialise masked, so printing the effective config can never leak one.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+use url::Url;
+
+/// What went wrong loading the configuration. Always names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable could not be read into the typed settings.
+    #[error("configuration error: {0}")]
+    Parse(Box<figment::Error>),
+    /// A value parsed but breaks a rule.
+    #[error("configuration error: `{key}`: {message}")]
+    Invalid {
+        /// The dotted key, as written in `usher.toml`.
+        key: &'static str,
+        /// What is wrong with it and what is expected.
+        message: String,
+    },
+}
+
+/// The whole configuration of one Usher installation.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Folder holding the SQLite database, the generated secret key and the mail outbox.
+    pub data_dir: PathBuf,
+    /// Key that signs links and button ids and encrypts stored tokens. Generated into
+    /// `data_dir/secret.key` when unset.
+    #[serde(serialize_with = "mask_opt")]
+    pub secret_key: Option<SecretString>,
+    /// Public base URL of the web door (links in DMs and emails). Defaults to `http://{web.addr}`.
+    pub public_url: Option<Url>,
+    /// Folder whose template files override the built-in ones of the same name.
+    pub templates_dir: Option<PathBuf>,
+    /// Database connection.
+    pub database: DatabaseSettings,
+    /// Web door (webhooks, My Account, health, metrics).
+    pub web: WebSettings,
+    /// Discord bot.
+    pub discord: DiscordSettings,
+    /// plex.tv client.
+    pub plex: PlexSettings,
+    /// Outgoing email.
+    pub email: EmailSettings,
+    /// Durable job queue.
+    pub jobs: JobSettings,
+}
+
+/// Database connection settings.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://…` for PostgreSQL, `sqlite://…` for another SQLite file; unset means
+    /// `data_dir/usher.db`.
+    #[serde(serialize_with = "mask_url")]
+    pub url: Option<SecretString>,
+    /// Upper bound of pooled connections.
+    pub max_connections: u32,
+}
+
+/// Web door settings.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSettings {
+    /// Address to listen on.
+    pub addr: SocketAddr,
+}
+
+/// Discord bot settings. The bot stays off while `token` is unset.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscordSettings {
+    /// Bot token.
+    #[serde(serialize_with = "mask_opt")]
+    pub token: Option<SecretString>,
+    /// Guilds to register commands in; empty means global registration.
+    pub guild_ids: Vec<u64>,
+    /// Discord users who are Usher admins (guild administrators always are).
+    pub admin_user_ids: Vec<u64>,
+    /// Discord roles whose members are Usher admins.
+    pub admin_role_ids: Vec<u64>,
+}
+
+/// plex.tv client settings.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlexSettings {
+    /// Base URL of plex.tv (tests point it at a local fake).
+    pub base_url: Url,
+    /// Requests per second allowed per owner Plex account.
+    pub requests_per_second: f64,
+}
+
+/// Outgoing email settings. Without `smtp`, mail is written to the outbox folder.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailSettings {
+    /// Sender, e.g. `Usher <usher@example.com>`.
+    pub from: String,
+    /// Folder for mail when no SMTP relay is configured; default `data_dir/outbox`.
+    pub outbox_dir: Option<PathBuf>,
+    /// SMTP relay.
+    pub smtp: Option<SmtpSettings>,
+}
+
+/// SMTP relay settings.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// Relay host name.
+    pub host: String,
+    /// Port; default by `tls`: 465 for `tls`, 587 for `starttls`, 25 for `none`.
+    pub port: Option<u16>,
+    /// Login user.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Login password.
+    #[serde(default, serialize_with = "mask_opt")]
+    pub password: Option<SecretString>,
+    /// `tls` (implicit TLS), `starttls` or `none` (local relays only).
+    #[serde(default)]
+    pub tls: SmtpTls,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Implicit TLS (port 465).
+    Tls,
+    /// STARTTLS upgrade (port 587).
+    #[default]
+    Starttls,
+    /// Plain text; only for a relay on the same machine.
+    None,
+}
+
+/// Job queue settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSettings {
+    /// Concurrent job workers in this process.
+    pub workers: usize,
+    /// Seconds a claimed job stays leased before another worker may take it over.
+    pub lease_secs: u64,
+    /// Attempts before a failing job is marked dead.
+    pub max_attempts: u32,
+    /// First retry delay in seconds; doubles with each attempt (with jitter).
+    pub backoff_base_secs: u64,
+    /// Longest retry delay in seconds.
+    pub backoff_max_secs: u64,
+    /// Milliseconds between polls when no job was signalled.
+    pub poll_interval_ms: u64,
+    /// Seconds a shutdown waits for running jobs before releasing them.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./usher-data"),
+            secret_key: None,
+            public_url: None,
+            templates_dir: None,
+            database: DatabaseSettings::default(),
+            web: WebSettings::default(),
+            discord: DiscordSettings::default(),
+            plex: PlexSettings::default(),
+            email: EmailSettings::default(),
+            jobs: JobSettings::default(),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: None, max_connections: 8 }
+    }
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self { addr: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+impl Default for PlexSettings {
+    fn default() -> Self {
+        Self {
+            base_url: Url::parse("https://plex.tv").expect("constant URL"),
+            requests_per_second: 2.0,
+        }
+    }
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        Self { from: "Usher <usher@localhost>".into(), outbox_dir: None, smtp: None }
+    }
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            lease_secs: 300,
+            max_attempts: 10,
+            backoff_base_secs: 10,
+            backoff_max_secs: 6 * 3600,
+            poll_interval_ms: 1000,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// Environment variables with the `USHER_` prefix that are not configuration keys.
+const NOT_CONFIG_ENV: &[&str] = &["config", "log"];
+
+impl Settings {
+    /// Loads defaults, then `file` (when it exists, or fails when it was asked for explicitly),
+    /// then the environment, and checks the result.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::Invalid {
+                    key: "--config",
+                    message: format!("the file {} does not exist", path.display()),
+                });
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None => figment = figment.merge(Toml::file_exact("usher.toml")),
+        }
+        let env = Env::prefixed("USHER_")
+            .split("__")
+            .filter(|key| {
+                let key = key.as_str();
+                !NOT_CONFIG_ENV.contains(&key) && !key.starts_with("test_")
+            });
+        let settings: Settings = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Cross-field and range checks, run once at load.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| Err(ConfigError::Invalid { key, message: message.into() });
+        if let Some(url) = &self.database.url {
+            let url = url.expose_secret();
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
+                return invalid("database.url", "must start with postgres://, postgresql:// or sqlite:");
+            }
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if let Some(url) = &self.public_url
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            return invalid("public_url", "must be an http:// or https:// URL");
+        }
+        if !(self.plex.requests_per_second.is_finite() && self.plex.requests_per_second > 0.0) {
+            return invalid("plex.requests_per_second", "must be a number above 0");
+        }
+        if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
+            return invalid("email.from", "must be an address like `Usher <usher@example.com>`");
+        }
+        if let Some(smtp) = &self.email.smtp
+            && smtp.host.trim().is_empty()
+        {
+            return invalid("email.smtp.host", "must not be empty");
+        }
+        if self.jobs.workers == 0 {
+            return invalid("jobs.workers", "must be at least 1");
+        }
+        if self.jobs.lease_secs == 0 {
+            return invalid("jobs.lease_secs", "must be at least 1");
+        }
+        if self.jobs.max_attempts == 0 {
+            return invalid("jobs.max_attempts", "must be at least 1");
+        }
+        if self.jobs.backoff_base_secs > self.jobs.backoff_max_secs {
+            return invalid("jobs.backoff_base_secs", "must not exceed jobs.backoff_max_secs");
+        }
+        Ok(())
+    }
+
+    /// Where mail goes when no SMTP relay is configured.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.email.outbox_dir.clone().unwrap_or_else(|| self.data_dir.join("outbox"))
+    }
+
+    /// The public base URL for links.
+    pub fn public_url(&self) -> Url {
+        self.public_url.clone().unwrap_or_else(|| {
+            Url::parse(&format!("http://{}", self.web.addr)).expect("socket address forms a URL")
+        })
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("settings serialise to TOML")
+    }
+}
+
+const MASK: &str = "********";
+
+#[allow(clippy::ref_option)] // serde's serialize_with hands us `&Option<T>`.
+fn mask_opt<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_str(MASK),
+        None => s.serialize_none(),
+    }
+}
+
+#[allow(clippy::ref_option)] // serde's serialize_with hands us `&Option<T>`.
+fn mask_url<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(url) => s.serialize_str(&mask_url_password(url.expose_secret())),
+        None => s.serialize_none(),
+    }
+}
+
+/// Hides the password (and any query string, which may carry one) of a connection URL.
+pub fn mask_url_password(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some(MASK));
+            }
+            if url.query().is_some() {
+                url.set_query(Some(MASK));
+            }
+            url.to_string()
+        }
+        Err(_) => MASK.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masked_output_never_contains_a_secret() {
+        let settings = Settings {
+            secret_key: Some("k3y-value-that-must-not-show".to_string().into()),
+            database: DatabaseSettings {
+                url: Some("postgres://usher:hunter2@db.example/usher".to_string().into()),
+                max_connections: 4,
+            },
+            discord: DiscordSettings {
+                token: Some("discord-token-xyz".to_string().into()),
+                ..DiscordSettings::default()
+            },
+            ..Settings::default()
+        };
+        let out = settings.to_masked_toml();
+        for secret in ["k3y-value", "hunter2", "discord-token-xyz"] {
+            assert!(!out.contains(secret), "{secret} leaked in:\n{out}");
+        }
+        assert!(out.contains("postgres://usher:********@db.example/usher"), "{out}");
+        assert!(out.contains("[web]"), "{out}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let settings = Settings {
+            jobs: JobSettings { workers: 0, ..JobSettings::default() },
+            ..Settings::default()
+        };
+        let err = settings.check().unwrap_err().to_string();
+        assert!(err.contains("jobs.workers"), "{err}");
+    }
+}

@@ -1,0 +1,3 @@
+//! Domain types: parse, don't validate. No I/O.
+
+pub mod ids;

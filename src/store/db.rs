@@ -1,0 +1,207 @@
+//! The database handle: typed pools for SQLite (embedded default) or PostgreSQL, chosen by the
+//! URL scheme, and [`Tx`], the transaction every store function takes.
+//!
+//! Rule it keeps: SQL is written once where both backends accept it (`$1` placeholders,
+//! `ON CONFLICT`, `RETURNING`), run through [`on_tx!`](crate::on_tx), and split only where they
+//! differ. SQLite write transactions start with `BEGIN IMMEDIATE`, so two writers queue on the busy
+//! timeout instead of failing on a lock upgrade.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+use crate::config::Settings;
+
+/// Which database engine a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// A pool of connections to the one database of this installation.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// SQLite pool.
+    Sqlite(SqlitePool),
+    /// PostgreSQL pool.
+    Postgres(PgPool),
+}
+
+/// An open transaction. Dropping it without [`Tx::commit`] rolls it back.
+#[derive(Debug)]
+pub enum Tx {
+    /// SQLite transaction (started with `BEGIN IMMEDIATE`).
+    Sqlite(Transaction<'static, Sqlite>),
+    /// PostgreSQL transaction.
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs one sqlx expression against the connection inside a [`Tx`], whichever backend it is.
+/// The body is compiled once per backend, so it must be generic SQL.
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+            $crate::store::Tx::Postgres(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs one sqlx expression against a [`Db`]'s pool, whichever backend it is.
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite(p) => {
+                let $pool = p;
+                $body
+            }
+            $crate::store::Db::Postgres(p) => {
+                let $pool = p;
+                $body
+            }
+        }
+    };
+}
+
+/// How long an SQLite writer waits for the lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Db {
+    /// Connects as configured: `database.url`, or the SQLite file `data_dir/usher.db`.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        match &settings.database.url {
+            Some(url) => Self::connect_url(url.expose_secret(), settings.database.max_connections).await,
+            None => {
+                std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+                    format!("creating the data folder {}", settings.data_dir.display())
+                })?;
+                let options = sqlite_options(SqliteConnectOptions::new())
+                    .filename(settings.data_dir.join("usher.db"));
+                Self::sqlite(options, settings.database.max_connections).await
+            }
+        }
+    }
+
+    /// Connects to the database a URL names (`sqlite:` or `postgres://`).
+    pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        if url.starts_with("sqlite:") {
+            let options = sqlite_options(
+                SqliteConnectOptions::from_str(url).context("parsing the SQLite database URL")?,
+            );
+            Self::sqlite(options, max_connections).await
+        } else {
+            let options =
+                PgConnectOptions::from_str(url).context("parsing the PostgreSQL database URL")?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .context("connecting to PostgreSQL")?;
+            Ok(Self::Postgres(pool))
+        }
+    }
+
+    async fn sqlite(options: SqliteConnectOptions, max_connections: u32) -> anyhow::Result<Self> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .context("opening the SQLite database")?;
+        Ok(Self::Sqlite(pool))
+    }
+
+    /// Applies the migrations of this backend that have not run yet.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await,
+            Self::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
+        }
+        .context("applying database migrations")
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// The engine behind this handle.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        on_db!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        on_db!(self, |pool| pool.close().await);
+    }
+}
+
+/// The durability and integrity settings every SQLite connection gets: WAL journal, `NORMAL`
+/// sync (durable at checkpoints, safe against corruption), foreign keys on, a busy timeout.
+pub fn sqlite_options(options: SqliteConnectOptions) -> SqliteConnectOptions {
+    options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+}
+
+impl Tx {
+    /// Makes every change in the transaction durable.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(t) => t.commit().await,
+            Self::Postgres(t) => t.commit().await,
+        }
+    }
+
+    /// Undoes every change in the transaction.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(t) => t.rollback().await,
+            Self::Postgres(t) => t.rollback().await,
+        }
+    }
+
+    /// The engine this transaction runs on.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// True when the error is a unique-constraint violation (a lost race or a replay).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error().is_some_and(sqlx::error::DatabaseError::is_unique_violation)
+}
