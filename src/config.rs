@@ -19,7 +19,7 @@ use url::Url;
 pub enum ConfigError {
     /// The file or an environment variable could not be read into the typed settings.
     #[error("configuration error: {0}")]
-    Parse(Box<figment::Error>),
+    Parse(String),
     /// A value parsed but breaks a rule.
     #[error("configuration error: `{key}`: {message}")]
     Invalid {
@@ -241,18 +241,18 @@ impl Settings {
                 });
             }
             Some(path) => figment = figment.merge(Toml::file_exact(path)),
-            None => figment = figment.merge(Toml::file_exact("usher.toml")),
+            None => figment = figment.merge(Toml::file("usher.toml")),
         }
         let env = Env::prefixed("USHER_")
             .split("__")
             .filter(|key| {
-                let key = key.as_str();
-                !NOT_CONFIG_ENV.contains(&key) && !key.starts_with("test_")
+                let key = key.as_str().to_ascii_lowercase();
+                !NOT_CONFIG_ENV.contains(&key.as_str()) && !key.starts_with("test_")
             });
         let settings: Settings = figment
             .merge(env)
             .extract()
-            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+            .map_err(|e| ConfigError::Parse(describe(e)))?;
         settings.check()?;
         Ok(settings)
     }
@@ -319,6 +319,26 @@ impl Settings {
     pub fn to_masked_toml(&self) -> String {
         toml::to_string_pretty(self).expect("settings serialise to TOML")
     }
+}
+
+/// One line per problem: the dotted key as written in `usher.toml`, what is wrong, and where the
+/// value came from (file or environment variable).
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".").to_ascii_lowercase();
+            let source = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
+            let what = e.kind.to_string();
+            match (key.is_empty(), source.is_empty()) {
+                (true, true) => what,
+                (true, false) => format!("{what} (in {source})"),
+                (false, true) => format!("`{key}`: {what}"),
+                (false, false) => format!("`{key}`: {what} (in {source})"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 const MASK: &str = "********";

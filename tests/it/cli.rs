@@ -1,0 +1,123 @@
+//! The `usher` binary as an owner runs it: start on the embedded defaults, answer health checks,
+//! stop cleanly on SIGTERM; `config check` masks secrets; bad configuration names the key.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn usher(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_usher"));
+    cmd.current_dir(dir).env_clear().env("USHER_LOG", "info");
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn run_starts_on_the_embedded_defaults_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = usher(dir.path())
+        .arg("run")
+        .env("USHER_WEB__ADDR", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Readiness: the health check must answer within 10 s of start.
+    let started = Instant::now();
+    let client = reqwest::Client::new();
+    let health = loop {
+        match client.get(format!("http://127.0.0.1:{port}/healthz")).send().await {
+            Ok(response) => break response,
+            Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => {
+                let _ = child.kill();
+                panic!("no answer on /healthz within 10 s: {err}");
+            }
+        }
+    };
+    assert_eq!(health.status(), 200);
+
+    let metrics = client.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("usher_jobs{state=\"queued\"} 0"), "{text}");
+
+    // The SQLite file sits in ./usher-data with the schema applied, and a secret key beside it.
+    let db = dir.path().join("usher-data/usher.db");
+    assert!(db.exists(), "no database at {}", db.display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    for table in ["subscriber", "plex_identity", "owner_account", "server", "library", "library_group", "plan",
+        "plan_group", "payment", "share", "account_change_request", "webhook_event", "job", "setting", "audit_log"]
+    {
+        assert!(tables.iter().any(|t| t == table), "table {table} missing from {tables:?}");
+    }
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}; log:\n{log}", output.status);
+    assert!(log.contains("Discord bot is off"), "the log says why the bot is off:\n{log}");
+}
+
+#[test]
+fn config_check_prints_the_effective_config_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("usher.toml"),
+        "[database]\nurl = \"postgres://usher:hunter2@db.internal/usher\"\n",
+    )
+    .unwrap();
+    let output = usher(dir.path())
+        .args(["config", "check"])
+        .env("USHER_DISCORD__TOKEN", "MTIz.discord-token-value")
+        .env("USHER_SECRET_KEY", "c2VjcmV0LWtleS12YWx1ZS10aGF0LWlzLWxvbmctZW5vdWdo")
+        .env("USHER_WEB__ADDR", "0.0.0.0:9090")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for secret in ["discord-token-value", "hunter2", "c2VjcmV0LWtleS12"] {
+        assert!(!out.contains(secret), "{secret} leaked:\n{out}");
+    }
+    assert!(out.contains("addr = \"0.0.0.0:9090\""), "env overrides the default:\n{out}");
+    assert!(out.contains("postgres://usher:********@db.internal/usher"), "{out}");
+    assert!(out.contains("token = \"********\""), "{out}");
+}
+
+#[test]
+fn bad_configuration_names_the_key_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, Option<&str>, &str); 3] = [
+        ("USHER_WEB__ADDR", None, "web.addr"),
+        ("USHER_JOBS__WORKERS", None, "jobs.workers"),
+        ("", Some("[web]\nadress = \"127.0.0.1:1\"\n"), "adress"),
+    ];
+    for (var, file, key) in cases {
+        let mut cmd = usher(dir.path());
+        cmd.args(["config", "check"]);
+        match file {
+            Some(text) => std::fs::write(dir.path().join("usher.toml"), text).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(dir.path().join("usher.toml"));
+                cmd.env(var, if var.ends_with("WORKERS") { "0" } else { "not-an-address" });
+            }
+        }
+        let output = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{key}: {err}");
+        assert!(err.contains(key), "the message names `{key}`: {err}");
+    }
+}
