@@ -16,6 +16,7 @@ pub async fn help(ctx: Context<'_>) -> Result<(), Error> {
             let _ = writeln!(text, "`/{} {}` — {description}", command.name, sub.name);
         }
     }
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true)).await?;
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
     Ok(())
 }

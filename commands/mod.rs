@@ -25,8 +25,16 @@ mod tests {
         assert_eq!(names.len(), commands.len(), "duplicate command names");
         for command in &commands {
             let description = command.description.as_deref().unwrap_or_default();
-            assert!(!description.is_empty(), "/{} has no description", command.name);
-            assert!(description.chars().count() <= 100, "/{} description too long", command.name);
+            assert!(
+                !description.is_empty(),
+                "/{} has no description",
+                command.name
+            );
+            assert!(
+                description.chars().count() <= 100,
+                "/{} description too long",
+                command.name
+            );
         }
     }
 }

@@ -8,8 +8,10 @@ use anyhow::Context as _;
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::crypto::{Cipher, SecretKey, Signer, SigningKey};
 use crate::jobs::Queue;
 use crate::store::Db;
+use crate::templates::Templates;
 
 /// The running installation.
 #[derive(Clone, Debug)]
@@ -22,6 +24,14 @@ pub struct App {
     pub clock: SharedClock,
     /// The durable job queue.
     pub queue: Queue,
+    /// Signs and verifies links and lasting button ids.
+    pub signer: Signer,
+    /// Keyed digests (verification codes are stored as these).
+    pub signing_key: SigningKey,
+    /// Encrypts tokens and provider secrets at rest.
+    pub cipher: Cipher,
+    /// Every template, compiled at start.
+    pub templates: Arc<Templates>,
 }
 
 impl App {
@@ -29,17 +39,37 @@ impl App {
     pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         let db = Db::connect(&settings).await?;
         db.migrate().await?;
-        Self::assemble(settings, clock, db).context("assembling the application")
+        Self::assemble(settings, clock, db)
     }
 
-    /// Assembles an app over a database that is already migrated.
+    /// Assembles an app over a database that is already migrated: loads (or creates) the secret
+    /// key and compiles every template, so a bad key or a broken template fails here, at start.
     pub fn assemble(settings: Settings, clock: SharedClock, db: Db) -> anyhow::Result<Self> {
+        let key = if let Some(configured) = &settings.secret_key {
+            SecretKey::from_config(configured).context("`secret_key`")?
+        } else {
+            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+                format!("creating the data folder {}", settings.data_dir.display())
+            })?;
+            SecretKey::load_or_create(&settings.data_dir.join("secret.key"))?
+        };
+        let templates =
+            Templates::load(settings.templates_dir.as_deref()).context("loading templates")?;
         let queue = Queue::new(
             db.clone(),
             Arc::clone(&clock),
             settings.jobs.clone(),
             settings.plex.requests_per_second,
         );
-        Ok(Self { settings: Arc::new(settings), db, clock, queue })
+        Ok(Self {
+            settings: Arc::new(settings),
+            db,
+            clock,
+            queue,
+            signer: key.signer(),
+            signing_key: key.signing_key(),
+            cipher: key.cipher(),
+            templates: Arc::new(templates),
+        })
     }
 }

@@ -186,13 +186,18 @@ impl Default for Settings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: None, max_connections: 8 }
+        Self {
+            url: None,
+            max_connections: 8,
+        }
     }
 }
 
 impl Default for WebSettings {
     fn default() -> Self {
-        Self { addr: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
     }
 }
 
@@ -207,7 +212,11 @@ impl Default for PlexSettings {
 
 impl Default for EmailSettings {
     fn default() -> Self {
-        Self { from: "Usher <usher@localhost>".into(), outbox_dir: None, smtp: None }
+        Self {
+            from: "Usher <usher@localhost>".into(),
+            outbox_dir: None,
+            smtp: None,
+        }
     }
 }
 
@@ -243,12 +252,10 @@ impl Settings {
             Some(path) => figment = figment.merge(Toml::file_exact(path)),
             None => figment = figment.merge(Toml::file("usher.toml")),
         }
-        let env = Env::prefixed("USHER_")
-            .split("__")
-            .filter(|key| {
-                let key = key.as_str().to_ascii_lowercase();
-                !NOT_CONFIG_ENV.contains(&key.as_str()) && !key.starts_with("test_")
-            });
+        let env = Env::prefixed("USHER_").split("__").filter(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            !NOT_CONFIG_ENV.contains(&key.as_str()) && !key.starts_with("test_")
+        });
         let settings: Settings = figment
             .merge(env)
             .extract()
@@ -259,14 +266,22 @@ impl Settings {
 
     /// Cross-field and range checks, run once at load.
     pub fn check(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: &str| Err(ConfigError::Invalid { key, message: message.into() });
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
         if let Some(url) = &self.database.url {
             let url = url.expose_secret();
             if !(url.starts_with("postgres://")
                 || url.starts_with("postgresql://")
                 || url.starts_with("sqlite:"))
             {
-                return invalid("database.url", "must start with postgres://, postgresql:// or sqlite:");
+                return invalid(
+                    "database.url",
+                    "must start with postgres://, postgresql:// or sqlite:",
+                );
             }
         }
         if self.database.max_connections == 0 {
@@ -281,7 +296,10 @@ impl Settings {
             return invalid("plex.requests_per_second", "must be a number above 0");
         }
         if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
-            return invalid("email.from", "must be an address like `Usher <usher@example.com>`");
+            return invalid(
+                "email.from",
+                "must be an address like `Usher <usher@example.com>`",
+            );
         }
         if let Some(smtp) = &self.email.smtp
             && smtp.host.trim().is_empty()
@@ -298,14 +316,20 @@ impl Settings {
             return invalid("jobs.max_attempts", "must be at least 1");
         }
         if self.jobs.backoff_base_secs > self.jobs.backoff_max_secs {
-            return invalid("jobs.backoff_base_secs", "must not exceed jobs.backoff_max_secs");
+            return invalid(
+                "jobs.backoff_base_secs",
+                "must not exceed jobs.backoff_max_secs",
+            );
         }
         Ok(())
     }
 
     /// Where mail goes when no SMTP relay is configured.
     pub fn outbox_dir(&self) -> PathBuf {
-        self.email.outbox_dir.clone().unwrap_or_else(|| self.data_dir.join("outbox"))
+        self.email
+            .outbox_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("outbox"))
     }
 
     /// The public base URL for links.
@@ -328,7 +352,11 @@ fn describe(error: figment::Error) -> String {
         .into_iter()
         .map(|e| {
             let key = e.path.join(".").to_ascii_lowercase();
-            let source = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| m.name.to_string())
+                .unwrap_or_default();
             let what = e.kind.to_string();
             match (key.is_empty(), source.is_empty()) {
                 (true, true) => what,
@@ -384,7 +412,11 @@ mod tests {
         let settings = Settings {
             secret_key: Some("k3y-value-that-must-not-show".to_string().into()),
             database: DatabaseSettings {
-                url: Some("postgres://usher:hunter2@db.example/usher".to_string().into()),
+                url: Some(
+                    "postgres://usher:hunter2@db.example/usher"
+                        .to_string()
+                        .into(),
+                ),
                 max_connections: 4,
             },
             discord: DiscordSettings {
@@ -397,14 +429,20 @@ mod tests {
         for secret in ["k3y-value", "hunter2", "discord-token-xyz"] {
             assert!(!out.contains(secret), "{secret} leaked in:\n{out}");
         }
-        assert!(out.contains("postgres://usher:********@db.example/usher"), "{out}");
+        assert!(
+            out.contains("postgres://usher:********@db.example/usher"),
+            "{out}"
+        );
         assert!(out.contains("[web]"), "{out}");
     }
 
     #[test]
     fn bad_values_name_their_key() {
         let settings = Settings {
-            jobs: JobSettings { workers: 0, ..JobSettings::default() },
+            jobs: JobSettings {
+                workers: 0,
+                ..JobSettings::default()
+            },
             ..Settings::default()
         };
         let err = settings.check().unwrap_err().to_string();

@@ -8,10 +8,16 @@ pub mod app;
 pub mod bot;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod domain;
+#[cfg(feature = "fakes")]
+pub mod fakes;
+pub mod integrations;
 pub mod jobs;
 pub mod scheduler;
+pub mod services;
 pub mod store;
+pub mod templates;
 pub mod web;
 
 // The Discord surface lives at the top level (`commands/`) so it reads as the product's UI; this is

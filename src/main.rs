@@ -54,19 +54,25 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
-    let result = runtime.context("starting the async runtime").and_then(|rt| {
-        rt.block_on(async {
-            match cli.command {
-                Command::Run => run(settings).await,
-                Command::Migrate => migrate(settings).await,
-                Command::Config { action: ConfigAction::Check } => {
-                    print!("{}", settings.to_masked_toml());
-                    Ok(())
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    let result = runtime
+        .context("starting the async runtime")
+        .and_then(|rt| {
+            rt.block_on(async {
+                match cli.command {
+                    Command::Run => run(settings).await,
+                    Command::Migrate => migrate(settings).await,
+                    Command::Config {
+                        action: ConfigAction::Check,
+                    } => {
+                        print!("{}", settings.to_masked_toml());
+                        Ok(())
+                    }
                 }
-            }
-        })
-    });
+            })
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -80,12 +86,14 @@ fn main() -> ExitCode {
 fn init_tracing() {
     let filter = EnvFilter::try_from_env("USHER_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,serenity=warn,tracing::span=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let db = usher::store::Db::connect(&settings).await?;
-    db.migrate().await?;
+    usher::store::migrate_configured(&settings).await?;
     tracing::info!("database is up to date");
     Ok(())
 }
@@ -102,7 +110,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut doors: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     {
         let (app, shutdown) = (app.clone(), shutdown.clone());
-        doors.spawn(async move { ("web", web::serve(app, listener, shutdown).await.map_err(Into::into)) });
+        doors.spawn(async move {
+            (
+                "web",
+                web::serve(app, listener, shutdown)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
     }
     {
         let (app, shutdown) = (app.clone(), shutdown.clone());
@@ -111,14 +126,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             ("scheduler", Ok(()))
         });
     }
-    match app.settings.discord.token.clone() {
-        Some(token) => {
-            let (app, shutdown) = (app.clone(), shutdown.clone());
-            doors.spawn(async move { ("bot", bot::run(app, &token, shutdown).await) });
-        }
-        None => tracing::info!(
+    if let Some(token) = app.settings.discord.token.clone() {
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        doors.spawn(async move { ("bot", bot::run(app, &token, shutdown).await) });
+    } else {
+        tracing::info!(
             "Discord bot is off: no discord.token is configured (set USHER_DISCORD__TOKEN); web and jobs keep running"
-        ),
+        );
     }
 
     let mut failure = None;
@@ -134,7 +148,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     while let Some(joined) = doors.join_next().await {
         match joined {
             Ok((door, Ok(()))) => tracing::info!(door, "stopped"),
-            Ok((door, Err(err))) => tracing::error!(door, error = format!("{err:#}"), "stopped with an error"),
+            Ok((door, Err(err))) => {
+                tracing::error!(door, error = format!("{err:#}"), "stopped with an error");
+            }
             Err(err) => tracing::error!(error = %err, "a door panicked"),
         }
     }

@@ -199,15 +199,16 @@ CREATE TABLE job (
     state           TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'dead', 'parked')),
     attempts        INTEGER NOT NULL DEFAULT 0,
     max_attempts    INTEGER NOT NULL,
+    -- When it is due. While running, the lease expiry: a job whose worker died is due again then.
     run_at          TEXT NOT NULL,
-    -- Set while running: who holds the lease and until when.
+    -- Set while running: the claim that holds the lease.
     lease_token     TEXT,
-    lease_until     TEXT,
     last_error      TEXT,
     created_at      TEXT NOT NULL,
     finished_at     TEXT
 );
-CREATE INDEX job_due ON job (state, run_at);
+-- Only live jobs are indexed, so claims stay fast however many finished jobs accumulate.
+CREATE INDEX job_due ON job (run_at, id) WHERE state IN ('queued', 'running');
 
 CREATE TABLE audit_log (
     id            INTEGER PRIMARY KEY,

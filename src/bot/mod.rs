@@ -15,7 +15,11 @@ pub type Error = anyhow::Error;
 pub type Context<'a> = poise::Context<'a, Data, Error>;
 
 /// Runs the bot until `shutdown`.
-pub async fn run(app: App, token: &SecretString, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    app: App,
+    token: &SecretString,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let guild_ids = app.settings.discord.guild_ids.clone();
     let framework = poise::Framework::builder()
         .options(poise::FrameworkOptions {
@@ -55,7 +59,11 @@ async fn register(
     }
     for id in guild_ids {
         poise::builtins::register_in_guild(ctx, commands, serenity::GuildId::new(*id)).await?;
-        tracing::info!(guild = id, count = commands.len(), "registered commands in guild");
+        tracing::info!(
+            guild = id,
+            count = commands.len(),
+            "registered commands in guild"
+        );
     }
     Ok(())
 }
@@ -67,7 +75,9 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
             let reference = short_ref();
             tracing::error!(reference, command = %ctx.command().qualified_name, error = format!("{error:#}"), "command failed");
             let reply = poise::CreateReply::default()
-                .content(format!("Something went wrong (ref {reference}). The admins can look it up."))
+                .content(format!(
+                    "Something went wrong (ref {reference}). The admins can look it up."
+                ))
                 .ephemeral(true);
             if let Err(err) = ctx.send(reply).await {
                 tracing::warn!(error = %err, "could not tell the user about a failed command");

@@ -1,3 +1,23 @@
-//! Domain types: parse, don't validate. No I/O.
+//! Domain types: values that parse rather than validate. Every type here is checked once, where it
+//! enters the system (a door), and trusted afterwards; services never take a `String` where one of
+//! these exists. No I/O happens in this module tree.
 
-pub mod ids;
+mod code;
+mod discord;
+mod ids;
+mod money;
+mod plex_email;
+mod states;
+
+pub use code::{VerificationCode, VerificationCodeError};
+pub use discord::{DiscordId, DiscordIdError};
+pub use ids::{
+    ChangeRequestId, JobId, LibraryGroupId, LibraryId, OwnerAccountId, PaymentId, PlanId,
+    PlexIdentityId, ServerId, ShareId, SubscriberId,
+};
+pub use money::{Currency, CurrencyError, Money, MoneyError};
+pub use plex_email::{PlexEmail, PlexEmailError};
+pub use states::{
+    BillingPeriod, IdentityState, JobState, OwnerAccountState, ParseStateError, Provider,
+    RetireReason, ShareState,
+};

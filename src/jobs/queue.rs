@@ -41,7 +41,11 @@ pub struct NewJob {
 
 impl NewJob {
     /// A job of `kind` with JSON arguments, unique per `idempotency_key`.
-    pub fn new(kind: &'static str, payload: &impl Serialize, idempotency_key: impl Into<String>) -> Self {
+    pub fn new(
+        kind: &'static str,
+        payload: &impl Serialize,
+        idempotency_key: impl Into<String>,
+    ) -> Self {
         Self {
             kind,
             payload: serde_json::to_string(payload).expect("job payloads serialise"),
@@ -107,7 +111,10 @@ pub enum JobError {
 impl JobError {
     /// A retryable failure with the queue's own backoff.
     pub fn retry(error: impl Into<anyhow::Error>) -> Self {
-        Self::Retry { error: error.into(), after: None }
+        Self::Retry {
+            error: error.into(),
+            after: None,
+        }
     }
 }
 
@@ -151,7 +158,9 @@ struct Inner {
 
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queue").field("settings", &self.inner.settings).finish_non_exhaustive()
+        f.debug_struct("Queue")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -199,7 +208,9 @@ impl Queue {
     /// Claims the next due job, if any.
     pub async fn claim(&self) -> Result<Option<ClaimedJob>, sqlx::Error> {
         let now = self.inner.clock.now();
-        let lease = chrono::Duration::seconds(i64::try_from(self.inner.settings.lease_secs).unwrap_or(i64::MAX / 1000));
+        let lease = chrono::Duration::seconds(
+            i64::try_from(self.inner.settings.lease_secs).unwrap_or(i64::MAX / 1000),
+        );
         let token = uuid::Uuid::new_v4().to_string();
         let row = sql::claim_next(&self.inner.db, &token, now, now + lease).await?;
         Ok(row.map(|r: ClaimedJobRow| ClaimedJob {
@@ -224,7 +235,13 @@ impl Queue {
     ) -> Result<Outcome, sqlx::Error> {
         if job.attempt > job.max_attempts {
             // Its workers kept dying mid-run until the budget was spent.
-            return self.record_failure(&job, "attempts exhausted (leases expired)", AfterFailure::Dead).await;
+            return self
+                .record_failure(
+                    &job,
+                    "attempts exhausted (leases expired)",
+                    AfterFailure::Dead,
+                )
+                .await;
         }
         if let Some(key) = &job.rate_key
             && !self.wait_for_rate(key, shutdown).await
@@ -283,7 +300,12 @@ impl Queue {
         while set.join_next().await.is_some() {}
     }
 
-    async fn worker_loop(&self, worker: usize, dispatch: &dyn Dispatch, shutdown: &CancellationToken) {
+    async fn worker_loop(
+        &self,
+        worker: usize,
+        dispatch: &dyn Dispatch,
+        shutdown: &CancellationToken,
+    ) {
         let poll = Duration::from_millis(self.inner.settings.poll_interval_ms);
         while !shutdown.is_cancelled() {
             // Register for a wake-up before looking, so a job committed in between is not missed.
@@ -352,14 +374,22 @@ impl Queue {
         let settings = &self.inner.settings;
         let exp = settings
             .backoff_base_secs
-            .saturating_mul(1u64.checked_shl(attempt.saturating_sub(1)).unwrap_or(u64::MAX))
+            .saturating_mul(
+                1u64.checked_shl(attempt.saturating_sub(1))
+                    .unwrap_or(u64::MAX),
+            )
             .min(settings.backoff_max_secs)
             .max(1);
         let half_ms = exp * 500;
         Duration::from_millis(half_ms + rand::thread_rng().gen_range(0..=half_ms))
     }
 
-    async fn record_failure(&self, job: &ClaimedJob, error: &str, next: AfterFailure) -> Result<Outcome, sqlx::Error> {
+    async fn record_failure(
+        &self,
+        job: &ClaimedJob,
+        error: &str,
+        next: AfterFailure,
+    ) -> Result<Outcome, sqlx::Error> {
         let now = self.inner.clock.now();
         if !sql::update_failed(&self.inner.db, job.id, &job.lease_token, now, error, next).await? {
             return Ok(Outcome::LeaseLost);
@@ -389,5 +419,6 @@ impl Queue {
 /// A quota of `per_second` requests per second, evenly spaced (no burst beyond one), so a
 /// fractional rate such as 2.5/s is kept exactly.
 fn quota(per_second: f64) -> Quota {
-    Quota::with_period(Duration::from_secs_f64(1.0 / per_second)).expect("configured rate is positive")
+    Quota::with_period(Duration::from_secs_f64(1.0 / per_second))
+        .expect("configured rate is positive")
 }

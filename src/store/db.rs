@@ -85,17 +85,14 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 impl Db {
     /// Connects as configured: `database.url`, or the SQLite file `data_dir/usher.db`.
     pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
-        match &settings.database.url {
-            Some(url) => Self::connect_url(url.expose_secret(), settings.database.max_connections).await,
-            None => {
-                std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-                    format!("creating the data folder {}", settings.data_dir.display())
-                })?;
-                let options = sqlite_options(SqliteConnectOptions::new())
-                    .filename(settings.data_dir.join("usher.db"));
-                Self::sqlite(options, settings.database.max_connections).await
-            }
+        if let Some(url) = &settings.database.url {
+            return Self::connect_url(url.expose_secret(), settings.database.max_connections).await;
         }
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating the data folder {}", settings.data_dir.display()))?;
+        let options = sqlite_options(SqliteConnectOptions::new())
+            .filename(settings.data_dir.join("usher.db"));
+        Self::sqlite(options, settings.database.max_connections).await
     }
 
     /// Connects to the database a URL names (`sqlite:` or `postgres://`).
@@ -155,13 +152,25 @@ impl Db {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        on_db!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+        on_db!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|_| ()))
     }
 
     /// Closes every pooled connection.
     pub async fn close(&self) {
         on_db!(self, |pool| pool.close().await);
     }
+}
+
+/// Connects as configured, applies pending migrations and closes the connection again
+/// (`usher migrate`).
+pub async fn migrate_configured(settings: &Settings) -> anyhow::Result<()> {
+    let db = Db::connect(settings).await?;
+    let result = db.migrate().await;
+    db.close().await;
+    result
 }
 
 /// The durability and integrity settings every SQLite connection gets: WAL journal, `NORMAL`
@@ -203,5 +212,6 @@ impl Tx {
 
 /// True when the error is a unique-constraint violation (a lost race or a replay).
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
-    err.as_database_error().is_some_and(sqlx::error::DatabaseError::is_unique_violation)
+    err.as_database_error()
+        .is_some_and(sqlx::error::DatabaseError::is_unique_violation)
 }

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::ids::JobId;
+use crate::domain::JobId;
 use crate::on_tx;
 use crate::store::{Db, Tx};
 
@@ -59,7 +59,11 @@ pub enum AfterFailure {
 }
 
 /// Inserts a job unless one with the same idempotency key exists. True when inserted.
-pub async fn insert_job(tx: &mut Tx, job: &NewJobRow<'_>, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+pub async fn insert_job(
+    tx: &mut Tx,
+    job: &NewJobRow<'_>,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
     const SQL: &str = "INSERT INTO job (kind, payload, idempotency_key, rate_key, state, attempts, \
                        max_attempts, run_at, created_at) \
                        VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7) \
@@ -83,38 +87,55 @@ pub async fn insert_job(tx: &mut Tx, job: &NewJobRow<'_>, now: DateTime<Utc>) ->
 const CLAIM_RETURNING: &str =
     "RETURNING id, kind, payload, idempotency_key, rate_key, attempts, max_attempts";
 
-/// Claims the next due job (or one whose lease expired) for `lease_token` until `lease_until`.
+/// Claims the next due job (or one whose lease expired) for `lease_token` until `lease_until`,
+/// which becomes the job's `run_at`.
 pub async fn claim_next(
     db: &Db,
     lease_token: &str,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
 ) -> Result<Option<ClaimedJobRow>, sqlx::Error> {
-    const DUE: &str = "(state = 'queued' AND run_at <= $3) OR (state = 'running' AND lease_until <= $3)";
+    // A running job's run_at is its lease expiry, so one condition finds due and orphaned jobs.
+    const DUE: &str = "state IN ('queued', 'running') AND run_at <= $3";
     match db {
         Db::Postgres(pool) => {
             let sql = format!(
                 "UPDATE job SET state = 'running', attempts = attempts + 1, lease_token = $1, \
-                 lease_until = $2 WHERE id = (SELECT id FROM job WHERE {DUE} \
+                 run_at = $2 WHERE id = (SELECT id FROM job WHERE {DUE} \
                  ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) {CLAIM_RETURNING}"
             );
-            sqlx::query_as(&sql).bind(lease_token).bind(lease_until).bind(now).fetch_optional(pool).await
+            sqlx::query_as(&sql)
+                .bind(lease_token)
+                .bind(lease_until)
+                .bind(now)
+                .fetch_optional(pool)
+                .await
         }
         Db::Sqlite(pool) => {
             let sql = format!(
                 "UPDATE job SET state = 'running', attempts = attempts + 1, lease_token = $1, \
-                 lease_until = $2 WHERE id = (SELECT id FROM job WHERE {DUE} \
+                 run_at = $2 WHERE id = (SELECT id FROM job WHERE {DUE} \
                  ORDER BY run_at, id LIMIT 1) {CLAIM_RETURNING}"
             );
-            sqlx::query_as(&sql).bind(lease_token).bind(lease_until).bind(now).fetch_optional(pool).await
+            sqlx::query_as(&sql)
+                .bind(lease_token)
+                .bind(lease_until)
+                .bind(now)
+                .fetch_optional(pool)
+                .await
         }
     }
 }
 
 /// Marks a job done. False when the lease was lost (another worker owns the job now).
-pub async fn update_done(db: &Db, id: i64, lease_token: &str, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+pub async fn update_done(
+    db: &Db,
+    id: i64,
+    lease_token: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE job SET state = 'done', finished_at = $1, lease_token = NULL, \
-                       lease_until = NULL, last_error = NULL WHERE id = $2 AND lease_token = $3";
+                       last_error = NULL WHERE id = $2 AND lease_token = $3";
     let n = exec_fenced(db, SQL, now, id, lease_token).await?;
     Ok(n == 1)
 }
@@ -128,14 +149,14 @@ pub async fn update_failed(
     error: &str,
     next: AfterFailure,
 ) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE job SET state = $1, run_at = COALESCE($2, run_at), finished_at = $3, \
+                       last_error = $4, lease_token = NULL \
+                       WHERE id = $5 AND lease_token = $6";
     let (state, run_at, finished) = match next {
         AfterFailure::RetryAt(at) => ("queued", Some(at), None),
         AfterFailure::Dead => ("dead", None, Some(now)),
         AfterFailure::Parked => ("parked", None, None),
     };
-    const SQL: &str = "UPDATE job SET state = $1, run_at = COALESCE($2, run_at), finished_at = $3, \
-                       last_error = $4, lease_token = NULL, lease_until = NULL \
-                       WHERE id = $5 AND lease_token = $6";
     let n = crate::on_db!(db, |pool| {
         sqlx::query(SQL)
             .bind(state)
@@ -153,18 +174,32 @@ pub async fn update_failed(
 
 /// Gives a claimed job back untouched (shutdown before it ran to the end): due now, and the
 /// attempt it was charged is refunded.
-pub async fn update_released(db: &Db, id: i64, lease_token: &str, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+pub async fn update_released(
+    db: &Db,
+    id: i64,
+    lease_token: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE job SET state = 'queued', run_at = $1, attempts = attempts - 1, \
-                       lease_token = NULL, lease_until = NULL WHERE id = $2 AND lease_token = $3";
+                       lease_token = NULL WHERE id = $2 AND lease_token = $3";
     let n = exec_fenced(db, SQL, now, id, lease_token).await?;
     Ok(n == 1)
 }
 
 /// Puts parked jobs of a rate key back in the queue (after an admin fixed the cause).
-pub async fn update_unparked(tx: &mut Tx, rate_key: &str, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+pub async fn update_unparked(
+    tx: &mut Tx,
+    rate_key: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
     const SQL: &str = "UPDATE job SET state = 'queued', run_at = $1, attempts = 0, last_error = NULL \
                        WHERE state = 'parked' AND rate_key = $2";
-    Ok(on_tx!(tx, |c| sqlx::query(SQL).bind(now).bind(rate_key).execute(c).await?.rows_affected()))
+    Ok(on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(now)
+        .bind(rate_key)
+        .execute(c)
+        .await?
+        .rows_affected()))
 }
 
 /// Number of jobs in each state, for `/metrics` and the admin board.
@@ -194,13 +229,19 @@ pub struct JobStatusRow {
 pub async fn find_by_key(db: &Db, key: &str) -> Result<Option<JobStatusRow>, sqlx::Error> {
     const SQL: &str =
         "SELECT id, kind, state, attempts, run_at, last_error FROM job WHERE idempotency_key = $1";
-    crate::on_db!(db, |pool| sqlx::query_as(SQL).bind(key).fetch_optional(pool).await)
+    crate::on_db!(db, |pool| sqlx::query_as(SQL)
+        .bind(key)
+        .fetch_optional(pool)
+        .await)
 }
 
 /// Finds a job by id.
 pub async fn find_by_id(db: &Db, id: JobId) -> Result<Option<JobStatusRow>, sqlx::Error> {
     const SQL: &str = "SELECT id, kind, state, attempts, run_at, last_error FROM job WHERE id = $1";
-    crate::on_db!(db, |pool| sqlx::query_as(SQL).bind(id.get()).fetch_optional(pool).await)
+    crate::on_db!(db, |pool| sqlx::query_as(SQL)
+        .bind(id.get())
+        .fetch_optional(pool)
+        .await)
 }
 
 /// Runs a lease-fenced update that binds (time, id, lease token); returns the rows changed.
@@ -212,6 +253,12 @@ async fn exec_fenced(
     lease_token: &str,
 ) -> Result<u64, sqlx::Error> {
     Ok(crate::on_db!(db, |pool| {
-        sqlx::query(sql).bind(now).bind(id).bind(lease_token).execute(pool).await?.rows_affected()
+        sqlx::query(sql)
+            .bind(now)
+            .bind(id)
+            .bind(lease_token)
+            .execute(pool)
+            .await?
+            .rows_affected()
     }))
 }

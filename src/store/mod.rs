@@ -3,6 +3,8 @@
 
 mod db;
 pub mod jobs;
+pub mod owner_accounts;
 pub mod settings;
+pub mod subscribers;
 
-pub use db::{Backend, Db, Tx, is_unique_violation, sqlite_options};
+pub use db::{Backend, Db, Tx, is_unique_violation, migrate_configured, sqlite_options};

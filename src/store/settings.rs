@@ -9,19 +9,46 @@ use crate::store::Tx;
 /// Reads one setting.
 pub async fn find_setting(tx: &mut Tx, key: &str) -> Result<Option<String>, sqlx::Error> {
     const SQL: &str = "SELECT value FROM setting WHERE key = $1";
-    on_tx!(tx, |c| sqlx::query_scalar(SQL).bind(key).fetch_optional(c).await)
+    on_tx!(tx, |c| sqlx::query_scalar(SQL)
+        .bind(key)
+        .fetch_optional(c)
+        .await)
 }
 
 /// Writes one setting (insert or replace).
-pub async fn upsert_setting(tx: &mut Tx, key: &str, value: &str, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+pub async fn upsert_setting(
+    tx: &mut Tx,
+    key: &str,
+    value: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     const SQL: &str = "INSERT INTO setting (key, value, updated_at) VALUES ($1, $2, $3) \
                        ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
-    on_tx!(tx, |c| sqlx::query(SQL).bind(key).bind(value).bind(now).execute(c).await.map(|_| ()))
+    on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(key)
+        .bind(value)
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|_| ()))
 }
 
 /// Writes one setting only if it is not set yet; returns the value in force.
-pub async fn insert_setting_once(tx: &mut Tx, key: &str, value: &str, now: DateTime<Utc>) -> Result<String, sqlx::Error> {
+pub async fn insert_setting_once(
+    tx: &mut Tx,
+    key: &str,
+    value: &str,
+    now: DateTime<Utc>,
+) -> Result<String, sqlx::Error> {
     const SQL: &str = "INSERT INTO setting (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING";
-    on_tx!(tx, |c| sqlx::query(SQL).bind(key).bind(value).bind(now).execute(c).await.map(|_| ()))?;
-    Ok(find_setting(tx, key).await?.unwrap_or_else(|| value.to_string()))
+    on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(key)
+        .bind(value)
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|_| ()))?;
+    Ok(find_setting(tx, key)
+        .await?
+        .unwrap_or_else(|| value.to_string()))
 }

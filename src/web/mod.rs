@@ -23,7 +23,11 @@ pub fn router(app: App) -> Router {
 }
 
 /// Serves the web door on `listener` until `shutdown`, letting open requests finish.
-pub async fn serve(app: App, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(listener, router(app))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
@@ -54,7 +58,10 @@ async fn metrics(State(app): State<App>) -> Result<impl IntoResponse, StatusCode
         "# HELP usher_jobs Jobs in the durable queue, by state.\n# TYPE usher_jobs gauge\n",
     );
     for state in JOB_STATES {
-        let n = counts.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+        let n = counts
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n);
         let _ = writeln!(body, "usher_jobs{{state=\"{state}\"}} {n}");
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))

@@ -50,7 +50,9 @@ pub enum Backend {
 
 /// The moment every test starts at.
 pub fn epoch() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z").expect("constant").to_utc()
+    DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+        .expect("constant")
+        .to_utc()
 }
 
 /// A running Usher on a throwaway database.
@@ -61,8 +63,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     /// Where the web door listens.
     pub web_addr: SocketAddr,
-    /// Settings the app was built from can be re-created with this folder.
-    pub dir: tempfile::TempDir,
+    /// Keeps the temporary data folder alive as long as the app.
+    _dir: tempfile::TempDir,
     shutdown: CancellationToken,
     pg_database: Option<String>,
 }
@@ -92,18 +94,32 @@ impl TestApp {
             }
             Backend::Postgres => {
                 let (url, name) = fresh_postgres_database().await;
-                (Db::connect_url(&url, 8).await.expect("connect to the test database"), Some(name))
+                (
+                    Db::connect_url(&url, 8)
+                        .await
+                        .expect("connect to the test database"),
+                    Some(name),
+                )
             }
         };
         db.migrate().await.expect("migrations apply");
         let clock = ManualClock::new(epoch());
         let app = App::assemble(settings, Arc::new(clock.clone()), db).expect("app assembles");
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let web_addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
         tokio::spawn(usher::web::serve(app.clone(), listener, shutdown.clone()));
-        Self { app, clock, web_addr, dir, shutdown, pg_database }
+        Self {
+            app,
+            clock,
+            web_addr,
+            _dir: dir,
+            shutdown,
+            pg_database,
+        }
     }
 
     /// Base URL of the web door.
@@ -118,12 +134,17 @@ impl Drop for TestApp {
         if let Some(name) = self.pg_database.take() {
             // Drop runs outside any runtime guarantee: use a thread with its own small runtime.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
                 rt.block_on(async {
                     if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut conn)
-                            .await;
+                        let _ = sqlx::query(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .execute(&mut conn)
+                        .await;
                     }
                 });
             })

@@ -1,0 +1,425 @@
+//! The plex.tv account API client: tokens, account validation, servers, sections and shares.
+//!
+//! Owns the plex.tv routes Usher uses and their wire shapes (v2 routes as JSON, v1 routes as XML).
+//! Rule kept: every call takes the owner token as a `SecretString` and sends it only in a sensitive
+//! header; shares are always created with plex.tv-global section ids and `skipFriendship: true`.
+
+use std::fmt;
+
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::json;
+use url::Url;
+
+use super::PlexConfig;
+use super::error::{ErrorBody, PlexError};
+use super::http::{Call, Format, Http, decode_error, decode_json, decode_xml};
+use super::model::{
+    Connection, Invite, OwnedServer, PlexAccount, PlexSection, PlexSectionId, SectionKey,
+    ServerLibraries, ShareSettings, ShareState, ShareUpdate, SharedServer, SharedServerId,
+    Validation,
+};
+use super::pms::PmsClient;
+
+const USER: &str = "GET /api/v2/user";
+const VALIDATE: &str = "POST /api/users/validate";
+const RESOURCES: &str = "GET /api/v2/resources";
+const SERVER: &str = "GET /api/servers/{machineId}";
+const CREATE_SHARE: &str = "POST /api/v2/shared_servers";
+const UPDATE_SHARE: &str = "POST /api/v2/shared_servers/{id}";
+const DELETE_SHARE: &str = "DELETE /api/v2/shared_servers/{id}";
+const ACCEPTED: &str = "GET /api/v2/shared_servers/owned/accepted";
+const PENDING: &str = "GET /api/v2/shared_servers/invites/owned/pending";
+
+/// A plex.tv client for one Usher installation (one client identifier).
+#[derive(Clone)]
+pub struct PlexTvClient {
+    http: Http,
+}
+
+impl fmt::Debug for PlexTvClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlexTvClient")
+            .field("base_url", &self.http.base().as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlexTvClient {
+    /// Builds the client; fails only on an unusable configuration.
+    pub fn new(config: &PlexConfig) -> Result<Self, PlexError> {
+        Ok(Self {
+            http: Http::new(config)?,
+        })
+    }
+
+    /// A client for one Plex Media Server, sharing this client's connection pool and identity.
+    pub fn media_server(&self, base_url: Url) -> PmsClient {
+        PmsClient::from_http(self.http.rebased(base_url))
+    }
+
+    /// Tests a token: the account it belongs to, or [`PlexError::Unauthorized`].
+    pub async fn account(&self, token: &SecretString) -> Result<PlexAccount, PlexError> {
+        #[derive(Deserialize)]
+        struct Wire {
+            id: u64,
+            uuid: String,
+            username: String,
+            email: String,
+            #[serde(default)]
+            subscription: Option<Subscription>,
+        }
+        #[derive(Deserialize)]
+        struct Subscription {
+            #[serde(default)]
+            active: bool,
+        }
+        let body = self
+            .http
+            .expect_success(
+                json_call(USER, Method::GET, &["api", "v2", "user"]),
+                Some(token),
+            )
+            .await?;
+        let wire: Wire = decode_json(USER, &body, Some(token))?;
+        Ok(PlexAccount {
+            id: wire.id,
+            uuid: wire.uuid,
+            username: wire.username,
+            email: wire.email,
+            plex_pass: wire.subscription.is_some_and(|s| s.active),
+        })
+    }
+
+    /// Asks plex.tv whether an email or username is an account. A 410 means the check is
+    /// unavailable, never that the user is invalid.
+    pub async fn validate_user(
+        &self,
+        token: &SecretString,
+        email_or_username: &str,
+    ) -> Result<Validation, PlexError> {
+        let query = [("invited_email", email_or_username)];
+        let call = Call {
+            endpoint: VALIDATE,
+            method: Method::POST,
+            segments: &["api", "users", "validate"],
+            query: &query,
+            accept: Format::Xml,
+            body: None,
+        };
+        let reply = self.http.send(call, Some(token)).await?;
+        match reply.status {
+            StatusCode::GONE => return Ok(Validation::ValidationUnavailable),
+            StatusCode::OK | StatusCode::BAD_REQUEST => {
+                let answer = ErrorBody::parse(&reply.body);
+                match answer.code {
+                    Some(0) if reply.status == StatusCode::OK => return Ok(Validation::Valid),
+                    Some(code) if code != 0 => return Ok(Validation::NotAnAccount),
+                    _ if reply.status == StatusCode::OK => {
+                        return Err(decode_error(VALIDATE, "no <Response code> in reply", None));
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        Err(reply.into_error(VALIDATE, Some(token)))
+    }
+
+    /// The servers the owner account owns, with their connections.
+    pub async fn owned_servers(&self, token: &SecretString) -> Result<Vec<OwnedServer>, PlexError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Resource {
+            name: String,
+            client_identifier: String,
+            #[serde(default)]
+            provides: String,
+            #[serde(default)]
+            owned: bool,
+            #[serde(default)]
+            access_token: Option<String>,
+            #[serde(default)]
+            connections: Vec<WireConnection>,
+        }
+        #[derive(Deserialize)]
+        struct WireConnection {
+            uri: String,
+            #[serde(default)]
+            local: bool,
+            #[serde(default)]
+            relay: bool,
+        }
+        let query = [("includeHttps", "1"), ("includeRelay", "1")];
+        let call = Call {
+            query: &query,
+            ..json_call(RESOURCES, Method::GET, &["api", "v2", "resources"])
+        };
+        let body = self.http.expect_success(call, Some(token)).await?;
+        let resources: Vec<Resource> = decode_json(RESOURCES, &body, Some(token))?;
+        resources
+            .into_iter()
+            .filter(|r| r.owned && r.provides.split(',').any(|p| p.trim() == "server"))
+            .map(|r| {
+                let connections = r
+                    .connections
+                    .into_iter()
+                    .map(|c| {
+                        let uri = Url::parse(&c.uri).map_err(|e| {
+                            decode_error(RESOURCES, &format!("connection uri: {e}"), Some(token))
+                        })?;
+                        Ok(Connection {
+                            uri,
+                            local: c.local,
+                            relay: c.relay,
+                        })
+                    })
+                    .collect::<Result<_, PlexError>>()?;
+                Ok(OwnedServer {
+                    machine_identifier: r.client_identifier,
+                    name: r.name,
+                    access_token: r.access_token.map(SecretString::from),
+                    connections,
+                })
+            })
+            .collect()
+    }
+
+    /// A server's library sections with their plex.tv-global ids (the v1 XML route).
+    pub async fn server_libraries(
+        &self,
+        token: &SecretString,
+        machine_identifier: &str,
+    ) -> Result<ServerLibraries, PlexError> {
+        #[derive(Deserialize)]
+        struct Container {
+            #[serde(rename = "Server", default)]
+            servers: Vec<XmlServer>,
+        }
+        #[derive(Deserialize)]
+        struct XmlServer {
+            #[serde(rename = "@machineIdentifier")]
+            machine_identifier: String,
+            #[serde(rename = "@name", default)]
+            name: String,
+            #[serde(rename = "Section", default)]
+            sections: Vec<XmlSection>,
+        }
+        #[derive(Deserialize)]
+        struct XmlSection {
+            #[serde(rename = "@id")]
+            id: u64,
+            #[serde(rename = "@key")]
+            key: String,
+            #[serde(rename = "@title", default)]
+            title: String,
+            #[serde(rename = "@type", default)]
+            kind: String,
+        }
+        let call = Call {
+            endpoint: SERVER,
+            method: Method::GET,
+            segments: &["api", "servers", machine_identifier],
+            query: &[],
+            accept: Format::Xml,
+            body: None,
+        };
+        let body = self.http.expect_success(call, Some(token)).await?;
+        let container: Container = decode_xml(SERVER, &body, Some(token))?;
+        let server = container
+            .servers
+            .into_iter()
+            .find(|s| s.machine_identifier == machine_identifier)
+            .ok_or_else(|| decode_error(SERVER, "the reply lists no such server", None))?;
+        Ok(ServerLibraries {
+            machine_identifier: server.machine_identifier,
+            name: server.name,
+            sections: server
+                .sections
+                .into_iter()
+                .map(|s| PlexSection {
+                    id: PlexSectionId(s.id),
+                    key: SectionKey(s.key),
+                    title: s.title,
+                    kind: s.kind,
+                })
+                .collect(),
+        })
+    }
+
+    /// Shares a server with a user (v2, `skipFriendship: true`); the share starts pending.
+    pub async fn invite(
+        &self,
+        token: &SecretString,
+        invite: &Invite,
+    ) -> Result<SharedServer, PlexError> {
+        let call = Call {
+            body: Some(json!({
+                "machineIdentifier": invite.machine_identifier,
+                "invitedEmail": invite.invited,
+                "librarySectionIds": invite.library_ids,
+                "settings": invite.settings,
+                "skipFriendship": true,
+            })),
+            ..json_call(CREATE_SHARE, Method::POST, &["api", "v2", "shared_servers"])
+        };
+        let body = self.http.expect_success(call, Some(token)).await?;
+        let share: WireShare = decode_json(CREATE_SHARE, &body, Some(token))?;
+        Ok(share.into())
+    }
+
+    /// Replaces a share's libraries and settings (send the full settings every time).
+    pub async fn update_share(
+        &self,
+        token: &SecretString,
+        share: SharedServerId,
+        update: &ShareUpdate,
+    ) -> Result<(), PlexError> {
+        let id = share.to_string();
+        let segments = ["api", "v2", "shared_servers", &id];
+        let call = Call {
+            body: Some(json!({
+                "settings": update.settings,
+                "librarySectionIds": update.library_ids,
+            })),
+            ..json_call(UPDATE_SHARE, Method::POST, &segments)
+        };
+        self.http.expect_success(call, Some(token)).await?;
+        Ok(())
+    }
+
+    /// Removes a share, accepted or pending.
+    pub async fn delete_share(
+        &self,
+        token: &SecretString,
+        share: SharedServerId,
+    ) -> Result<(), PlexError> {
+        let id = share.to_string();
+        let segments = ["api", "v2", "shared_servers", &id];
+        let call = json_call(DELETE_SHARE, Method::DELETE, &segments);
+        self.http.expect_success(call, Some(token)).await?;
+        Ok(())
+    }
+
+    /// The accepted shares of one server.
+    pub async fn accepted_shares(
+        &self,
+        token: &SecretString,
+        machine_identifier: &str,
+    ) -> Result<Vec<SharedServer>, PlexError> {
+        let segments = ["api", "v2", "shared_servers", "owned", "accepted"];
+        let body = self
+            .http
+            .expect_success(json_call(ACCEPTED, Method::GET, &segments), Some(token))
+            .await?;
+        let shares: Vec<WireShare> = decode_json(ACCEPTED, &body, Some(token))?;
+        Ok(shares
+            .into_iter()
+            .filter(|s| s.machine_identifier == machine_identifier)
+            .map(SharedServer::from)
+            .collect())
+    }
+
+    /// The invites to one server that are still waiting for the user to accept.
+    pub async fn pending_invites(
+        &self,
+        token: &SecretString,
+        machine_identifier: &str,
+    ) -> Result<Vec<SharedServer>, PlexError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct WireInvite {
+            #[serde(default)]
+            shared_servers: Vec<WireShare>,
+        }
+        let segments = ["api", "v2", "shared_servers", "invites", "owned", "pending"];
+        let body = self
+            .http
+            .expect_success(json_call(PENDING, Method::GET, &segments), Some(token))
+            .await?;
+        let invites: Vec<WireInvite> = decode_json(PENDING, &body, Some(token))?;
+        Ok(invites
+            .into_iter()
+            .flat_map(|i| i.shared_servers)
+            .filter(|s| s.machine_identifier == machine_identifier)
+            .map(|s| SharedServer {
+                state: ShareState::Pending,
+                ..s.into()
+            })
+            .collect())
+    }
+}
+
+fn json_call<'a>(endpoint: &'static str, method: Method, segments: &'a [&'a str]) -> Call<'a> {
+    Call {
+        endpoint,
+        method,
+        segments,
+        query: &[],
+        accept: Format::Json,
+        body: None,
+    }
+}
+
+/// A v2 share object, as `POST /api/v2/shared_servers` and the share listings return it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireShare {
+    id: u64,
+    machine_identifier: String,
+    #[serde(default)]
+    invited_id: Option<u64>,
+    #[serde(default)]
+    invited_email: Option<String>,
+    #[serde(default)]
+    invited: Option<WireInvited>,
+    #[serde(default)]
+    accepted: bool,
+    #[serde(default)]
+    sharing_settings: Option<ShareSettings>,
+    #[serde(default)]
+    libraries: Vec<WireLibrary>,
+    #[serde(default)]
+    all_libraries: bool,
+}
+
+#[derive(Deserialize)]
+struct WireInvited {
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireLibrary {
+    id: u64,
+}
+
+impl From<WireShare> for SharedServer {
+    fn from(wire: WireShare) -> Self {
+        let invited = wire.invited.unwrap_or(WireInvited {
+            id: None,
+            username: None,
+            email: None,
+        });
+        Self {
+            id: SharedServerId(wire.id),
+            machine_identifier: wire.machine_identifier,
+            invited_id: wire.invited_id.or(invited.id),
+            invited_email: wire.invited_email.or(invited.email),
+            invited_username: invited.username,
+            state: if wire.accepted {
+                ShareState::Accepted
+            } else {
+                ShareState::Pending
+            },
+            library_ids: wire.libraries.iter().map(|l| PlexSectionId(l.id)).collect(),
+            all_libraries: wire.all_libraries,
+            settings: wire.sharing_settings.unwrap_or_default(),
+        }
+    }
+}

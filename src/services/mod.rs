@@ -1,0 +1,4 @@
+//! Use cases: one function per thing a person does. They take a transaction (the caller commits),
+//! return typed results and typed errors that each door renders its own way.
+
+pub mod placement;

@@ -1,0 +1,125 @@
+//! Subscribers and their Plex identities.
+//!
+//! Rule it keeps (enforced by the schema too): a normalised Plex email is linked at most once,
+//! ever; a retired or banned identity never becomes active again; a subscriber has at most one
+//! active identity.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{DiscordId, PlexEmail, RetireReason};
+use crate::domain::{PlexIdentityId, SubscriberId};
+use crate::on_tx;
+use crate::store::Tx;
+
+/// Creates a subscriber for a Discord user.
+pub async fn insert_subscriber(
+    tx: &mut Tx,
+    discord_id: DiscordId,
+    display_name: &str,
+    now: DateTime<Utc>,
+) -> Result<SubscriberId, sqlx::Error> {
+    const SQL: &str = "INSERT INTO subscriber (discord_id, display_name, created_at, updated_at) \
+                       VALUES ($1, $2, $3, $3) RETURNING id";
+    let id: i64 = on_tx!(tx, |c| {
+        sqlx::query_scalar(SQL)
+            .bind(discord_id.to_db())
+            .bind(display_name)
+            .bind(now)
+            .fetch_one(c)
+            .await?
+    });
+    Ok(SubscriberId::new(id))
+}
+
+/// A Plex identity as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IdentityRow {
+    /// Row id.
+    pub id: i64,
+    /// Owner of the identity.
+    pub subscriber_id: i64,
+    /// Normalised email or username.
+    pub email_norm: String,
+    /// plex.tv user id, when known.
+    pub plex_user_id: Option<i64>,
+    /// `active`, `retired` or `banned`.
+    pub state: String,
+    /// Why it stopped being active.
+    pub retire_reason: Option<String>,
+}
+
+/// Links a Plex identity to a subscriber as their active one. Fails with a unique violation when
+/// the email was ever linked before (to anyone, in any state) or the subscriber already has an
+/// active identity.
+pub async fn insert_identity(
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+    email: &PlexEmail,
+    plex_user_id: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<PlexIdentityId, sqlx::Error> {
+    const SQL: &str = "INSERT INTO plex_identity (subscriber_id, email_norm, plex_user_id, state, created_at) \
+                       VALUES ($1, $2, $3, 'active', $4) RETURNING id";
+    let id: i64 = on_tx!(tx, |c| {
+        sqlx::query_scalar(SQL)
+            .bind(subscriber.get())
+            .bind(email.as_str())
+            .bind(plex_user_id)
+            .bind(now)
+            .fetch_one(c)
+            .await?
+    });
+    Ok(PlexIdentityId::new(id))
+}
+
+/// Retires an active identity for good. False when it was not active.
+pub async fn update_identity_retired(
+    tx: &mut Tx,
+    id: PlexIdentityId,
+    reason: RetireReason,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE plex_identity SET state = $1, retire_reason = $2, retired_at = $3 \
+                       WHERE id = $4 AND state = 'active'";
+    let state = match reason {
+        RetireReason::Changed => "retired",
+        RetireReason::Banned => "banned",
+    };
+    let n = on_tx!(tx, |c| {
+        sqlx::query(SQL)
+            .bind(state)
+            .bind(reason.as_str())
+            .bind(now)
+            .bind(id.get())
+            .execute(c)
+            .await?
+            .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Finds the identity ever linked under this email, in any state.
+pub async fn find_identity_by_email(
+    tx: &mut Tx,
+    email: &PlexEmail,
+) -> Result<Option<IdentityRow>, sqlx::Error> {
+    const SQL: &str = "SELECT id, subscriber_id, email_norm, plex_user_id, state, retire_reason \
+                       FROM plex_identity WHERE email_norm = $1";
+    on_tx!(tx, |c| sqlx::query_as(SQL)
+        .bind(email.as_str())
+        .fetch_optional(c)
+        .await)
+}
+
+/// Finds a subscriber's active identity.
+pub async fn find_active_identity(
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+) -> Result<Option<IdentityRow>, sqlx::Error> {
+    const SQL: &str = "SELECT id, subscriber_id, email_norm, plex_user_id, state, retire_reason \
+                       FROM plex_identity WHERE subscriber_id = $1 AND state = 'active'";
+    on_tx!(tx, |c| sqlx::query_as(SQL)
+        .bind(subscriber.get())
+        .fetch_optional(c)
+        .await)
+}
