@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::crypto::{Cipher, SecretKey, Signer, SigningKey};
+use crate::integrations::plex::{PlexConfig, PlexTvClient};
 use crate::jobs::Queue;
 use crate::store::Db;
 use crate::templates::Templates;
@@ -32,19 +33,24 @@ pub struct App {
     pub cipher: Cipher,
     /// Every template, compiled at start.
     pub templates: Arc<Templates>,
+    /// The plex.tv client (owner tokens are passed per call).
+    pub plex: PlexTvClient,
 }
+
+/// Settings-table key of the installation's stable `X-Plex-Client-Identifier`.
+const PLEX_CLIENT_ID_KEY: &str = "plex_client_identifier";
 
 impl App {
     /// Connects to the database, applies migrations and assembles the services.
     pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         let db = Db::connect(&settings).await?;
         db.migrate().await?;
-        Self::assemble(settings, clock, db)
+        Self::assemble(settings, clock, db).await
     }
 
     /// Assembles an app over a database that is already migrated: loads (or creates) the secret
     /// key and compiles every template, so a bad key or a broken template fails here, at start.
-    pub fn assemble(settings: Settings, clock: SharedClock, db: Db) -> anyhow::Result<Self> {
+    pub async fn assemble(settings: Settings, clock: SharedClock, db: Db) -> anyhow::Result<Self> {
         let key = if let Some(configured) = &settings.secret_key {
             SecretKey::from_config(configured).context("`secret_key`")?
         } else {
@@ -55,6 +61,14 @@ impl App {
         };
         let templates =
             Templates::load(settings.templates_dir.as_deref()).context("loading templates")?;
+        let plex = PlexTvClient::new(&PlexConfig {
+            base_url: settings.plex.base_url.clone(),
+            client_identifier: installation_id(&db, &clock).await?,
+            product: "Usher".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            timeout: std::time::Duration::from_secs(30),
+        })
+        .context("building the plex.tv client")?;
         let queue = Queue::new(
             db.clone(),
             Arc::clone(&clock),
@@ -70,6 +84,24 @@ impl App {
             signing_key: key.signing_key(),
             cipher: key.cipher(),
             templates: Arc::new(templates),
+            plex,
         })
     }
+}
+
+/// The installation's stable client identifier: generated on first start, then always the same,
+/// because plex.tv ties devices (and rate limits) to it.
+async fn installation_id(db: &Db, clock: &SharedClock) -> anyhow::Result<String> {
+    let mut tx = db.begin().await?;
+    let fresh = uuid::Uuid::new_v4().to_string();
+    let id = crate::store::settings::insert_setting_once(
+        &mut tx,
+        PLEX_CLIENT_ID_KEY,
+        &fresh,
+        clock.now(),
+    )
+    .await
+    .context("reading the installation id")?;
+    tx.commit().await?;
+    Ok(id)
 }

@@ -2,6 +2,7 @@
 //! enters the system (a door), and trusted afterwards; services never take a `String` where one of
 //! these exists. No I/O happens in this module tree.
 
+mod actor;
 mod code;
 mod discord;
 mod ids;
@@ -9,6 +10,7 @@ mod money;
 mod plex_email;
 mod states;
 
+pub use actor::Actor;
 pub use code::{VerificationCode, VerificationCodeError};
 pub use discord::{DiscordId, DiscordIdError};
 pub use ids::{

@@ -176,6 +176,8 @@ struct Server {
     seeded: FakeServer,
     owner_id: u64,
     share_limit: usize,
+    /// Plex numbers sections upwards and never reuses a deleted section's key.
+    next_library_key: u64,
 }
 
 struct State {
@@ -387,8 +389,62 @@ impl FakePlex {
             seeded: seeded.clone(),
             owner_id,
             share_limit: DEFAULT_SHARE_LIMIT,
+            next_library_key: libraries.len() as u64 + 1,
         });
         seeded
+    }
+
+    /// Adds a library to a seeded server (as if the owner created one) and returns it.
+    pub fn add_library(&self, machine_identifier: &str, title: &str, kind: &str) -> FakeLibrary {
+        let mut state = lock(&self.state);
+        let global_id = state.next_section_id;
+        state.next_section_id += 1;
+        let server = state
+            .servers
+            .iter_mut()
+            .find(|s| s.seeded.machine_identifier == machine_identifier)
+            .expect("add_library: unknown server");
+        let next_key = server.next_library_key;
+        server.next_library_key += 1;
+        let library = FakeLibrary {
+            global_id,
+            key: next_key.to_string(),
+            title: title.to_owned(),
+            kind: kind.to_owned(),
+            uuid: uuid::Uuid::new_v4().to_string(),
+        };
+        server.seeded.libraries.push(library.clone());
+        library
+    }
+
+    /// A seeded server's libraries as (global id, local key), in key order.
+    pub fn all_servers_libraries(&self, machine_identifier: &str) -> Vec<(u64, String)> {
+        let state = lock(&self.state);
+        let mut libraries: Vec<_> = state
+            .servers
+            .iter()
+            .filter(|s| s.seeded.machine_identifier == machine_identifier)
+            .flat_map(|s| {
+                s.seeded
+                    .libraries
+                    .iter()
+                    .map(|l| (l.global_id, l.key.clone()))
+            })
+            .collect();
+        libraries.sort_by(|a, b| a.1.cmp(&b.1));
+        libraries
+    }
+
+    /// Deletes a library from a seeded server by its local key.
+    pub fn remove_library(&self, machine_identifier: &str, key: &str) {
+        let mut state = lock(&self.state);
+        if let Some(server) = state
+            .servers
+            .iter_mut()
+            .find(|s| s.seeded.machine_identifier == machine_identifier)
+        {
+            server.seeded.libraries.retain(|l| l.key != key);
+        }
     }
 
     /// Sets how many shares (pending included) a server accepts.

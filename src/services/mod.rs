@@ -2,3 +2,4 @@
 //! return typed results and typed errors that each door renders its own way.
 
 pub mod placement;
+pub mod plex_admin;

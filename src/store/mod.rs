@@ -1,10 +1,13 @@
 //! All SQL lives here, one module per aggregate. Functions are `find_*`, `insert_*`, `update_*`;
 //! they take a [`Tx`] (the caller commits) and return rows mapped to domain types.
 
+pub mod audit;
 mod db;
 pub mod jobs;
 pub mod owner_accounts;
+pub mod servers;
 pub mod settings;
+pub mod shares;
 pub mod subscribers;
 
 pub use db::{Backend, Db, Tx, is_unique_violation, migrate_configured, sqlite_options};

@@ -52,3 +52,83 @@ pub async fn find_token_enc(
         .fetch_optional(c)
         .await)
 }
+
+/// An owner account as stored (the token stays sealed).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OwnerAccountRow {
+    /// Row id.
+    pub id: i64,
+    /// Plex username.
+    pub name: String,
+    /// plex.tv user id.
+    pub plex_user_id: Option<i64>,
+    /// The sealed token.
+    pub token_enc: String,
+    /// Plex Pass.
+    pub plex_pass: bool,
+    /// `active`, `banned` or `removed`.
+    pub state: String,
+}
+
+/// One owner account.
+pub async fn find_owner_account(
+    tx: &mut Tx,
+    id: OwnerAccountId,
+) -> Result<Option<OwnerAccountRow>, sqlx::Error> {
+    const SQL: &str = "SELECT id, name, plex_user_id, token_enc, plex_pass, state FROM owner_account WHERE id = $1";
+    on_tx!(tx, |c| sqlx::query_as(SQL)
+        .bind(id.get())
+        .fetch_optional(c)
+        .await)
+}
+
+/// Every owner account, in id order.
+pub async fn find_owner_accounts(tx: &mut Tx) -> Result<Vec<OwnerAccountRow>, sqlx::Error> {
+    const SQL: &str =
+        "SELECT id, name, plex_user_id, token_enc, plex_pass, state FROM owner_account ORDER BY id";
+    on_tx!(tx, |c| sqlx::query_as(SQL).fetch_all(c).await)
+}
+
+/// Moves an active account to `banned` or `removed`, stamping when. False when it was not active
+/// (or, for `removed`, already removed).
+pub async fn update_owner_state(
+    tx: &mut Tx,
+    id: OwnerAccountId,
+    state: crate::domain::OwnerAccountState,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    use crate::domain::OwnerAccountState as S;
+    let sql = match state {
+        S::Banned => {
+            "UPDATE owner_account SET state = 'banned', banned_at = $1 WHERE id = $2 AND state = 'active'"
+        }
+        S::Removed => {
+            "UPDATE owner_account SET state = 'removed', removed_at = $1 WHERE id = $2 AND state <> 'removed'"
+        }
+        S::Active => return Ok(false),
+    };
+    let n = on_tx!(tx, |c| sqlx::query(sql)
+        .bind(now)
+        .bind(id.get())
+        .execute(c)
+        .await?
+        .rows_affected());
+    Ok(n == 1)
+}
+
+/// Marks every live share on the account's servers removed (the account is gone, so there is
+/// nothing to call on plex.tv); returns how many.
+pub async fn update_shares_removed_for_owner(
+    tx: &mut Tx,
+    id: OwnerAccountId,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    const SQL: &str = "UPDATE share SET state = 'removed', removed_at = $1, updated_at = $1 \
+                       WHERE state <> 'removed' AND server_id IN (SELECT id FROM server WHERE owner_account_id = $2)";
+    Ok(on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(now)
+        .bind(id.get())
+        .execute(c)
+        .await?
+        .rows_affected()))
+}

@@ -6,6 +6,7 @@
 
 mod cli;
 mod helpers;
+mod plex_admin;
 mod plex_client;
 mod queue;
 mod store;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use usher::App;
 use usher::clock::ManualClock;
 use usher::config::Settings;
+use usher::fakes::plex::FakePlex;
 use usher::store::Db;
 
 /// Generates one `#[tokio::test]` per backend for each listed `async fn name(backend: Backend)`.
@@ -63,6 +64,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     /// Where the web door listens.
     pub web_addr: SocketAddr,
+    /// The fake plex.tv (and Plex Media Servers) the app talks to.
+    pub plex: FakePlex,
     /// Keeps the temporary data folder alive as long as the app.
     _dir: tempfile::TempDir,
     shutdown: CancellationToken,
@@ -78,10 +81,12 @@ impl TestApp {
     /// Starts an app after `tweak` adjusted the test settings.
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        let plex = FakePlex::start().await;
         let mut settings = Settings {
             data_dir: dir.path().join("data"),
             ..Settings::default()
         };
+        settings.plex.base_url = plex.base_url();
         settings.jobs.poll_interval_ms = 50;
         settings.plex.requests_per_second = 1000.0;
         tweak(&mut settings);
@@ -104,7 +109,9 @@ impl TestApp {
         };
         db.migrate().await.expect("migrations apply");
         let clock = ManualClock::new(epoch());
-        let app = App::assemble(settings, Arc::new(clock.clone()), db).expect("app assembles");
+        let app = App::assemble(settings, Arc::new(clock.clone()), db)
+            .await
+            .expect("app assembles");
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -116,6 +123,7 @@ impl TestApp {
             app,
             clock,
             web_addr,
+            plex,
             _dir: dir,
             shutdown,
             pg_database,

@@ -1,0 +1,564 @@
+//! Admin use cases for the Plex side: owner accounts, servers, libraries, library groups, plans.
+//!
+//! Rules it keeps: an owner token is tested against plex.tv before it is stored, stored only
+//! sealed, and never echoed (replies name the account, not the token); removing or banning an
+//! owner account keeps every subscriber's data and ends only their assignment to its servers;
+//! remote calls happen before the transaction opens, never inside it; every change writes an audit
+//! entry in its own transaction.
+
+use anyhow::Context as _;
+use secrecy::SecretString;
+
+use crate::app::App;
+use crate::domain::{
+    Actor, BillingPeriod, LibraryGroupId, LibraryId, Money, OwnerAccountId, OwnerAccountState,
+    PlanId, ServerId,
+};
+use crate::integrations::plex::{PlexError, Retry};
+use crate::store::owner_accounts::{self, NewOwnerAccount};
+use crate::store::servers::{self, LibraryFromPlex, NewPlan, NewServer, ServerFlags};
+use crate::store::{Tx, audit, is_unique_violation};
+
+/// Plex refuses shares at about 99 users including Home users.
+pub const MAX_USERS_CEILING: i32 = 99;
+
+/// What an admin did wrong or what stands in the way; each variant is a message for the admin.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// plex.tv refused the token.
+    #[error(
+        "plex.tv did not accept that token; sign in to Plex as the owner, copy a fresh token and try again"
+    )]
+    TokenRejected,
+    /// The owner account's stored token stopped working.
+    #[error(
+        "plex.tv no longer accepts the token of owner account {0}; add the account again with a fresh token"
+    )]
+    StoredTokenRejected(String),
+    /// The same Plex account is added already.
+    #[error("the Plex account {0} is already added")]
+    AccountAlreadyAdded(String),
+    /// No such owner account.
+    #[error("there is no owner Plex account #{0}")]
+    NoSuchAccount(OwnerAccountId),
+    /// The account is banned or removed.
+    #[error("owner account {name} is {state}; add a new account instead")]
+    AccountNotActive {
+        /// Account name.
+        name: String,
+        /// Its state.
+        state: String,
+    },
+    /// The account owns no such server.
+    #[error(
+        "the Plex account {account} owns no server called or identified as `{wanted}`; it owns: {owned}"
+    )]
+    ServerNotOwned {
+        /// Account name.
+        account: String,
+        /// What the admin asked for.
+        wanted: String,
+        /// What it does own.
+        owned: String,
+    },
+    /// The server is added already.
+    #[error("the server {0} is already added")]
+    ServerAlreadyAdded(String),
+    /// No such server.
+    #[error("there is no server #{0}")]
+    NoSuchServer(ServerId),
+    /// No such library.
+    #[error("there is no library #{0}")]
+    NoSuchLibrary(LibraryId),
+    /// Capacity out of range.
+    #[error(
+        "max users must be from 1 to {MAX_USERS_CEILING} (Plex refuses shares at about 99 users, Home users included)"
+    )]
+    BadCapacity,
+    /// Duplicate group name.
+    #[error("a library group called {0} exists already")]
+    GroupExists(String),
+    /// Duplicate plan name.
+    #[error("a plan called {0} exists already")]
+    PlanExists(String),
+    /// Empty name.
+    #[error("the name must not be empty")]
+    EmptyName,
+    /// A plan needs at least one stream.
+    #[error("a plan allows at least one stream")]
+    BadStreams,
+    /// plex.tv is down or rate limiting.
+    #[error("plex.tv is not answering right now; try again in a minute")]
+    PlexUnavailable,
+    /// plex.tv retired an endpoint Usher uses.
+    #[error("plex.tv retired an endpoint this version of Usher uses; update Usher")]
+    PlexEndpointRetired,
+    /// Anything else: logged with its cause, shown as a reference.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for AdminError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Unexpected(anyhow::Error::new(err).context("database"))
+    }
+}
+
+/// Maps a plex.tv failure on a call made with a stored owner token.
+fn plex_failure(err: PlexError, account: &str) -> AdminError {
+    match err {
+        PlexError::Unauthorized => AdminError::StoredTokenRejected(account.to_string()),
+        PlexError::Gone { .. } => AdminError::PlexEndpointRetired,
+        other if matches!(other.retry(), Retry::After(_)) => AdminError::PlexUnavailable,
+        other => AdminError::Unexpected(anyhow::Error::new(other).context("plex.tv")),
+    }
+}
+
+/// An added owner account, as shown to the admin (never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerAccountAdded {
+    /// New id.
+    pub id: OwnerAccountId,
+    /// Plex username.
+    pub name: String,
+    /// Whether it has Plex Pass.
+    pub plex_pass: bool,
+}
+
+/// Tests a token against plex.tv and stores the account it belongs to, token sealed.
+pub async fn add_owner_account(
+    app: &App,
+    actor: &Actor,
+    token: &SecretString,
+) -> Result<OwnerAccountAdded, AdminError> {
+    let account = match app.plex.account(token).await {
+        Ok(account) => account,
+        Err(PlexError::Unauthorized) => return Err(AdminError::TokenRejected),
+        Err(err) => return Err(plex_failure(err, "(new)")),
+    };
+    let sealed = app
+        .cipher
+        .encrypt(secrecy::ExposeSecret::expose_secret(token));
+    let plex_user_id = i64::try_from(account.id).context("plex.tv user id out of range")?;
+    let mut tx = app.db.begin().await?;
+    let row = NewOwnerAccount {
+        name: &account.username,
+        plex_user_id: Some(plex_user_id),
+        token_enc: &sealed,
+        plex_pass: account.plex_pass,
+    };
+    let id = match owner_accounts::insert_owner_account(&mut tx, &row, app.clock.now()).await {
+        Ok(id) => id,
+        Err(err) if is_unique_violation(&err) => {
+            return Err(AdminError::AccountAlreadyAdded(account.username));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let detail = serde_json::json!({ "owner_account": id, "name": account.username, "plex_pass": account.plex_pass });
+    audit::insert_audit(
+        &mut tx,
+        actor,
+        None,
+        "owner_account.add",
+        &detail,
+        app.clock.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(OwnerAccountAdded {
+        id,
+        name: account.username,
+        plex_pass: account.plex_pass,
+    })
+}
+
+/// What removing an owner account changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerAccountRemoved {
+    /// Shares that were live on its servers and are now marked removed.
+    pub shares_removed: u64,
+}
+
+/// Removes an owner account (after a ban): its servers take nobody any more and every share on
+/// them ends; subscribers, identities, payments and history stay.
+pub async fn remove_owner_account(
+    app: &App,
+    actor: &Actor,
+    id: OwnerAccountId,
+) -> Result<OwnerAccountRemoved, AdminError> {
+    let mut tx = app.db.begin().await?;
+    let account = owner_accounts::find_owner_account(&mut tx, id)
+        .await?
+        .ok_or(AdminError::NoSuchAccount(id))?;
+    if !owner_accounts::update_owner_state(&mut tx, id, OwnerAccountState::Removed, app.clock.now())
+        .await?
+    {
+        return Err(AdminError::AccountNotActive {
+            name: account.name,
+            state: account.state,
+        });
+    }
+    let shares_removed =
+        owner_accounts::update_shares_removed_for_owner(&mut tx, id, app.clock.now()).await?;
+    let detail = serde_json::json!({ "owner_account": id, "name": account.name, "shares_removed": shares_removed });
+    audit::insert_audit(
+        &mut tx,
+        actor,
+        None,
+        "owner_account.remove",
+        &detail,
+        app.clock.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(OwnerAccountRemoved { shares_removed })
+}
+
+/// Marks an owner account banned by Plex: its servers stop taking anyone (placement skips
+/// them), identities retired from now on are recorded as banned, and its shares stay on record
+/// until the admin removes the account.
+pub async fn mark_owner_banned(
+    app: &App,
+    actor: &Actor,
+    id: OwnerAccountId,
+) -> Result<(), AdminError> {
+    let mut tx = app.db.begin().await?;
+    let account = owner_accounts::find_owner_account(&mut tx, id)
+        .await?
+        .ok_or(AdminError::NoSuchAccount(id))?;
+    if !owner_accounts::update_owner_state(&mut tx, id, OwnerAccountState::Banned, app.clock.now())
+        .await?
+    {
+        return Err(AdminError::AccountNotActive {
+            name: account.name,
+            state: account.state,
+        });
+    }
+    let detail = serde_json::json!({ "owner_account": id, "name": account.name });
+    audit::insert_audit(
+        &mut tx,
+        actor,
+        None,
+        "owner_account.ban",
+        &detail,
+        app.clock.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Reads an active owner account and opens its sealed token.
+async fn active_account(
+    app: &App,
+    tx: &mut Tx,
+    id: OwnerAccountId,
+) -> Result<(owner_accounts::OwnerAccountRow, SecretString), AdminError> {
+    let account = owner_accounts::find_owner_account(tx, id)
+        .await?
+        .ok_or(AdminError::NoSuchAccount(id))?;
+    if account.state != OwnerAccountState::Active.as_str() {
+        return Err(AdminError::AccountNotActive {
+            name: account.name,
+            state: account.state,
+        });
+    }
+    let token = app
+        .cipher
+        .decrypt(&account.token_enc)
+        .context("opening a stored owner token")?;
+    Ok((account, token))
+}
+
+/// What adding a server did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAdded {
+    /// New id.
+    pub id: ServerId,
+    /// Plex's name for it.
+    pub name: String,
+    /// Libraries found.
+    pub libraries: usize,
+}
+
+/// Adds a server the owner account owns (by name, case-insensitive, or machine identifier) and
+/// reads its libraries. It starts enabled and open to new subscriptions with 95 users.
+pub async fn add_server(
+    app: &App,
+    actor: &Actor,
+    owner: OwnerAccountId,
+    wanted: &str,
+) -> Result<ServerAdded, AdminError> {
+    let (account, token) = {
+        let mut tx = app.db.begin().await?;
+        active_account(app, &mut tx, owner).await?
+    };
+    let on_account = app
+        .plex
+        .owned_servers(&token)
+        .await
+        .map_err(|e| plex_failure(e, &account.name))?;
+    let wanted = wanted.trim();
+    let Some(server) = on_account
+        .iter()
+        .find(|s| s.machine_identifier == wanted || s.name.eq_ignore_ascii_case(wanted))
+    else {
+        let names: Vec<_> = on_account.iter().map(|s| s.name.as_str()).collect();
+        return Err(AdminError::ServerNotOwned {
+            account: account.name,
+            wanted: wanted.to_string(),
+            owned: if names.is_empty() {
+                "no servers".into()
+            } else {
+                names.join(", ")
+            },
+        });
+    };
+    let libraries = app
+        .plex
+        .server_libraries(&token, &server.machine_identifier)
+        .await
+        .map_err(|e| plex_failure(e, &account.name))?;
+    // Prefer a direct public address, then any direct one, then a relay.
+    let url = server
+        .connections
+        .iter()
+        .min_by_key(|c| (c.relay, c.local))
+        .map(|c| c.uri.to_string());
+
+    let mut tx = app.db.begin().await?;
+    let row = NewServer {
+        owner,
+        machine_id: &server.machine_identifier,
+        name: &server.name,
+        url: url.as_deref(),
+    };
+    let id = match servers::insert_server(&mut tx, &row, app.clock.now()).await {
+        Ok(id) => id,
+        Err(err) if is_unique_violation(&err) => {
+            return Err(AdminError::ServerAlreadyAdded(server.name.clone()));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    store_libraries(&mut tx, id, &libraries.sections).await?;
+    let detail = serde_json::json!({ "server": id, "name": server.name, "libraries": libraries.sections.len() });
+    audit::insert_audit(&mut tx, actor, None, "server.add", &detail, app.clock.now()).await?;
+    tx.commit().await?;
+    Ok(ServerAdded {
+        id,
+        name: server.name.clone(),
+        libraries: libraries.sections.len(),
+    })
+}
+
+/// What a library sync changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LibrariesSynced {
+    /// New libraries.
+    pub added: usize,
+    /// Libraries still there (titles and ids refreshed, groups kept).
+    pub kept: usize,
+    /// Libraries gone from the server.
+    pub removed: u64,
+}
+
+/// Re-reads a server's libraries from plex.tv (global section ids), keeping group assignments.
+pub async fn sync_libraries(
+    app: &App,
+    actor: &Actor,
+    server: ServerId,
+) -> Result<LibrariesSynced, AdminError> {
+    let (row, account, token) = {
+        let mut tx = app.db.begin().await?;
+        let row = servers::find_server(&mut tx, server)
+            .await?
+            .ok_or(AdminError::NoSuchServer(server))?;
+        let (account, token) =
+            active_account(app, &mut tx, OwnerAccountId::new(row.owner_account_id)).await?;
+        (row, account, token)
+    };
+    let libraries = app
+        .plex
+        .server_libraries(&token, &row.machine_id)
+        .await
+        .map_err(|e| plex_failure(e, &account.name))?;
+    let mut tx = app.db.begin().await?;
+    let synced = store_libraries(&mut tx, server, &libraries.sections).await?;
+    let detail = serde_json::json!({ "server": server, "added": synced.added, "kept": synced.kept, "removed": synced.removed });
+    audit::insert_audit(
+        &mut tx,
+        actor,
+        None,
+        "server.sync_libraries",
+        &detail,
+        app.clock.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(synced)
+}
+
+async fn store_libraries(
+    tx: &mut Tx,
+    server: ServerId,
+    sections: &[crate::integrations::plex::PlexSection],
+) -> Result<LibrariesSynced, AdminError> {
+    let mut synced = LibrariesSynced::default();
+    for section in sections {
+        let lib = LibraryFromPlex {
+            section_id: i64::try_from(section.id.0).context("section id out of range")?,
+            local_key: &section.key.0,
+            title: &section.title,
+            kind: &section.kind,
+        };
+        if servers::upsert_library(tx, server, &lib).await? {
+            synced.added += 1;
+        } else {
+            synced.kept += 1;
+        }
+    }
+    let keep: Vec<String> = sections.iter().map(|s| s.key.0.clone()).collect();
+    synced.removed = servers::delete_libraries_except(tx, server, &keep).await?;
+    Ok(synced)
+}
+
+/// Changes a server's switches and capacity.
+pub async fn set_server_flags(
+    app: &App,
+    actor: &Actor,
+    server: ServerId,
+    flags: &ServerFlags,
+) -> Result<(), AdminError> {
+    if flags
+        .max_users
+        .is_some_and(|n| !(1..=MAX_USERS_CEILING).contains(&n))
+    {
+        return Err(AdminError::BadCapacity);
+    }
+    let mut tx = app.db.begin().await?;
+    if !servers::update_server_flags(&mut tx, server, flags).await? {
+        return Err(AdminError::NoSuchServer(server));
+    }
+    let detail = serde_json::json!({
+        "server": server, "enabled": flags.enabled, "allow_new_subscriptions": flags.allow_new_subscriptions,
+        "allow_trials": flags.allow_trials, "max_users": flags.max_users, "location": flags.location,
+    });
+    audit::insert_audit(&mut tx, actor, None, "server.set", &detail, app.clock.now()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Creates a library group (a private group is never shared).
+pub async fn create_group(
+    app: &App,
+    actor: &Actor,
+    name: &str,
+    private: bool,
+) -> Result<LibraryGroupId, AdminError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AdminError::EmptyName);
+    }
+    let mut tx = app.db.begin().await?;
+    let id = match servers::insert_group(&mut tx, name, private, app.clock.now()).await {
+        Ok(id) => id,
+        Err(err) if is_unique_violation(&err) => {
+            return Err(AdminError::GroupExists(name.to_string()));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    audit::insert_audit(
+        &mut tx,
+        actor,
+        None,
+        "group.create",
+        &serde_json::json!({ "group": id, "name": name }),
+        app.clock.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Puts a library in a group, or takes it out with `None`.
+pub async fn assign_library(
+    app: &App,
+    actor: &Actor,
+    library: LibraryId,
+    group: Option<LibraryGroupId>,
+) -> Result<(), AdminError> {
+    let mut tx = app.db.begin().await?;
+    if !servers::update_library_group(&mut tx, library, group).await? {
+        return Err(AdminError::NoSuchLibrary(library));
+    }
+    let detail = serde_json::json!({ "library": library, "group": group });
+    audit::insert_audit(
+        &mut tx,
+        actor,
+        None,
+        "library.assign",
+        &detail,
+        app.clock.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A plan as the admin defines it.
+#[derive(Debug, Clone)]
+pub struct PlanSpec {
+    /// Unique name.
+    pub name: String,
+    /// Price per period.
+    pub price: Money,
+    /// Billing period.
+    pub period: BillingPeriod,
+    /// Concurrent streams.
+    pub max_streams: i32,
+    /// A trial plan.
+    pub trial: bool,
+    /// Library groups it gives access to.
+    pub groups: Vec<LibraryGroupId>,
+}
+
+/// Creates a plan.
+pub async fn create_plan(app: &App, actor: &Actor, spec: &PlanSpec) -> Result<PlanId, AdminError> {
+    let name = spec.name.trim();
+    if name.is_empty() {
+        return Err(AdminError::EmptyName);
+    }
+    if spec.max_streams < 1 {
+        return Err(AdminError::BadStreams);
+    }
+    let currency = spec.price.currency();
+    let mut tx = app.db.begin().await?;
+    let row = NewPlan {
+        name,
+        price_minor: spec.price.minor(),
+        currency: currency.as_str(),
+        period: spec.period.as_str(),
+        max_streams: spec.max_streams,
+        trial: spec.trial,
+        groups: &spec.groups,
+    };
+    let id = match servers::insert_plan(&mut tx, &row, app.clock.now()).await {
+        Ok(id) => id,
+        Err(err) if is_unique_violation(&err) => {
+            return Err(AdminError::PlanExists(name.to_string()));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let detail = serde_json::json!({ "plan": id, "name": name, "price": spec.price.to_string(), "groups": spec.groups });
+    audit::insert_audit(
+        &mut tx,
+        actor,
+        None,
+        "plan.create",
+        &detail,
+        app.clock.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}

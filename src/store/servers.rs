@@ -1,0 +1,340 @@
+//! Servers, their libraries, library groups and plans: the catalogue placement reads.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{LibraryGroupId, LibraryId, OwnerAccountId, PlanId, ServerId};
+use crate::on_tx;
+use crate::store::Tx;
+
+/// A server to add.
+#[derive(Debug, Clone)]
+pub struct NewServer<'a> {
+    /// Owner account it belongs to.
+    pub owner: OwnerAccountId,
+    /// Plex machine identifier.
+    pub machine_id: &'a str,
+    /// Display name.
+    pub name: &'a str,
+    /// Base URL of the Plex Media Server, when known.
+    pub url: Option<&'a str>,
+}
+
+/// Adds a server (enabled, open to new subscriptions, 95 users).
+pub async fn insert_server(
+    tx: &mut Tx,
+    server: &NewServer<'_>,
+    now: DateTime<Utc>,
+) -> Result<ServerId, sqlx::Error> {
+    const SQL: &str = "INSERT INTO server (owner_account_id, machine_id, name, url, created_at) \
+                       VALUES ($1, $2, $3, $4, $5) RETURNING id";
+    let id: i64 = on_tx!(tx, |c| {
+        sqlx::query_scalar(SQL)
+            .bind(server.owner.get())
+            .bind(server.machine_id)
+            .bind(server.name)
+            .bind(server.url)
+            .bind(now)
+            .fetch_one(c)
+            .await?
+    });
+    Ok(ServerId::new(id))
+}
+
+/// A change to a server's switches; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ServerFlags {
+    /// Whether the server is used at all.
+    pub enabled: Option<bool>,
+    /// Whether new subscribers may be placed on it.
+    pub allow_new_subscriptions: Option<bool>,
+    /// Whether trial plans may be placed on it.
+    pub allow_trials: Option<bool>,
+    /// Capacity in users.
+    pub max_users: Option<i32>,
+    /// Location shown to subscribers; `Some("")` clears it.
+    pub location: Option<String>,
+}
+
+/// Applies a flag change. False when no such server exists.
+pub async fn update_server_flags(
+    tx: &mut Tx,
+    id: ServerId,
+    flags: &ServerFlags,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE server SET enabled = COALESCE($1, enabled), \
+                       allow_new_subscriptions = COALESCE($2, allow_new_subscriptions), \
+                       allow_trials = COALESCE($3, allow_trials), max_users = COALESCE($4, max_users), \
+                       location = CASE WHEN $5 IS NULL THEN location WHEN $5 = '' THEN NULL ELSE $5 END \
+                       WHERE id = $6";
+    let n = on_tx!(tx, |c| {
+        sqlx::query(SQL)
+            .bind(flags.enabled)
+            .bind(flags.allow_new_subscriptions)
+            .bind(flags.allow_trials)
+            .bind(flags.max_users)
+            .bind(flags.location.as_deref())
+            .bind(id.get())
+            .execute(c)
+            .await?
+            .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// A server as stored, with its owner's state.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ServerRow {
+    /// Row id.
+    pub id: i64,
+    /// Owner account.
+    pub owner_account_id: i64,
+    /// `active`, `banned` or `removed`.
+    pub owner_state: String,
+    /// Plex machine identifier.
+    pub machine_id: String,
+    /// Display name.
+    pub name: String,
+    /// Location.
+    pub location: Option<String>,
+    /// PMS base URL.
+    pub url: Option<String>,
+    /// Switched on.
+    pub enabled: bool,
+    /// Open to new subscribers.
+    pub allow_new_subscriptions: bool,
+    /// Open to trial plans.
+    pub allow_trials: bool,
+    /// Capacity.
+    pub max_users: i32,
+    /// Live shares (pending or accepted).
+    pub users: i64,
+}
+
+const SERVER_SELECT: &str = "SELECT s.id, s.owner_account_id, o.state AS owner_state, s.machine_id, s.name, \
+     s.location, s.url, s.enabled, s.allow_new_subscriptions, s.allow_trials, s.max_users, \
+     (SELECT COUNT(*) FROM share sh WHERE sh.server_id = s.id AND sh.state <> 'removed') AS users \
+     FROM server s JOIN owner_account o ON o.id = s.owner_account_id";
+
+/// Every server, in id order.
+pub async fn find_servers(tx: &mut Tx) -> Result<Vec<ServerRow>, sqlx::Error> {
+    let sql = format!("{SERVER_SELECT} ORDER BY s.id");
+    on_tx!(tx, |c| sqlx::query_as(&sql).fetch_all(c).await)
+}
+
+/// One server.
+pub async fn find_server(tx: &mut Tx, id: ServerId) -> Result<Option<ServerRow>, sqlx::Error> {
+    let sql = format!("{SERVER_SELECT} WHERE s.id = $1");
+    on_tx!(tx, |c| sqlx::query_as(&sql)
+        .bind(id.get())
+        .fetch_optional(c)
+        .await)
+}
+
+/// A library as reported by plex.tv for a server.
+#[derive(Debug, Clone)]
+pub struct LibraryFromPlex<'a> {
+    /// plex.tv global section id.
+    pub section_id: i64,
+    /// The server's local key.
+    pub local_key: &'a str,
+    /// Title.
+    pub title: &'a str,
+    /// `movie`, `show`, `artist`, `photo`.
+    pub kind: &'a str,
+}
+
+/// Inserts or refreshes a library by its local key (keeping its group). True when it was new.
+pub async fn upsert_library(
+    tx: &mut Tx,
+    server: ServerId,
+    lib: &LibraryFromPlex<'_>,
+) -> Result<bool, sqlx::Error> {
+    const FIND: &str = "SELECT id FROM library WHERE server_id = $1 AND local_key = $2";
+    const UPDATE: &str = "UPDATE library SET section_id = $1, title = $2, kind = $3 WHERE id = $4";
+    const INSERT: &str = "INSERT INTO library (server_id, section_id, local_key, title, kind) VALUES ($1, $2, $3, $4, $5)";
+    let existing: Option<i64> = on_tx!(tx, |c| sqlx::query_scalar(FIND)
+        .bind(server.get())
+        .bind(lib.local_key)
+        .fetch_optional(c)
+        .await?);
+    if let Some(id) = existing {
+        on_tx!(tx, |c| sqlx::query(UPDATE)
+            .bind(lib.section_id)
+            .bind(lib.title)
+            .bind(lib.kind)
+            .bind(id)
+            .execute(c)
+            .await
+            .map(|_| ()))?;
+        return Ok(false);
+    }
+    on_tx!(tx, |c| sqlx::query(INSERT)
+        .bind(server.get())
+        .bind(lib.section_id)
+        .bind(lib.local_key)
+        .bind(lib.title)
+        .bind(lib.kind)
+        .execute(c)
+        .await
+        .map(|_| ()))?;
+    Ok(true)
+}
+
+/// Deletes the server's libraries whose local keys are not in `keep`; returns how many went.
+pub async fn delete_libraries_except(
+    tx: &mut Tx,
+    server: ServerId,
+    keep: &[String],
+) -> Result<u64, sqlx::Error> {
+    // Both backends take a JSON array and expand it, so one statement serves any number of keys.
+    let keep = serde_json::to_string(keep).expect("strings serialise");
+    let n = match tx {
+        Tx::Sqlite(t) => sqlx::query(
+            "DELETE FROM library WHERE server_id = $1 AND local_key NOT IN (SELECT value FROM json_each($2))",
+        )
+        .bind(server.get())
+        .bind(keep)
+        .execute(&mut **t)
+        .await?
+        .rows_affected(),
+        Tx::Postgres(t) => sqlx::query(
+            "DELETE FROM library WHERE server_id = $1 \
+             AND local_key NOT IN (SELECT jsonb_array_elements_text($2::jsonb))",
+        )
+        .bind(server.get())
+        .bind(keep)
+        .execute(&mut **t)
+        .await?
+        .rows_affected(),
+    };
+    Ok(n)
+}
+
+/// A library as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LibraryRow {
+    /// Row id.
+    pub id: i64,
+    /// Server.
+    pub server_id: i64,
+    /// plex.tv global section id.
+    pub section_id: i64,
+    /// Local key.
+    pub local_key: String,
+    /// Title.
+    pub title: String,
+    /// Kind.
+    pub kind: String,
+    /// Group, if assigned.
+    pub group_id: Option<i64>,
+}
+
+/// A server's libraries in local-key order.
+pub async fn find_libraries(tx: &mut Tx, server: ServerId) -> Result<Vec<LibraryRow>, sqlx::Error> {
+    const SQL: &str = "SELECT id, server_id, section_id, local_key, title, kind, group_id FROM library \
+                       WHERE server_id = $1 ORDER BY local_key";
+    on_tx!(tx, |c| sqlx::query_as(SQL)
+        .bind(server.get())
+        .fetch_all(c)
+        .await)
+}
+
+/// Creates a library group.
+pub async fn insert_group(
+    tx: &mut Tx,
+    name: &str,
+    private: bool,
+    now: DateTime<Utc>,
+) -> Result<LibraryGroupId, sqlx::Error> {
+    const SQL: &str =
+        "INSERT INTO library_group (name, private, created_at) VALUES ($1, $2, $3) RETURNING id";
+    let id: i64 = on_tx!(tx, |c| sqlx::query_scalar(SQL)
+        .bind(name)
+        .bind(private)
+        .bind(now)
+        .fetch_one(c)
+        .await?);
+    Ok(LibraryGroupId::new(id))
+}
+
+/// Puts a library in a group (or none). False when no such library exists.
+pub async fn update_library_group(
+    tx: &mut Tx,
+    library: LibraryId,
+    group: Option<LibraryGroupId>,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE library SET group_id = $1 WHERE id = $2";
+    let n = on_tx!(tx, |c| {
+        sqlx::query(SQL)
+            .bind(group.map(LibraryGroupId::get))
+            .bind(library.get())
+            .execute(c)
+            .await?
+            .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// A plan to create.
+#[derive(Debug, Clone)]
+pub struct NewPlan<'a> {
+    /// Unique name.
+    pub name: &'a str,
+    /// Price in minor units.
+    pub price_minor: i64,
+    /// ISO currency.
+    pub currency: &'a str,
+    /// Billing period (`month`, …).
+    pub period: &'a str,
+    /// Concurrent streams allowed.
+    pub max_streams: i32,
+    /// A trial plan.
+    pub trial: bool,
+    /// Library groups the plan gives access to.
+    pub groups: &'a [LibraryGroupId],
+}
+
+/// Creates a plan with its groups.
+pub async fn insert_plan(
+    tx: &mut Tx,
+    plan: &NewPlan<'_>,
+    now: DateTime<Utc>,
+) -> Result<PlanId, sqlx::Error> {
+    const SQL: &str = "INSERT INTO plan (name, price_minor, currency, period, max_streams, trial, created_at) \
+                       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
+    const GROUP: &str = "INSERT INTO plan_group (plan_id, group_id) VALUES ($1, $2)";
+    let id: i64 = on_tx!(tx, |c| {
+        sqlx::query_scalar(SQL)
+            .bind(plan.name)
+            .bind(plan.price_minor)
+            .bind(plan.currency)
+            .bind(plan.period)
+            .bind(plan.max_streams)
+            .bind(plan.trial)
+            .bind(now)
+            .fetch_one(c)
+            .await?
+    });
+    for group in plan.groups {
+        on_tx!(tx, |c| sqlx::query(GROUP)
+            .bind(id)
+            .bind(group.get())
+            .execute(c)
+            .await
+            .map(|_| ()))?;
+    }
+    Ok(PlanId::new(id))
+}
+
+/// The groups of a plan.
+pub async fn find_plan_groups(
+    tx: &mut Tx,
+    plan: PlanId,
+) -> Result<Vec<LibraryGroupId>, sqlx::Error> {
+    const SQL: &str = "SELECT group_id FROM plan_group WHERE plan_id = $1 ORDER BY group_id";
+    let ids: Vec<i64> = on_tx!(tx, |c| sqlx::query_scalar(SQL)
+        .bind(plan.get())
+        .fetch_all(c)
+        .await?);
+    Ok(ids.into_iter().map(LibraryGroupId::new).collect())
+}

@@ -1,0 +1,345 @@
+//! Admin services for owner accounts, servers, libraries, groups and plans, against the fake
+//! plex.tv, on both backends.
+
+use secrecy::{ExposeSecret as _, SecretString};
+use usher::clock::Clock as _;
+use usher::domain::{
+    Actor, BillingPeriod, Currency, DiscordId, LibraryId, Money, PlexEmail, ServerId, ShareState,
+};
+use usher::services::plex_admin::{self, AdminError, PlanSpec};
+use usher::store::servers::ServerFlags;
+use usher::store::{owner_accounts, servers, shares, subscribers};
+
+use crate::helpers::{Backend, TestApp};
+
+fn admin() -> Actor {
+    Actor::Admin(DiscordId::new(900).unwrap())
+}
+
+fn secret(token: &str) -> SecretString {
+    token.to_string().into()
+}
+
+/// Seeds an owner with one server on the fake and adds both to Usher.
+async fn owner_with_server(app: &TestApp) -> (usher::domain::OwnerAccountId, ServerId, String) {
+    let token = app.plex.add_owner("owner@example.com");
+    let fake = app.plex.add_server(
+        &token,
+        "Alpha",
+        &[("Movies", "movie"), ("TV", "show"), ("4K", "movie")],
+    );
+    let added = plex_admin::add_owner_account(&app.app, &admin(), &secret(&token))
+        .await
+        .unwrap();
+    let server = plex_admin::add_server(&app.app, &admin(), added.id, "alpha")
+        .await
+        .unwrap();
+    assert_eq!((server.name.as_str(), server.libraries), ("Alpha", 3));
+    (added.id, server.id, fake.machine_identifier)
+}
+
+async fn adding_an_owner_account_tests_the_token_and_stores_it_sealed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.plex.add_owner("boss@example.com");
+    let added = plex_admin::add_owner_account(&app.app, &admin(), &secret(&token))
+        .await
+        .unwrap();
+    assert_eq!(added.name, "boss");
+    assert!(added.plex_pass);
+    assert!(
+        !format!("{added:?}").contains(&token),
+        "the reply never carries the token"
+    );
+    assert_eq!(app.plex.calls("GET /api/v2/user"), 1);
+
+    let mut tx = app.app.db.begin().await.unwrap();
+    let row = owner_accounts::find_owner_account(&mut tx, added.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!row.token_enc.contains(&token));
+    assert_eq!(
+        app.app
+            .cipher
+            .decrypt(&row.token_enc)
+            .unwrap()
+            .expose_secret(),
+        token
+    );
+    drop(tx);
+
+    let again = plex_admin::add_owner_account(&app.app, &admin(), &secret(&token))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, AdminError::AccountAlreadyAdded(ref n) if n == "boss"),
+        "{again}"
+    );
+}
+
+async fn a_token_plex_refuses_is_not_stored(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let err = plex_admin::add_owner_account(&app.app, &admin(), &secret("not-a-real-token"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdminError::TokenRejected), "{err}");
+    assert!(!err.to_string().contains("not-a-real-token"));
+    let mut tx = app.app.db.begin().await.unwrap();
+    assert!(
+        owner_accounts::find_owner_accounts(&mut tx)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_server_is_added_by_name_with_its_global_library_ids(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (owner, server, machine) = owner_with_server(&app).await;
+    let mut tx = app.app.db.begin().await.unwrap();
+    let row = servers::find_server(&mut tx, server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.machine_id, machine);
+    assert!(row.enabled && row.allow_new_subscriptions && !row.allow_trials);
+    assert_eq!(row.max_users, 95);
+    let libraries = servers::find_libraries(&mut tx, server).await.unwrap();
+    let fake: Vec<_> = app.plex.all_servers_libraries(&machine);
+    let stored: Vec<_> = libraries
+        .iter()
+        .map(|l| (u64::try_from(l.section_id).unwrap(), l.local_key.clone()))
+        .collect();
+    assert_eq!(
+        stored, fake,
+        "global ids and local keys as plex.tv reports them"
+    );
+    drop(tx);
+
+    let unknown = plex_admin::add_server(&app.app, &admin(), owner, "Beta")
+        .await
+        .unwrap_err();
+    assert!(unknown.to_string().contains("it owns: Alpha"), "{unknown}");
+    let twice = plex_admin::add_server(&app.app, &admin(), owner, &machine)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(twice, AdminError::ServerAlreadyAdded(_)),
+        "{twice}"
+    );
+}
+
+async fn a_library_sync_keeps_groups_and_follows_the_server(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, server, machine) = owner_with_server(&app).await;
+    let group = plex_admin::create_group(&app.app, &admin(), "Standard", false)
+        .await
+        .unwrap();
+    let mut tx = app.app.db.begin().await.unwrap();
+    let libraries = servers::find_libraries(&mut tx, server).await.unwrap();
+    drop(tx);
+    let movies = libraries.iter().find(|l| l.title == "Movies").unwrap();
+    plex_admin::assign_library(&app.app, &admin(), LibraryId::new(movies.id), Some(group))
+        .await
+        .unwrap();
+
+    let four_k = libraries.iter().find(|l| l.title == "4K").unwrap();
+    app.plex.remove_library(&machine, &four_k.local_key);
+    app.plex.add_library(&machine, "Music", "artist");
+    let synced = plex_admin::sync_libraries(&app.app, &admin(), server)
+        .await
+        .unwrap();
+    assert_eq!((synced.added, synced.kept, synced.removed), (1, 2, 1));
+
+    let mut tx = app.app.db.begin().await.unwrap();
+    let after = servers::find_libraries(&mut tx, server).await.unwrap();
+    let titles: Vec<_> = after.iter().map(|l| l.title.as_str()).collect();
+    assert_eq!(titles, ["Movies", "TV", "Music"]);
+    assert_eq!(
+        after[0].group_id,
+        Some(group.get()),
+        "the group stays with the library"
+    );
+    drop(tx);
+
+    let missing = plex_admin::assign_library(&app.app, &admin(), LibraryId::new(999_999), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, AdminError::NoSuchLibrary(_)), "{missing}");
+}
+
+async fn server_flags_change_and_bad_capacity_changes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, server, _) = owner_with_server(&app).await;
+    let too_many = ServerFlags {
+        max_users: Some(120),
+        enabled: Some(false),
+        ..ServerFlags::default()
+    };
+    let err = plex_admin::set_server_flags(&app.app, &admin(), server, &too_many)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdminError::BadCapacity), "{err}");
+
+    let flags = ServerFlags {
+        allow_new_subscriptions: Some(false),
+        allow_trials: Some(true),
+        max_users: Some(80),
+        location: Some("EU".into()),
+        ..ServerFlags::default()
+    };
+    plex_admin::set_server_flags(&app.app, &admin(), server, &flags)
+        .await
+        .unwrap();
+    let mut tx = app.app.db.begin().await.unwrap();
+    let row = servers::find_server(&mut tx, server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.enabled, "the refused change left `enabled` alone");
+    assert!(!row.allow_new_subscriptions && row.allow_trials);
+    assert_eq!((row.max_users, row.location.as_deref()), (80, Some("EU")));
+    drop(tx);
+
+    let clear = ServerFlags {
+        location: Some(String::new()),
+        ..ServerFlags::default()
+    };
+    plex_admin::set_server_flags(&app.app, &admin(), server, &clear)
+        .await
+        .unwrap();
+    let mut tx = app.app.db.begin().await.unwrap();
+    assert_eq!(
+        servers::find_server(&mut tx, server)
+            .await
+            .unwrap()
+            .unwrap()
+            .location,
+        None
+    );
+    drop(tx);
+    let none = plex_admin::set_server_flags(&app.app, &admin(), ServerId::new(4242), &clear)
+        .await
+        .unwrap_err();
+    assert!(matches!(none, AdminError::NoSuchServer(_)), "{none}");
+}
+
+async fn removing_an_owner_account_ends_its_shares_and_keeps_subscribers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (owner, server, _) = owner_with_server(&app).await;
+    let now = app.clock.now();
+    let mut tx = app.app.db.begin().await.unwrap();
+    let mut kept = Vec::new();
+    for n in 0..3u64 {
+        let sub =
+            subscribers::insert_subscriber(&mut tx, DiscordId::new(5000 + n).unwrap(), "sub", now)
+                .await
+                .unwrap();
+        let email = PlexEmail::parse(&format!("viewer{n}@example.com")).unwrap();
+        let identity = subscribers::insert_identity(&mut tx, sub, &email, None, now)
+            .await
+            .unwrap();
+        let share = shares::insert_share(&mut tx, sub, server, identity, ShareState::Accepted, now)
+            .await
+            .unwrap();
+        kept.push((sub, share));
+    }
+    tx.commit().await.unwrap();
+
+    let removed = plex_admin::remove_owner_account(&app.app, &admin(), owner)
+        .await
+        .unwrap();
+    assert_eq!(removed.shares_removed, 3);
+    let mut tx = app.app.db.begin().await.unwrap();
+    for (sub, share) in &kept {
+        assert_eq!(
+            shares::find_share_state(&mut tx, *share)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("removed")
+        );
+        assert!(
+            subscribers::find_active_identity(&mut tx, *sub)
+                .await
+                .unwrap()
+                .is_some(),
+            "identity kept"
+        );
+    }
+    let row = servers::find_server(&mut tx, server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.owner_state.as_str(), row.users), ("removed", 0));
+    drop(tx);
+
+    let again = plex_admin::remove_owner_account(&app.app, &admin(), owner)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, AdminError::AccountNotActive { .. }),
+        "{again}"
+    );
+    let sync = plex_admin::sync_libraries(&app.app, &admin(), server)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(sync, AdminError::AccountNotActive { .. }),
+        "a removed account is never called: {sync}"
+    );
+}
+
+async fn plans_are_created_with_their_groups_and_names_stay_unique(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let standard = plex_admin::create_group(&app.app, &admin(), "Standard", false)
+        .await
+        .unwrap();
+    let uhd = plex_admin::create_group(&app.app, &admin(), "4K", false)
+        .await
+        .unwrap();
+    let dup = plex_admin::create_group(&app.app, &admin(), " Standard ", false)
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, AdminError::GroupExists(_)), "{dup}");
+    let spec = PlanSpec {
+        name: "Premium".into(),
+        price: Money::parse("12.50", Currency::parse("usd").unwrap()).unwrap(),
+        period: BillingPeriod::Month,
+        max_streams: 4,
+        trial: false,
+        groups: vec![standard, uhd],
+    };
+    let plan = plex_admin::create_plan(&app.app, &admin(), &spec)
+        .await
+        .unwrap();
+    let mut tx = app.app.db.begin().await.unwrap();
+    assert_eq!(
+        servers::find_plan_groups(&mut tx, plan).await.unwrap(),
+        vec![standard, uhd]
+    );
+    drop(tx);
+    let again = plex_admin::create_plan(&app.app, &admin(), &spec)
+        .await
+        .unwrap_err();
+    assert!(matches!(again, AdminError::PlanExists(_)), "{again}");
+    let zero = PlanSpec {
+        name: "Zero".into(),
+        max_streams: 0,
+        ..spec
+    };
+    assert!(matches!(
+        plex_admin::create_plan(&app.app, &admin(), &zero).await,
+        Err(AdminError::BadStreams)
+    ));
+}
+
+crate::on_both_backends!(
+    adding_an_owner_account_tests_the_token_and_stores_it_sealed,
+    a_token_plex_refuses_is_not_stored,
+    a_server_is_added_by_name_with_its_global_library_ids,
+    a_library_sync_keeps_groups_and_follows_the_server,
+    server_flags_change_and_bad_capacity_changes_nothing,
+    removing_an_owner_account_ends_its_shares_and_keeps_subscribers,
+    plans_are_created_with_their_groups_and_names_stay_unique,
+);
