@@ -60,6 +60,8 @@ pub struct Faults {
     pub rate_limited: f64,
     /// Probability (0..=1) that a call gets 500.
     pub server_error: f64,
+    /// Probability (0..=1) that a write which took effect still answers 502.
+    pub error_after_write: f64,
     /// `Retry-After` seconds sent with a 429 (`None` sends no header).
     pub retry_after_secs: Option<u64>,
     /// Seed of the RNG that decides, so a run can be replayed.
@@ -71,6 +73,7 @@ impl Default for Faults {
         Self {
             rate_limited: 0.0,
             server_error: 0.0,
+            error_after_write: 0.0,
             retry_after_secs: Some(1),
             seed: 0,
         }
@@ -230,6 +233,11 @@ impl State {
         self.base_url
             .join(&format!("pms/{machine_identifier}/"))
             .expect("a machine identifier is a valid path segment")
+    }
+
+    fn roll_error_after_write(&mut self) -> bool {
+        let chance = self.faults.error_after_write;
+        chance > 0.0 && self.rng.r#gen::<f64>() < chance
     }
 
     fn roll_fault(&mut self) -> Option<Fault> {

@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 
 use crate::app::App;
-use crate::jobs::{ClaimedJob, Dispatch, JobError};
+use crate::jobs::{ClaimedJob, Dispatch, JobError, plex};
+use crate::services::shares::{INVITE, REMOVE, ShareJob, UPDATE};
 
 /// Runs the application's jobs.
 #[derive(Debug, Clone)]
@@ -22,10 +23,24 @@ impl AppDispatch {
 #[async_trait]
 impl Dispatch for AppDispatch {
     async fn run(&self, job: &ClaimedJob) -> Result<(), JobError> {
-        let _ = &self.app;
-        Err(JobError::Fail(anyhow::anyhow!(
-            "this version of Usher has no handler for jobs of kind `{}`",
-            job.kind
-        )))
+        let app = &self.app;
+        match job.kind.as_str() {
+            INVITE => plex::invite(app, args::<ShareJob>(job)?.share).await,
+            UPDATE => plex::update(app, args::<ShareJob>(job)?.share).await,
+            REMOVE => plex::remove(app, args::<ShareJob>(job)?.share).await,
+            other => Err(JobError::Fail(anyhow::anyhow!(
+                "this version of Usher has no handler for jobs of kind `{other}`"
+            ))),
+        }
     }
+}
+
+/// Reads a job's JSON arguments; a payload that does not parse can never succeed.
+fn args<T: serde::de::DeserializeOwned>(job: &ClaimedJob) -> Result<T, JobError> {
+    serde_json::from_str(&job.payload).map_err(|e| {
+        JobError::Fail(anyhow::anyhow!(
+            "job {} has unreadable arguments: {e}",
+            job.id
+        ))
+    })
 }

@@ -2,6 +2,7 @@
 //! a DM) is a job enqueued in the same transaction as the state change that caused it.
 
 pub mod dispatch;
+pub mod plex;
 pub mod queue;
 
 pub use dispatch::AppDispatch;

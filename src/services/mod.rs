@@ -3,3 +3,4 @@
 
 pub mod placement;
 pub mod plex_admin;
+pub mod shares;

@@ -338,3 +338,19 @@ pub async fn find_plan_groups(
         .await?);
     Ok(ids.into_iter().map(LibraryGroupId::new).collect())
 }
+
+/// The library groups each server carries: (server id, group id), shareable groups only.
+pub async fn find_server_groups(tx: &mut Tx) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    const SQL: &str = "SELECT DISTINCT l.server_id, l.group_id FROM library l \
+                       JOIN library_group g ON g.id = l.group_id WHERE NOT g.private ORDER BY l.server_id, l.group_id";
+    on_tx!(tx, |c| sqlx::query_as(SQL).fetch_all(c).await)
+}
+
+/// Whether a plan is a trial plan.
+pub async fn find_plan_trial(tx: &mut Tx, plan: PlanId) -> Result<Option<bool>, sqlx::Error> {
+    const SQL: &str = "SELECT trial FROM plan WHERE id = $1";
+    on_tx!(tx, |c| sqlx::query_scalar(SQL)
+        .bind(plan.get())
+        .fetch_optional(c)
+        .await)
+}

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{PlexIdentityId, ServerId, ShareId, ShareState, SubscriberId};
+use crate::domain::{PlanId, PlexIdentityId, ServerId, ShareId, ShareState, SubscriberId};
 use crate::on_tx;
 use crate::store::Tx;
 
@@ -37,4 +37,117 @@ pub async fn find_share_state(tx: &mut Tx, id: ShareId) -> Result<Option<String>
         .bind(id.get())
         .fetch_optional(c)
         .await)
+}
+
+/// Everything a share job needs, read in one query.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ShareContext {
+    /// Share id.
+    pub id: i64,
+    /// `pending`, `accepted` or `removed`.
+    pub state: String,
+    /// plex.tv's shared-server id, once invited.
+    pub plex_share_id: Option<i64>,
+    /// Subscriber.
+    pub subscriber_id: i64,
+    /// Their plan, if any.
+    pub plan_id: Option<i64>,
+    /// Server.
+    pub server_id: i64,
+    /// Its machine identifier.
+    pub machine_id: String,
+    /// Owner account of the server.
+    pub owner_account_id: i64,
+    /// `active`, `banned`, `removed`.
+    pub owner_state: String,
+    /// Owner's sealed token.
+    pub token_enc: String,
+    /// The identity the share is for (normalised email or username).
+    pub email_norm: String,
+}
+
+/// Loads a share with its server, owner and identity.
+pub async fn find_share_context(
+    tx: &mut Tx,
+    id: ShareId,
+) -> Result<Option<ShareContext>, sqlx::Error> {
+    const SQL: &str = "SELECT sh.id, sh.state, sh.plex_share_id, sh.subscriber_id, sub.plan_id, sh.server_id, \
+                       s.machine_id, s.owner_account_id, o.state AS owner_state, o.token_enc, i.email_norm \
+                       FROM share sh JOIN server s ON s.id = sh.server_id \
+                       JOIN owner_account o ON o.id = s.owner_account_id \
+                       JOIN plex_identity i ON i.id = sh.plex_identity_id \
+                       JOIN subscriber sub ON sub.id = sh.subscriber_id WHERE sh.id = $1";
+    on_tx!(tx, |c| sqlx::query_as(SQL)
+        .bind(id.get())
+        .fetch_optional(c)
+        .await)
+}
+
+/// plex.tv-global section ids of the libraries on `server` that `plan` gives access to (private
+/// groups never shared).
+pub async fn find_plan_sections(
+    tx: &mut Tx,
+    server: ServerId,
+    plan: PlanId,
+) -> Result<Vec<i64>, sqlx::Error> {
+    const SQL: &str = "SELECT l.section_id FROM library l JOIN plan_group pg ON pg.group_id = l.group_id \
+                       JOIN library_group g ON g.id = l.group_id \
+                       WHERE l.server_id = $1 AND pg.plan_id = $2 AND NOT g.private ORDER BY l.section_id";
+    on_tx!(tx, |c| sqlx::query_scalar(SQL)
+        .bind(server.get())
+        .bind(plan.get())
+        .fetch_all(c)
+        .await)
+}
+
+/// Records plex.tv's answer to an invite.
+pub async fn update_share_invited(
+    tx: &mut Tx,
+    id: ShareId,
+    plex_share_id: i64,
+    state: ShareState,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str = "UPDATE share SET plex_share_id = $1, state = $2, updated_at = $3 WHERE id = $4 AND state <> 'removed'";
+    on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(plex_share_id)
+        .bind(state.as_str())
+        .bind(now)
+        .bind(id.get())
+        .execute(c)
+        .await
+        .map(|_| ()))
+}
+
+/// Moves a not-yet-sent share to another server (its first server was full).
+pub async fn update_share_server(
+    tx: &mut Tx,
+    id: ShareId,
+    server: ServerId,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE share SET server_id = $1, updated_at = $2 WHERE id = $3 AND plex_share_id IS NULL AND state = 'pending'";
+    let n = on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(server.get())
+        .bind(now)
+        .bind(id.get())
+        .execute(c)
+        .await?
+        .rows_affected());
+    Ok(n == 1)
+}
+
+/// Marks a share removed.
+pub async fn update_share_removed(
+    tx: &mut Tx,
+    id: ShareId,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str = "UPDATE share SET state = 'removed', removed_at = $1, updated_at = $1 WHERE id = $2 AND state <> 'removed'";
+    on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(now)
+        .bind(id.get())
+        .execute(c)
+        .await
+        .map(|_| ()))
 }

@@ -123,3 +123,20 @@ pub async fn find_active_identity(
         .fetch_optional(c)
         .await)
 }
+
+/// Sets the plan a subscriber is on.
+pub async fn update_subscriber_plan(
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+    plan: Option<crate::domain::PlanId>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str = "UPDATE subscriber SET plan_id = $1, updated_at = $2 WHERE id = $3";
+    on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(plan.map(crate::domain::PlanId::get))
+        .bind(now)
+        .bind(subscriber.get())
+        .execute(c)
+        .await
+        .map(|_| ()))
+}

@@ -8,6 +8,7 @@ mod cli;
 mod helpers;
 mod plex_admin;
 mod plex_client;
+mod plex_jobs;
 mod queue;
 mod store;
 mod web;

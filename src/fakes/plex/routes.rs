@@ -127,7 +127,19 @@ async fn gate(State(state): State<Shared>, mut request: Request, next: Next) -> 
         );
     };
     request.extensions_mut().insert(Caller(caller));
-    next.run(request).await
+    let writes = request.method() != axum::http::Method::GET;
+    let response = next.run(request).await;
+    // A write that took effect can still answer 5xx (a timeout behind plex.tv's edge): the case
+    // that doubles invites in clients that simply retry.
+    if writes && response.status().is_success() && lock(&state).roll_error_after_write() {
+        return wire::error(
+            StatusCode::BAD_GATEWAY,
+            wire,
+            codes::SERVER_ERROR,
+            "Bad gateway",
+        );
+    }
+    response
 }
 
 async fn unknown_route() -> StatusCode {
