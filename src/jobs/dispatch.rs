@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::app::App;
 use crate::jobs::{ClaimedJob, Dispatch, JobError, plex};
-use crate::services::shares::{INVITE, REMOVE, ShareJob, UPDATE};
+use crate::services::shares::{INVITE, RECONCILE, REMOVE, ReconcileJob, ShareJob, UPDATE};
 
 /// Runs the application's jobs.
 #[derive(Debug, Clone)]
@@ -28,6 +28,9 @@ impl Dispatch for AppDispatch {
             INVITE => plex::invite(app, args::<ShareJob>(job)?.share).await,
             UPDATE => plex::update(app, args::<ShareJob>(job)?.share).await,
             REMOVE => plex::remove(app, args::<ShareJob>(job)?.share).await,
+            RECONCILE => plex::reconcile(app, args::<ReconcileJob>(job)?.server)
+                .await
+                .map(drop),
             other => Err(JobError::Fail(anyhow::anyhow!(
                 "this version of Usher has no handler for jobs of kind `{other}`"
             ))),

@@ -264,3 +264,97 @@ pub async fn remove(app: &App, share: ShareId) -> Result<(), JobError> {
         .map_err(db)?;
     tx.commit().await.map_err(db)
 }
+
+/// Drift found by one reconcile of a server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Drift {
+    /// Pending invites the subscriber has accepted since.
+    pub accepted: Vec<i64>,
+    /// Shares we hold live that plex.tv no longer has (marked removed).
+    pub vanished: Vec<i64>,
+    /// plex.tv share ids on the server that Usher did not make.
+    pub unknown: Vec<u64>,
+}
+
+/// Compares our live shares on a server with plex.tv's accepted shares and pending invites:
+/// pending → accepted is applied, vanished shares are marked removed, and unknown shares are
+/// recorded for the admins (never deleted: someone may have added them by hand). The drift is
+/// written to the audit log as `reconcile.drift` when there is any.
+pub async fn reconcile(app: &App, server: ServerId) -> Result<Drift, JobError> {
+    let owner = {
+        let mut tx = app.db.begin().await.map_err(db)?;
+        servers::find_server_owner(&mut tx, server)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| JobError::Fail(anyhow!("server {server} no longer exists")))?
+    };
+    if owner.owner_state != "active" {
+        return Ok(Drift::default()); // Nothing to compare with: the account is banned or removed.
+    }
+    let token = app
+        .cipher
+        .decrypt(&owner.token_enc)
+        .map_err(|e| JobError::Fail(anyhow!("opening the owner token: {e}")))?;
+    let accepted = app
+        .plex
+        .accepted_shares(&token, &owner.machine_id)
+        .await
+        .map_err(classify)?;
+    let pending = app
+        .plex
+        .pending_invites(&token, &owner.machine_id)
+        .await
+        .map_err(classify)?;
+
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await.map_err(db)?;
+    let ours = shares::find_live_shares_on_server(&mut tx, server)
+        .await
+        .map_err(db)?;
+    let mut drift = Drift::default();
+    for share in &ours {
+        let Some(plex_id) = share.plex_share_id.and_then(|id| u64::try_from(id).ok()) else {
+            continue; // Not invited yet: the invite job owns it.
+        };
+        let id = ShareId::new(share.id);
+        if accepted.iter().any(|s| s.id.0 == plex_id) {
+            if share.state == ShareState::Pending.as_str() {
+                shares::update_share_accepted(&mut tx, id, now)
+                    .await
+                    .map_err(db)?;
+                drift.accepted.push(share.id);
+            }
+        } else if !pending.iter().any(|s| s.id.0 == plex_id) {
+            shares::update_share_removed(&mut tx, id, now)
+                .await
+                .map_err(db)?;
+            drift.vanished.push(share.id);
+        }
+    }
+    let known: Vec<u64> = ours
+        .iter()
+        .filter_map(|s| s.plex_share_id)
+        .filter_map(|id| u64::try_from(id).ok())
+        .collect();
+    drift.unknown = accepted
+        .iter()
+        .chain(&pending)
+        .map(|s| s.id.0)
+        .filter(|id| !known.contains(id))
+        .collect();
+    if drift != Drift::default() {
+        let detail = serde_json::json!({ "server": server, "drift": drift });
+        audit::insert_audit(
+            &mut tx,
+            &Actor::System,
+            None,
+            "reconcile.drift",
+            &detail,
+            now,
+        )
+        .await
+        .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(drift)
+}

@@ -12,6 +12,7 @@
 //! - Business time (due times, leases) comes from the injected clock; only the rate limiter and the
 //!   idle poll use the monotonic clock, because they pace real requests.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -416,9 +417,12 @@ impl Queue {
     }
 }
 
-/// A quota of `per_second` requests per second, evenly spaced (no burst beyond one), so a
-/// fractional rate such as 2.5/s is kept exactly.
+/// A quota of `per_second` requests per second, evenly spaced, so a fractional rate such as
+/// 2.5/s is kept exactly. A burst of two lets a worker that wakes a little late (timer
+/// granularity) use its slot without pushing every later slot back, which otherwise loses about
+/// 5% of the rate at 50/s; the long-run rate stays the configured one.
 fn quota(per_second: f64) -> Quota {
     Quota::with_period(Duration::from_secs_f64(1.0 / per_second))
         .expect("configured rate is positive")
+        .allow_burst(NonZeroU32::new(2).expect("2 is not zero"))
 }

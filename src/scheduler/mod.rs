@@ -1,15 +1,45 @@
-//! Recurring work of a running installation: the job workers now; expiry, reminders and Plex
-//! share sync join them in later issues. Everything here stops on the shutdown token.
+//! Recurring work of a running installation: the job workers, and a tick that enqueues periodic
+//! jobs (hourly Plex share reconcile now; expiry and reminders join it later). Ticks only enqueue,
+//! with period-stamped idempotency keys, so a restart or a second process never doubles them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::jobs::AppDispatch;
+use crate::services::shares::enqueue_reconciles;
 
-/// Runs the job workers (and recurring tasks) until `shutdown`.
+/// How often the tick looks for periodic work.
+const TICK: Duration = Duration::from_secs(60);
+
+/// Runs the job workers and the periodic tick until `shutdown`.
 pub async fn run(app: App, shutdown: CancellationToken) {
     let dispatch = Arc::new(AppDispatch::new(app.clone()));
+    let ticker = {
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Err(err) = tick(&app).await {
+                    tracing::error!(error = format!("{err:#}"), "scheduler tick failed");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(TICK) => {}
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        })
+    };
     app.queue.run_workers(dispatch, shutdown).await;
+    let _ = ticker.await;
+}
+
+/// Enqueues the periodic jobs due now; returns how many were added.
+pub async fn tick(app: &App) -> anyhow::Result<usize> {
+    let hour = app.clock.now().format("%Y%m%d%H").to_string();
+    let mut tx = app.db.begin().await?;
+    let added = enqueue_reconciles(&app.queue, &mut tx, &hour).await?;
+    app.queue.commit(tx).await?;
+    Ok(added)
 }

@@ -70,6 +70,12 @@ pub enum AdminError {
     /// No such library.
     #[error("there is no library #{0}")]
     NoSuchLibrary(LibraryId),
+    /// No such library group.
+    #[error("there is no library group #{0}")]
+    NoSuchGroup(LibraryGroupId),
+    /// No such plan.
+    #[error("there is no plan #{0}")]
+    NoSuchPlan(PlanId),
     /// Capacity out of range.
     #[error(
         "max users must be from 1 to {MAX_USERS_CEILING} (Plex refuses shares at about 99 users, Home users included)"
@@ -214,38 +220,37 @@ pub async fn remove_owner_account(
     Ok(OwnerAccountRemoved { shares_removed })
 }
 
-/// Marks an owner account banned by Plex: its servers stop taking anyone (placement skips
-/// them), identities retired from now on are recorded as banned, and its shares stay on record
-/// until the admin removes the account.
+/// Marks an owner account banned by Plex. First a CSV snapshot of the users on its servers is
+/// written to `data_dir/snapshots/` (the admin's record of who was where); then its servers stop
+/// taking anyone (placement skips them). Shares stay on record until the account is removed.
+/// Returns the snapshot's path.
 pub async fn mark_owner_banned(
     app: &App,
     actor: &Actor,
     id: OwnerAccountId,
-) -> Result<(), AdminError> {
+) -> Result<std::path::PathBuf, AdminError> {
+    let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     let account = owner_accounts::find_owner_account(&mut tx, id)
         .await?
         .ok_or(AdminError::NoSuchAccount(id))?;
-    if !owner_accounts::update_owner_state(&mut tx, id, OwnerAccountState::Banned, app.clock.now())
-        .await?
-    {
+    if account.state != OwnerAccountState::Active.as_str() {
         return Err(AdminError::AccountNotActive {
             name: account.name,
             state: account.state,
         });
     }
-    let detail = serde_json::json!({ "owner_account": id, "name": account.name });
-    audit::insert_audit(
-        &mut tx,
-        actor,
-        None,
-        "owner_account.ban",
-        &detail,
-        app.clock.now(),
-    )
-    .await?;
+    let csv = crate::services::export::users_csv(&mut tx, Some(id), now).await?;
+    let folder = app.settings.data_dir.join("snapshots");
+    let path = folder.join(format!("ban-{}-{}.csv", id, now.format("%Y%m%dT%H%M%SZ")));
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    std::fs::write(&path, csv)
+        .with_context(|| format!("writing the ban snapshot {}", path.display()))?;
+    owner_accounts::update_owner_state(&mut tx, id, OwnerAccountState::Banned, now).await?;
+    let detail = serde_json::json!({ "owner_account": id, "name": account.name, "snapshot": path.display().to_string() });
+    audit::insert_audit(&mut tx, actor, None, "owner_account.ban", &detail, now).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(path)
 }
 
 /// Reads an active owner account and opens its sealed token.
@@ -561,4 +566,114 @@ pub async fn create_plan(app: &App, actor: &Actor, spec: &PlanSpec) -> Result<Pl
     .await?;
     tx.commit().await?;
     Ok(id)
+}
+
+/// Renames a library group and/or changes whether it is private.
+pub async fn edit_group(
+    app: &App,
+    actor: &Actor,
+    group: LibraryGroupId,
+    name: Option<&str>,
+    private: Option<bool>,
+) -> Result<(), AdminError> {
+    let name = name.map(str::trim);
+    if name.is_some_and(str::is_empty) {
+        return Err(AdminError::EmptyName);
+    }
+    let mut tx = app.db.begin().await?;
+    match servers::update_group(&mut tx, group, name, private).await {
+        Ok(true) => {}
+        Ok(false) => return Err(AdminError::NoSuchGroup(group)),
+        Err(err) if is_unique_violation(&err) => {
+            return Err(AdminError::GroupExists(
+                name.unwrap_or_default().to_string(),
+            ));
+        }
+        Err(err) => return Err(err.into()),
+    }
+    let detail = serde_json::json!({ "group": group, "name": name, "private": private });
+    audit::insert_audit(&mut tx, actor, None, "group.edit", &detail, app.clock.now()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A change to a plan; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct PlanEdit {
+    /// New name.
+    pub name: Option<String>,
+    /// New price.
+    pub price: Option<Money>,
+    /// New stream count.
+    pub max_streams: Option<i32>,
+    /// Trial or not.
+    pub trial: Option<bool>,
+    /// Offered to new subscribers (false retires it; current subscribers keep it).
+    pub active: Option<bool>,
+    /// New library groups: the shares of everyone on the plan are updated to match.
+    pub groups: Option<Vec<LibraryGroupId>>,
+}
+
+/// Edits a plan. When its groups change, every invited share of its subscribers gets an update
+/// job (in the same transaction), so library access follows the plan.
+pub async fn edit_plan(
+    app: &App,
+    actor: &Actor,
+    plan: PlanId,
+    edit: &PlanEdit,
+) -> Result<usize, AdminError> {
+    let name = edit.name.as_deref().map(str::trim);
+    if name.is_some_and(str::is_empty) {
+        return Err(AdminError::EmptyName);
+    }
+    if edit.max_streams.is_some_and(|n| n < 1) {
+        return Err(AdminError::BadStreams);
+    }
+    let currency = edit.price.map(Money::currency);
+    let change = servers::PlanChange {
+        name,
+        price: edit
+            .price
+            .zip(currency.as_ref())
+            .map(|(p, c)| (p.minor(), c.as_str())),
+        max_streams: edit.max_streams,
+        trial: edit.trial,
+        active: edit.active,
+    };
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    match servers::update_plan(&mut tx, plan, &change).await {
+        Ok(true) => {}
+        Ok(false) => return Err(AdminError::NoSuchPlan(plan)),
+        Err(err) if is_unique_violation(&err) => {
+            return Err(AdminError::PlanExists(name.unwrap_or_default().to_string()));
+        }
+        Err(err) => return Err(err.into()),
+    }
+    let mut updates = 0;
+    if let Some(groups) = &edit.groups {
+        servers::replace_plan_groups(&mut tx, plan, groups).await?;
+        let generation = format!("plan-{plan}-{}", now.timestamp_micros());
+        for (share, owner) in
+            crate::store::shares::find_invited_shares_on_plan(&mut tx, plan).await?
+        {
+            crate::services::shares::enqueue_share_job(
+                &app.queue,
+                &mut tx,
+                crate::services::shares::UPDATE,
+                crate::domain::ShareId::new(share),
+                OwnerAccountId::new(owner),
+                &generation,
+            )
+            .await?;
+            updates += 1;
+        }
+    }
+    let detail = serde_json::json!({
+        "plan": plan, "name": name, "price": edit.price.map(|p| p.to_string()), "max_streams": edit.max_streams,
+        "trial": edit.trial, "active": edit.active, "groups": edit.groups, "share_updates": updates,
+    });
+    audit::insert_audit(&mut tx, actor, None, "plan.edit", &detail, now).await?;
+    app.queue.commit(tx).await?;
+    Ok(updates)
 }

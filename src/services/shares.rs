@@ -58,6 +58,42 @@ pub const UPDATE: &str = "plex.update_share";
 /// Job kind: delete a share on plex.tv.
 pub const REMOVE: &str = "plex.remove_share";
 
+/// Job kind: compare a server's shares with plex.tv's and record drift.
+pub const RECONCILE: &str = "plex.reconcile";
+
+/// Arguments of the reconcile job.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct ReconcileJob {
+    /// The server.
+    pub server: ServerId,
+}
+
+/// Enqueues a reconcile of every server of an active owner account, once per `period` label
+/// (e.g. the hour), so ticks that overlap or repeat add nothing.
+pub async fn enqueue_reconciles(
+    queue: &Queue,
+    tx: &mut Tx,
+    period: &str,
+) -> Result<usize, sqlx::Error> {
+    let mut added = 0;
+    for server in servers::find_servers(tx).await? {
+        if server.owner_state != OwnerAccountState::Active.as_str() {
+            continue;
+        }
+        let id = ServerId::new(server.id);
+        let job = NewJob::new(
+            RECONCILE,
+            &ReconcileJob { server: id },
+            format!("{RECONCILE}:{id}:{period}"),
+        )
+        .rate_limited_by(owner_rate_key(OwnerAccountId::new(server.owner_account_id)));
+        if queue.enqueue(tx, &job).await? {
+            added += 1;
+        }
+    }
+    Ok(added)
+}
+
 /// Arguments of every share job.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct ShareJob {

@@ -3,6 +3,7 @@
 
 pub mod audit;
 mod db;
+pub mod export;
 pub mod jobs;
 pub mod owner_accounts;
 pub mod servers;

@@ -354,3 +354,111 @@ pub async fn find_plan_trial(tx: &mut Tx, plan: PlanId) -> Result<Option<bool>, 
         .fetch_optional(c)
         .await)
 }
+
+/// Context a reconcile needs: the server's machine id and its owner's state and sealed token.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ServerOwnerRow {
+    /// Machine identifier.
+    pub machine_id: String,
+    /// Owner account id.
+    pub owner_account_id: i64,
+    /// Owner state.
+    pub owner_state: String,
+    /// Owner's sealed token.
+    pub token_enc: String,
+}
+
+/// A server with its owner's token.
+pub async fn find_server_owner(
+    tx: &mut Tx,
+    server: ServerId,
+) -> Result<Option<ServerOwnerRow>, sqlx::Error> {
+    const SQL: &str = "SELECT s.machine_id, s.owner_account_id, o.state AS owner_state, o.token_enc \
+                       FROM server s JOIN owner_account o ON o.id = s.owner_account_id WHERE s.id = $1";
+    on_tx!(tx, |c| sqlx::query_as(SQL)
+        .bind(server.get())
+        .fetch_optional(c)
+        .await)
+}
+
+/// Renames a group and/or changes whether it is private. False when no such group exists.
+pub async fn update_group(
+    tx: &mut Tx,
+    id: LibraryGroupId,
+    name: Option<&str>,
+    private: Option<bool>,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE library_group SET name = COALESCE($1, name), private = COALESCE($2, private) WHERE id = $3";
+    let n = on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(name)
+        .bind(private)
+        .bind(id.get())
+        .execute(c)
+        .await?
+        .rows_affected());
+    Ok(n == 1)
+}
+
+/// A change to a plan; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct PlanChange<'a> {
+    /// New name.
+    pub name: Option<&'a str>,
+    /// New price (minor units, currency).
+    pub price: Option<(i64, &'a str)>,
+    /// New stream count.
+    pub max_streams: Option<i32>,
+    /// Trial or not.
+    pub trial: Option<bool>,
+    /// Offered to new subscribers or retired.
+    pub active: Option<bool>,
+}
+
+/// Applies a plan change. False when no such plan exists.
+pub async fn update_plan(
+    tx: &mut Tx,
+    id: PlanId,
+    change: &PlanChange<'_>,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE plan SET name = COALESCE($1, name), price_minor = COALESCE($2, price_minor), \
+                       currency = COALESCE($3, currency), max_streams = COALESCE($4, max_streams), \
+                       trial = COALESCE($5, trial), active = COALESCE($6, active) WHERE id = $7";
+    let n = on_tx!(tx, |c| {
+        sqlx::query(SQL)
+            .bind(change.name)
+            .bind(change.price.map(|p| p.0))
+            .bind(change.price.map(|p| p.1))
+            .bind(change.max_streams)
+            .bind(change.trial)
+            .bind(change.active)
+            .bind(id.get())
+            .execute(c)
+            .await?
+            .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Replaces a plan's groups.
+pub async fn replace_plan_groups(
+    tx: &mut Tx,
+    plan: PlanId,
+    groups: &[LibraryGroupId],
+) -> Result<(), sqlx::Error> {
+    const CLEAR: &str = "DELETE FROM plan_group WHERE plan_id = $1";
+    const ADD: &str = "INSERT INTO plan_group (plan_id, group_id) VALUES ($1, $2)";
+    on_tx!(tx, |c| sqlx::query(CLEAR)
+        .bind(plan.get())
+        .execute(c)
+        .await
+        .map(|_| ()))?;
+    for group in groups {
+        on_tx!(tx, |c| sqlx::query(ADD)
+            .bind(plan.get())
+            .bind(group.get())
+            .execute(c)
+            .await
+            .map(|_| ()))?;
+    }
+    Ok(())
+}

@@ -151,3 +151,57 @@ pub async fn update_share_removed(
         .await
         .map(|_| ()))
 }
+
+/// A live share on a server, for reconciling with plex.tv.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LiveShare {
+    /// Share id.
+    pub id: i64,
+    /// plex.tv's id, once invited.
+    pub plex_share_id: Option<i64>,
+    /// `pending` or `accepted`.
+    pub state: String,
+}
+
+/// Live shares (pending or accepted) on a server.
+pub async fn find_live_shares_on_server(
+    tx: &mut Tx,
+    server: ServerId,
+) -> Result<Vec<LiveShare>, sqlx::Error> {
+    const SQL: &str = "SELECT id, plex_share_id, state FROM share WHERE server_id = $1 AND state <> 'removed' ORDER BY id";
+    on_tx!(tx, |c| sqlx::query_as(SQL)
+        .bind(server.get())
+        .fetch_all(c)
+        .await)
+}
+
+/// Marks a pending share accepted (the subscriber accepted the invite on plex.tv).
+pub async fn update_share_accepted(
+    tx: &mut Tx,
+    id: ShareId,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str =
+        "UPDATE share SET state = 'accepted', updated_at = $1 WHERE id = $2 AND state = 'pending'";
+    on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(now)
+        .bind(id.get())
+        .execute(c)
+        .await
+        .map(|_| ()))
+}
+
+/// Invited live shares of the subscribers on a plan, with their server's owner account:
+/// (share id, owner account id).
+pub async fn find_invited_shares_on_plan(
+    tx: &mut Tx,
+    plan: PlanId,
+) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    const SQL: &str = "SELECT sh.id, s.owner_account_id FROM share sh JOIN subscriber sub ON sub.id = sh.subscriber_id \
+                       JOIN server s ON s.id = sh.server_id \
+                       WHERE sub.plan_id = $1 AND sh.state <> 'removed' AND sh.plex_share_id IS NOT NULL ORDER BY sh.id";
+    on_tx!(tx, |c| sqlx::query_as(SQL)
+        .bind(plan.get())
+        .fetch_all(c)
+        .await)
+}

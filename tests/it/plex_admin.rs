@@ -4,11 +4,12 @@
 use secrecy::{ExposeSecret as _, SecretString};
 use usher::clock::Clock as _;
 use usher::domain::{
-    Actor, BillingPeriod, Currency, DiscordId, LibraryId, Money, PlexEmail, ServerId, ShareState,
+    Actor, BillingPeriod, Currency, DiscordId, LibraryId, Money, PlanId, PlexEmail, ServerId,
+    ShareState,
 };
 use usher::services::plex_admin::{self, AdminError, PlanSpec};
 use usher::store::servers::ServerFlags;
-use usher::store::{owner_accounts, servers, shares, subscribers};
+use usher::store::{self, owner_accounts, servers, shares, subscribers};
 
 use crate::helpers::{Backend, TestApp};
 
@@ -342,4 +343,126 @@ crate::on_both_backends!(
     server_flags_change_and_bad_capacity_changes_nothing,
     removing_an_owner_account_ends_its_shares_and_keeps_subscribers,
     plans_are_created_with_their_groups_and_names_stay_unique,
+    groups_and_plans_can_be_edited_and_plan_groups_update_live_shares,
 );
+
+async fn groups_and_plans_can_be_edited_and_plan_groups_update_live_shares(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, server, _) = owner_with_server(&app).await;
+    let standard = plex_admin::create_group(&app.app, &admin(), "Standard", false)
+        .await
+        .unwrap();
+    let uhd = plex_admin::create_group(&app.app, &admin(), "UHD", false)
+        .await
+        .unwrap();
+    plex_admin::edit_group(&app.app, &admin(), uhd, Some("4K"), None)
+        .await
+        .unwrap();
+    let clash = plex_admin::edit_group(&app.app, &admin(), uhd, Some("Standard"), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(clash, AdminError::GroupExists(_)), "{clash}");
+    let missing = plex_admin::edit_group(
+        &app.app,
+        &admin(),
+        usher::domain::LibraryGroupId::new(999),
+        Some("X"),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(missing, AdminError::NoSuchGroup(_)), "{missing}");
+
+    let mut tx = app.app.db.begin().await.unwrap();
+    let libraries = servers::find_libraries(&mut tx, server).await.unwrap();
+    drop(tx);
+    for library in &libraries {
+        let group = if library.title == "4K" { uhd } else { standard };
+        plex_admin::assign_library(&app.app, &admin(), LibraryId::new(library.id), Some(group))
+            .await
+            .unwrap();
+    }
+    let spec = PlanSpec {
+        name: "Basic".into(),
+        price: Money::parse("5", Currency::parse("EUR").unwrap()).unwrap(),
+        period: BillingPeriod::Month,
+        max_streams: 1,
+        trial: false,
+        groups: vec![standard],
+    };
+    let plan = plex_admin::create_plan(&app.app, &admin(), &spec)
+        .await
+        .unwrap();
+    // One subscriber on the plan with an invited share.
+    let now = app.clock.now();
+    let mut tx = app.app.db.begin().await.unwrap();
+    let sub = subscribers::insert_subscriber(&mut tx, DiscordId::new(77).unwrap(), "sub", now)
+        .await
+        .unwrap();
+    subscribers::update_subscriber_plan(&mut tx, sub, Some(plan), now)
+        .await
+        .unwrap();
+    let identity = subscribers::insert_identity(
+        &mut tx,
+        sub,
+        &PlexEmail::parse("v@example.com").unwrap(),
+        None,
+        now,
+    )
+    .await
+    .unwrap();
+    let share = shares::insert_share(&mut tx, sub, server, identity, ShareState::Pending, now)
+        .await
+        .unwrap();
+    shares::update_share_invited(&mut tx, share, 123, ShareState::Pending, now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let renamed = plex_admin::PlanEdit {
+        name: Some("Basic+".into()),
+        max_streams: Some(2),
+        ..Default::default()
+    };
+    assert_eq!(
+        plex_admin::edit_plan(&app.app, &admin(), plan, &renamed)
+            .await
+            .unwrap(),
+        0,
+        "no group change, no share update"
+    );
+    let regrouped = plex_admin::PlanEdit {
+        groups: Some(vec![standard, uhd]),
+        ..Default::default()
+    };
+    assert_eq!(
+        plex_admin::edit_plan(&app.app, &admin(), plan, &regrouped)
+            .await
+            .unwrap(),
+        1
+    );
+    let mut tx = app.app.db.begin().await.unwrap();
+    assert_eq!(
+        servers::find_plan_groups(&mut tx, plan).await.unwrap(),
+        vec![standard, uhd]
+    );
+    drop(tx);
+    let queued = store::jobs::count_by_state(&app.app.db).await.unwrap();
+    assert_eq!(
+        queued,
+        vec![("queued".to_string(), 1)],
+        "one share update queued with the change"
+    );
+    let bad = plex_admin::PlanEdit {
+        max_streams: Some(0),
+        ..Default::default()
+    };
+    assert!(matches!(
+        plex_admin::edit_plan(&app.app, &admin(), plan, &bad).await,
+        Err(AdminError::BadStreams)
+    ));
+    let none = plex_admin::edit_plan(&app.app, &admin(), PlanId::new(4040), &renamed)
+        .await
+        .unwrap_err();
+    assert!(matches!(none, AdminError::NoSuchPlan(_)), "{none}");
+}

@@ -491,4 +491,189 @@ crate::on_both_backends!(
     a_revoked_owner_token_parks_invites_without_hammering,
     a_full_server_moves_the_invite_to_another_server,
     removing_a_share_deletes_it_once_and_tolerates_replays,
+    reconcile_records_accepted_vanished_and_unknown_shares,
+    marking_an_owner_banned_snapshots_its_users_first_and_closes_its_servers,
+    an_update_job_brings_the_share_in_line_with_the_plan,
 );
+
+async fn audit_count(app: &TestApp, action: &str) -> i64 {
+    let mut tx = app.app.db.begin().await.unwrap();
+    usher::on_tx!(&mut tx, |c| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = $1"
+    )
+    .bind(action)
+    .fetch_one(c)
+    .await
+    .unwrap())
+}
+
+async fn reconcile_records_accepted_vanished_and_unknown_shares(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let cat = catalogue(&app, &["Alpha"]).await;
+    let (server, fake) = &cat.servers[0];
+    let invited = subscribers_with_pending_invites(&app, &cat, *server, 3).await;
+    drain(&app).await;
+    let on_plex: Vec<_> = invited
+        .iter()
+        .map(|(_, email)| app.plex.shares_for_email(email)[0].id)
+        .collect();
+    // One subscriber accepts; the owner deletes another by hand; a stranger is shared by hand.
+    assert!(app.plex.accept_invite(on_plex[0]));
+    let token = SecretString::from(app.plex.token_for("owner@example.com").unwrap());
+    app.app
+        .plex
+        .delete_share(
+            &token,
+            usher::integrations::plex::SharedServerId(on_plex[1]),
+        )
+        .await
+        .unwrap();
+    app.plex.add_user_account("stranger@example.com");
+    let stranger = app
+        .app
+        .plex
+        .invite(
+            &token,
+            &usher::integrations::plex::Invite {
+                machine_identifier: fake.machine_identifier.clone(),
+                invited: "stranger@example.com".into(),
+                library_ids: vec![usher::integrations::plex::PlexSectionId(
+                    fake.libraries[0].global_id,
+                )],
+                settings: usher::integrations::plex::ShareSettings::default(),
+            },
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        usher::scheduler::tick(&app.app).await.unwrap(),
+        1,
+        "one reconcile per server"
+    );
+    assert_eq!(
+        usher::scheduler::tick(&app.app).await.unwrap(),
+        0,
+        "not twice in the same hour"
+    );
+    let drift = usher::jobs::plex::reconcile(&app.app, *server)
+        .await
+        .unwrap();
+    assert_eq!(drift.accepted, vec![invited[0].0.get()]);
+    assert_eq!(drift.vanished, vec![invited[1].0.get()]);
+    assert_eq!(drift.unknown, vec![stranger.id.0]);
+    drain(&app).await;
+    let mut tx = app.app.db.begin().await.unwrap();
+    let mut states = Vec::new();
+    for (share, _) in &invited {
+        states.push(
+            shares::find_share_state(&mut tx, *share)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    drop(tx);
+    assert_eq!(states, ["accepted", "removed", "pending"]);
+    assert_eq!(
+        audit_count(&app, "reconcile.drift").await,
+        2,
+        "the direct run and the queued one both saw the stranger"
+    );
+    app.clock.advance(chrono::Duration::hours(1));
+    assert_eq!(
+        usher::scheduler::tick(&app.app).await.unwrap(),
+        1,
+        "again the next hour"
+    );
+}
+
+async fn marking_an_owner_banned_snapshots_its_users_first_and_closes_its_servers(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let cat = catalogue(&app, &["Alpha"]).await;
+    let invited = subscribers_with_pending_invites(&app, &cat, cat.servers[0].0, 2).await;
+    drain(&app).await;
+    let path = plex_admin::mark_owner_banned(&app.app, &admin(), cat.owner)
+        .await
+        .unwrap();
+    let csv = std::fs::read_to_string(&path).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("discord_id,name,plex_email,plan,server,state,paid_until,flagged")
+    );
+    let rows: Vec<_> = lines.collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert!(
+        rows[0].starts_with(&format!(
+            "10000,viewer,{},Standard,Alpha,pending,",
+            invited[0].1
+        )),
+        "{csv}"
+    );
+
+    let mut tx = app.app.db.begin().await.unwrap();
+    let candidates = usher::services::shares::load_candidates(&mut tx)
+        .await
+        .unwrap();
+    assert!(
+        candidates.iter().all(|c| !c.owner_usable),
+        "placement never picks a banned owner's server"
+    );
+    drop(tx);
+    let again = plex_admin::mark_owner_banned(&app.app, &admin(), cat.owner)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, plex_admin::AdminError::AccountNotActive { .. }),
+        "{again}"
+    );
+}
+
+async fn an_update_job_brings_the_share_in_line_with_the_plan(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let cat = catalogue(&app, &["Alpha"]).await;
+    let (server, fake) = &cat.servers[0];
+    let invited = subscribers_with_pending_invites(&app, &cat, *server, 1).await;
+    drain(&app).await;
+    // The admin moves Home Videos into the plan's group.
+    let mut tx = app.app.db.begin().await.unwrap();
+    let libraries = servers::find_libraries(&mut tx, *server).await.unwrap();
+    let standard = libraries
+        .iter()
+        .find(|l| l.title == "Movies")
+        .unwrap()
+        .group_id
+        .unwrap();
+    drop(tx);
+    let home = libraries.iter().find(|l| l.title == "Home Videos").unwrap();
+    plex_admin::assign_library(
+        &app.app,
+        &admin(),
+        LibraryId::new(home.id),
+        Some(usher::domain::LibraryGroupId::new(standard)),
+    )
+    .await
+    .unwrap();
+    let mut tx = app.app.db.begin().await.unwrap();
+    enqueue_share_job(
+        &app.app.queue,
+        &mut tx,
+        usher::services::shares::UPDATE,
+        invited[0].0,
+        cat.owner,
+        "groups-1",
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    drain(&app).await;
+    let mut sent = app.plex.shares_for_email(&invited[0].1)[0]
+        .library_ids
+        .clone();
+    sent.sort_unstable();
+    let all: Vec<u64> = fake.libraries.iter().map(|l| l.global_id).collect();
+    assert_eq!(sent, all);
+}

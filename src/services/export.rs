@@ -1,0 +1,58 @@
+//! CSV export of users: the admin's backup before cleaning up after a ban, and the snapshot
+//! taken automatically when an owner account is marked banned. Written with the `csv` crate.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{DiscordId, OwnerAccountId};
+use crate::store::{Tx, export};
+
+/// The columns, in order.
+pub const HEADER: [&str; 8] = [
+    "discord_id",
+    "name",
+    "plex_email",
+    "plan",
+    "server",
+    "state",
+    "paid_until",
+    "flagged",
+];
+
+/// Renders the users (all, or those on one owner account's servers) as CSV.
+pub async fn users_csv(
+    tx: &mut Tx,
+    owner: Option<OwnerAccountId>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<u8>> {
+    let rows = export::find_users(tx, owner).await?;
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(HEADER)?;
+    for row in rows {
+        let discord = DiscordId::from_db(row.discord_id)
+            .map(|id| id.get().to_string())
+            .unwrap_or_default();
+        let state = match (&row.share_state, row.permanent, row.paid_until) {
+            (Some(share), ..) => share.clone(),
+            (None, true, _) => "permanent".into(),
+            (None, false, Some(until)) if until > now => "paid, no share".into(),
+            (None, false, Some(_)) => "expired".into(),
+            (None, false, None) => "never paid".into(),
+        };
+        out.write_record([
+            discord,
+            row.display_name,
+            row.plex_email.unwrap_or_default(),
+            row.plan.unwrap_or_default(),
+            row.server.unwrap_or_default(),
+            state,
+            row.paid_until.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            if row.requires_plex_change {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string(),
+        ])?;
+    }
+    Ok(out.into_inner()?)
+}
