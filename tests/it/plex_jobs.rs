@@ -98,20 +98,27 @@ async fn subscribers_with_pending_invites(
     server: ServerId,
     n: u64,
 ) -> Vec<(ShareId, String)> {
+    more_pending_invites(app, cat, server, "viewer", 10_000..10_000 + n).await
+}
+
+/// As [`subscribers_with_pending_invites`], with emails `{prefix}{i}@example.com` and Discord ids
+/// taken from `ids`.
+async fn more_pending_invites(
+    app: &TestApp,
+    cat: &Catalogue,
+    server: ServerId,
+    prefix: &str,
+    ids: std::ops::Range<u64>,
+) -> Vec<(ShareId, String)> {
     let now = app.clock.now();
     let mut tx = app.app.db.begin().await.unwrap();
     let mut out = Vec::new();
-    for i in 0..n {
-        let email = format!("viewer{i}@example.com");
+    for id in ids {
+        let email = format!("{prefix}{}@example.com", id % 10_000);
         app.plex.add_user_account(&email);
-        let sub = subscribers::insert_subscriber(
-            &mut tx,
-            DiscordId::new(10_000 + i).unwrap(),
-            "viewer",
-            now,
-        )
-        .await
-        .unwrap();
+        let sub = subscribers::insert_subscriber(&mut tx, DiscordId::new(id).unwrap(), prefix, now)
+            .await
+            .unwrap();
         subscribers::update_subscriber_plan(&mut tx, sub, Some(cat.plan), now)
             .await
             .unwrap();
@@ -383,7 +390,7 @@ async fn a_full_server_moves_the_invite_to_another_server(backend: Backend) {
 
     // With no server left, the invite waits for an admin instead of failing silently.
     app.plex.set_share_limit(&beta_fake.machine_identifier, 1);
-    let more = subscribers_with_pending_invites_from(&app, &cat, *alpha, 1, 500).await;
+    let more = more_pending_invites(&app, &cat, *alpha, "late", 20_500..20_501).await;
     drain(&app).await;
     let job = store::jobs::find_by_key(&app.app.db, &format!("{INVITE}:{}:1", more[0].0))
         .await
@@ -394,51 +401,6 @@ async fn a_full_server_moves_the_invite_to_another_server(backend: Backend) {
         job.last_error.unwrap().contains("no server has room"),
         "admins are told why"
     );
-}
-
-async fn subscribers_with_pending_invites_from(
-    app: &TestApp,
-    cat: &Catalogue,
-    server: ServerId,
-    n: u64,
-    offset: u64,
-) -> Vec<(ShareId, String)> {
-    let now = app.clock.now();
-    let mut tx = app.app.db.begin().await.unwrap();
-    let mut out = Vec::new();
-    for i in offset..offset + n {
-        let email = format!("late{i}@example.com");
-        app.plex.add_user_account(&email);
-        let sub = subscribers::insert_subscriber(
-            &mut tx,
-            DiscordId::new(20_000 + i).unwrap(),
-            "late",
-            now,
-        )
-        .await
-        .unwrap();
-        subscribers::update_subscriber_plan(&mut tx, sub, Some(cat.plan), now)
-            .await
-            .unwrap();
-        let identity = subscribers::insert_identity(
-            &mut tx,
-            sub,
-            &PlexEmail::parse(&email).unwrap(),
-            None,
-            now,
-        )
-        .await
-        .unwrap();
-        let share = shares::insert_share(&mut tx, sub, server, identity, ShareState::Pending, now)
-            .await
-            .unwrap();
-        enqueue_share_job(&app.app.queue, &mut tx, INVITE, share, cat.owner, "1")
-            .await
-            .unwrap();
-        out.push((share, email));
-    }
-    tx.commit().await.unwrap();
-    out
 }
 
 async fn removing_a_share_deletes_it_once_and_tolerates_replays(backend: Backend) {
