@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::crypto::{Cipher, SecretKey, Signer, SigningKey};
+use crate::integrations::email::Mailer;
 use crate::integrations::plex::{PlexConfig, PlexTvClient};
 use crate::jobs::Queue;
 use crate::store::Db;
@@ -35,6 +36,8 @@ pub struct App {
     pub templates: Arc<Templates>,
     /// The plex.tv client (owner tokens are passed per call).
     pub plex: PlexTvClient,
+    /// Outgoing mail (SMTP, or the outbox folder).
+    pub mailer: Mailer,
 }
 
 /// Settings-table key of the installation's stable `X-Plex-Client-Identifier`.
@@ -69,6 +72,7 @@ impl App {
             timeout: std::time::Duration::from_secs(30),
         })
         .context("building the plex.tv client")?;
+        let mailer = Mailer::from_settings(&settings).context("setting up outgoing mail")?;
         let queue = Queue::new(
             db.clone(),
             Arc::clone(&clock),
@@ -85,6 +89,7 @@ impl App {
             cipher: key.cipher(),
             templates: Arc::new(templates),
             plex,
+            mailer,
         })
     }
 }

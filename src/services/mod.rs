@@ -4,4 +4,5 @@
 pub mod export;
 pub mod placement;
 pub mod plex_admin;
+pub mod settings;
 pub mod shares;

@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_types)]
 
 mod cli;
+mod email;
 mod helpers;
 mod plex_admin;
 mod plex_client;
