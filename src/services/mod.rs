@@ -1,6 +1,7 @@
 //! Use cases: one function per thing a person does. They take a transaction (the caller commits),
 //! return typed results and typed errors that each door renders its own way.
 
+pub mod account_change;
 pub mod export;
 pub mod placement;
 pub mod plex_admin;

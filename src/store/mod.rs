@@ -1,6 +1,7 @@
 //! All SQL lives here, one module per aggregate. Functions are `find_*`, `insert_*`, `update_*`;
 //! they take a [`Tx`] (the caller commits) and return rows mapped to domain types.
 
+pub mod account_changes;
 pub mod audit;
 mod db;
 pub mod export;

@@ -205,3 +205,58 @@ pub async fn find_invited_shares_on_plan(
         .fetch_all(c)
         .await)
 }
+
+/// A subscriber's live share, with what removing it needs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SubscriberShare {
+    /// Share id.
+    pub id: i64,
+    /// Server.
+    pub server_id: i64,
+    /// Owner account of the server.
+    pub owner_account_id: i64,
+    /// Its state.
+    pub owner_state: String,
+}
+
+/// A subscriber's live shares.
+pub async fn find_live_shares_of(
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+) -> Result<Vec<SubscriberShare>, sqlx::Error> {
+    const SQL: &str = "SELECT sh.id, sh.server_id, s.owner_account_id, o.state AS owner_state FROM share sh \
+                       JOIN server s ON s.id = sh.server_id JOIN owner_account o ON o.id = s.owner_account_id \
+                       WHERE sh.subscriber_id = $1 AND sh.state <> 'removed' ORDER BY sh.id";
+    on_tx!(tx, |c| sqlx::query_as(SQL)
+        .bind(subscriber.get())
+        .fetch_all(c)
+        .await)
+}
+
+/// Servers the subscriber had shares on, most recent first (for placement's "used before").
+pub async fn find_previous_servers(
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+) -> Result<Vec<ServerId>, sqlx::Error> {
+    const SQL: &str = "SELECT server_id FROM share WHERE subscriber_id = $1 GROUP BY server_id ORDER BY MAX(id) DESC";
+    let ids: Vec<i64> = on_tx!(tx, |c| sqlx::query_scalar(SQL)
+        .bind(subscriber.get())
+        .fetch_all(c)
+        .await?);
+    Ok(ids.into_iter().map(ServerId::new).collect())
+}
+
+/// Whether the identity's most recent share was on a banned owner account's server.
+pub async fn find_last_owner_banned(
+    tx: &mut Tx,
+    identity: crate::domain::PlexIdentityId,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "SELECT o.state FROM share sh JOIN server s ON s.id = sh.server_id \
+                       JOIN owner_account o ON o.id = s.owner_account_id \
+                       WHERE sh.plex_identity_id = $1 ORDER BY sh.id DESC LIMIT 1";
+    let state: Option<String> = on_tx!(tx, |c| sqlx::query_scalar(SQL)
+        .bind(identity.get())
+        .fetch_optional(c)
+        .await?);
+    Ok(state.as_deref() == Some("banned"))
+}

@@ -140,3 +140,50 @@ pub async fn update_subscriber_plan(
         .await
         .map(|_| ()))
 }
+
+/// A subscriber as the account-change and placement flows need it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SubscriberRow {
+    /// Row id.
+    pub id: i64,
+    /// Display name.
+    pub display_name: String,
+    /// Plan.
+    pub plan_id: Option<i64>,
+    /// Flagged for a Plex account change.
+    pub requires_plex_change: bool,
+    /// Chosen location.
+    pub preferred_location: Option<String>,
+}
+
+/// One subscriber.
+pub async fn find_subscriber(
+    tx: &mut Tx,
+    id: SubscriberId,
+) -> Result<Option<SubscriberRow>, sqlx::Error> {
+    const SQL: &str = "SELECT id, display_name, plan_id, requires_plex_change, preferred_location FROM subscriber WHERE id = $1";
+    on_tx!(tx, |c| sqlx::query_as(SQL)
+        .bind(id.get())
+        .fetch_optional(c)
+        .await)
+}
+
+/// Sets or clears the "requires Plex account change" flag. False when nothing changed.
+pub async fn update_flag(
+    tx: &mut Tx,
+    id: SubscriberId,
+    flagged: bool,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE subscriber SET requires_plex_change = $1, \
+                       flagged_at = CASE WHEN $1 THEN $2 ELSE NULL END, updated_at = $2 \
+                       WHERE id = $3 AND requires_plex_change <> $1";
+    let n = on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(flagged)
+        .bind(now)
+        .bind(id.get())
+        .execute(c)
+        .await?
+        .rows_affected());
+    Ok(n == 1)
+}

@@ -4,6 +4,7 @@
 // guards commands/ only.
 #![allow(clippy::disallowed_types)]
 
+mod account_change;
 mod cli;
 mod email;
 mod helpers;

@@ -1,0 +1,443 @@
+//! The heart of ban recovery: a flagged subscriber moves to a NEW, verified Plex account.
+//!
+//! Rules it keeps (PRODUCT.md "Ban recovery" 5–9):
+//! - Only while "Plex account change processing" is on, and only for a flagged subscriber.
+//! - The new email must differ from the current one, never have been linked here (retired, banned
+//!   or in use, in any spelling), and be a real plex.tv account; when plex.tv cannot say, we say so.
+//! - A 6-digit code goes to the new address; only its keyed hash is stored. It expires after 15
+//!   minutes, allows 5 wrong tries, and can be re-sent once a minute.
+//! - On the right code, ONE transaction retires the old identity (as `banned` when its last server's
+//!   owner was banned), links the new one, clears the flag, keeps every payment, note and history
+//!   row, writes the audit log, and queues the removal of old shares and the invite on a server
+//!   chosen by placement. If nothing fits, the change still stands and the admins are told.
+
+use anyhow::Context as _;
+use chrono::Duration;
+
+use crate::app::App;
+use crate::domain::{
+    Actor, ChangeRequestId, IdentityState, OwnerAccountId, OwnerAccountState, PlanId, PlexEmail,
+    PlexIdentityId, RetireReason, ServerId, ShareId, ShareState, SubscriberId, VerificationCode,
+};
+use crate::integrations::plex::{PlexError, Validation};
+use crate::services::placement::{self, Placement, SubscriberContext};
+use crate::services::settings::plex_account_change_enabled;
+use crate::services::shares::{INVITE, REMOVE, enqueue_share_job, load_candidates, plan_needs};
+use crate::store::account_changes::{self, NewChangeRequest};
+use crate::store::{Tx, audit, is_unique_violation, owner_accounts, shares, subscribers};
+
+/// How long a code works.
+pub const CODE_LIFETIME_MINUTES: i64 = 15;
+/// Wrong codes allowed before the request locks.
+pub const MAX_WRONG_CODES: i32 = 5;
+/// Least time between two sends of a code.
+pub const RESEND_AFTER_SECONDS: i64 = 60;
+
+/// Why a change was refused; each is a message for the subscriber.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The setting is off.
+    #[error("Plex account changes are turned off by the admins")]
+    Disabled,
+    /// Not flagged.
+    #[error("your account does not need a Plex account change")]
+    NotFlagged,
+    /// Not a subscriber.
+    #[error("you are not a subscriber here yet")]
+    NotSubscriber,
+    /// Same as now.
+    #[error(
+        "that is the Plex account you already use; sign up for a NEW Plex account with a new email"
+    )]
+    SameAsCurrent,
+    /// Retired or banned here.
+    #[error(
+        "that Plex account was used here before and can never be used again; sign up for a new one"
+    )]
+    Retired,
+    /// Someone else uses it.
+    #[error("that Plex account is already in use")]
+    InUse,
+    /// plex.tv does not know it.
+    #[error("plex.tv has no account for {0}; sign up at plex.tv with that email first")]
+    NotPlexAccount(String),
+    /// plex.tv cannot check now.
+    #[error("plex.tv cannot check that account right now; try again in a few minutes")]
+    ValidationUnavailable,
+    /// Resend too soon.
+    #[error("a code was sent less than a minute ago; wait {0} seconds before asking for another")]
+    ResendTooSoon(i64),
+    /// The code could not be sent.
+    #[error("we could not send the code to that address right now; try again in a minute")]
+    MailFailed,
+    /// No pending request.
+    #[error("there is no code waiting for you; start the Plex account change again")]
+    NoPendingRequest,
+    /// Code expired.
+    #[error("that code has expired; ask for a new one")]
+    Expired,
+    /// Too many wrong codes.
+    #[error("too many wrong codes; start the Plex account change again to get a new one")]
+    Locked,
+    /// Wrong code.
+    #[error("that code is not right; {0} tries left")]
+    WrongCode(i32),
+    /// Anything else.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ChangeError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Unexpected(anyhow::Error::new(err).context("database"))
+    }
+}
+
+/// A code is on its way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeSent {
+    /// The request.
+    pub request: ChangeRequestId,
+    /// Minutes until the code expires.
+    pub expires_in_minutes: i64,
+}
+
+/// The change is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeApplied {
+    /// The new active identity.
+    pub identity: PlexIdentityId,
+    /// Where the invite goes; `None` when no server has room yet (admins were told).
+    pub server: Option<ServerId>,
+}
+
+fn hash_context(subscriber: SubscriberId, email: &PlexEmail) -> Vec<u8> {
+    format!("account-change:{subscriber}:{}", email.as_str()).into_bytes()
+}
+
+/// Checks that a subscriber may change to `email` now; returns their row.
+async fn check_allowed(
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+    email: &PlexEmail,
+) -> Result<subscribers::SubscriberRow, ChangeError> {
+    if !plex_account_change_enabled(tx).await? {
+        return Err(ChangeError::Disabled);
+    }
+    let row = subscribers::find_subscriber(tx, subscriber)
+        .await?
+        .ok_or(ChangeError::NotSubscriber)?;
+    if !row.requires_plex_change {
+        return Err(ChangeError::NotFlagged);
+    }
+    if let Some(existing) = subscribers::find_identity_by_email(tx, email).await? {
+        return Err(match existing.state.as_str() {
+            s if s == IdentityState::Active.as_str()
+                && existing.subscriber_id == subscriber.get() =>
+            {
+                ChangeError::SameAsCurrent
+            }
+            s if s == IdentityState::Active.as_str() => ChangeError::InUse,
+            _ => ChangeError::Retired,
+        });
+    }
+    Ok(row)
+}
+
+/// Asks for a change to `email`: checks it, validates it on plex.tv, and emails a code to it.
+pub async fn request_change(
+    app: &App,
+    actor: &Actor,
+    subscriber: SubscriberId,
+    email: &PlexEmail,
+) -> Result<CodeSent, ChangeError> {
+    let now = app.clock.now();
+    let (row, owner_token) = {
+        let mut tx = app.db.begin().await?;
+        let row = check_allowed(&mut tx, subscriber, email).await?;
+        if let Some(pending) = account_changes::find_pending(&mut tx, subscriber).await? {
+            let wait = RESEND_AFTER_SECONDS - (now - pending.last_sent_at).num_seconds();
+            if wait > 0 {
+                return Err(ChangeError::ResendTooSoon(wait));
+            }
+        }
+        let owners = owner_accounts::find_owner_accounts(&mut tx).await?;
+        let token = owners
+            .iter()
+            .find(|o| o.state == OwnerAccountState::Active.as_str())
+            .map(|o| o.token_enc.clone());
+        (row, token)
+    };
+    // plex.tv answers only to an owner's token; with none, or when it cannot say, we do not guess.
+    let token = owner_token.ok_or(ChangeError::ValidationUnavailable)?;
+    let token = app
+        .cipher
+        .decrypt(&token)
+        .context("opening an owner token")?;
+    match app.plex.validate_user(&token, email.as_str()).await {
+        Ok(Validation::Valid) => {}
+        Ok(Validation::NotAnAccount) => return Err(ChangeError::NotPlexAccount(email.to_string())),
+        Ok(Validation::ValidationUnavailable)
+        | Err(
+            PlexError::RateLimited { .. }
+            | PlexError::Server { .. }
+            | PlexError::Transport { .. }
+            | PlexError::Gone { .. }
+            | PlexError::Unauthorized,
+        ) => {
+            return Err(ChangeError::ValidationUnavailable);
+        }
+        Err(err) => {
+            return Err(ChangeError::Unexpected(
+                anyhow::Error::new(err).context("validating on plex.tv"),
+            ));
+        }
+    }
+
+    let code = VerificationCode::generate();
+    let hash = hex::encode(code.hash(&app.signing_key, &hash_context(subscriber, email)));
+    let mut tx = app.db.begin().await?;
+    // Re-check inside the write transaction: the world may have moved during the remote call.
+    check_allowed(&mut tx, subscriber, email).await?;
+    let sends = match account_changes::find_pending(&mut tx, subscriber).await? {
+        Some(pending) => {
+            account_changes::update_state(
+                &mut tx,
+                ChangeRequestId::new(pending.id),
+                "cancelled",
+                now,
+            )
+            .await?;
+            2
+        }
+        None => 1,
+    };
+    let request = NewChangeRequest {
+        subscriber,
+        email,
+        code_hash: &hash,
+        expires_at: now + Duration::minutes(CODE_LIFETIME_MINUTES),
+        sends,
+    };
+    let id = account_changes::insert_request(&mut tx, &request, now).await?;
+    let detail = serde_json::json!({ "request": id, "new_email": email.as_str() });
+    audit::insert_audit(
+        &mut tx,
+        actor,
+        Some(subscriber),
+        "account_change.code_sent",
+        &detail,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+
+    // Sent after the commit, never from inside it; the code exists only in this message.
+    let context = serde_json::json!({ "name": row.display_name, "code": code.expose_for_delivery(), "expires_minutes": CODE_LIFETIME_MINUTES });
+    let rendered = app
+        .templates
+        .render_email("verification_code", context)
+        .context("rendering the code email")?;
+    if let Err(err) = app
+        .mailer
+        .send(&app.settings.email.from, email.as_str(), &rendered)
+        .await
+    {
+        tracing::warn!(subscriber = %subscriber, error = %err, "sending a verification code failed");
+        return Err(ChangeError::MailFailed);
+    }
+    Ok(CodeSent {
+        request: id,
+        expires_in_minutes: CODE_LIFETIME_MINUTES,
+    })
+}
+
+/// Checks the code and, when right, applies the change in one transaction.
+pub async fn verify_change(
+    app: &App,
+    actor: &Actor,
+    subscriber: SubscriberId,
+    code: &VerificationCode,
+) -> Result<ChangeApplied, ChangeError> {
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    if !plex_account_change_enabled(&mut tx).await? {
+        return Err(ChangeError::Disabled);
+    }
+    let pending = account_changes::find_pending(&mut tx, subscriber)
+        .await?
+        .ok_or(ChangeError::NoPendingRequest)?;
+    let request = ChangeRequestId::new(pending.id);
+    if now >= pending.expires_at {
+        account_changes::update_state(&mut tx, request, "expired", now).await?;
+        tx.commit().await?;
+        return Err(ChangeError::Expired);
+    }
+    let email =
+        PlexEmail::parse(&pending.new_email_norm).context("stored email no longer parses")?;
+    let stored = hex::decode(&pending.code_hash).context("stored code hash")?;
+    if !code.matches(&app.signing_key, &hash_context(subscriber, &email), &stored) {
+        let failed = account_changes::update_failed_attempt(&mut tx, request).await?;
+        if failed >= MAX_WRONG_CODES {
+            account_changes::update_state(&mut tx, request, "locked", now).await?;
+            tx.commit().await?;
+            return Err(ChangeError::Locked);
+        }
+        tx.commit().await?;
+        return Err(ChangeError::WrongCode(MAX_WRONG_CODES - failed));
+    }
+
+    let row = check_allowed(&mut tx, subscriber, &email).await?;
+    let old = subscribers::find_active_identity(&mut tx, subscriber).await?;
+    if let Some(old) = &old {
+        let old_id = PlexIdentityId::new(old.id);
+        let reason = if shares::find_last_owner_banned(&mut tx, old_id).await? {
+            RetireReason::Banned
+        } else {
+            RetireReason::Changed
+        };
+        subscribers::update_identity_retired(&mut tx, old_id, reason, now).await?;
+    }
+    let identity = match subscribers::insert_identity(&mut tx, subscriber, &email, None, now).await
+    {
+        Ok(id) => id,
+        Err(err) if is_unique_violation(&err) => return Err(ChangeError::InUse),
+        Err(err) => return Err(err.into()),
+    };
+    subscribers::update_flag(&mut tx, subscriber, false, now).await?;
+    account_changes::update_state(&mut tx, request, "verified", now).await?;
+
+    // Old shares go (on plex.tv only where the owner account still works).
+    let previous = shares::find_previous_servers(&mut tx, subscriber).await?;
+    for share in shares::find_live_shares_of(&mut tx, subscriber).await? {
+        let id = ShareId::new(share.id);
+        if share.owner_state == OwnerAccountState::Active.as_str() {
+            enqueue_share_job(
+                &app.queue,
+                &mut tx,
+                REMOVE,
+                id,
+                OwnerAccountId::new(share.owner_account_id),
+                "account-change",
+            )
+            .await?;
+        } else {
+            shares::update_share_removed(&mut tx, id, now).await?;
+        }
+    }
+    let server = match row.plan_id {
+        Some(plan) => {
+            place_and_invite(
+                app,
+                &mut tx,
+                subscriber,
+                identity,
+                PlanId::new(plan),
+                previous,
+                row.preferred_location,
+            )
+            .await?
+        }
+        None => None,
+    };
+    let detail = serde_json::json!({
+        "request": request, "old_identity": old.as_ref().map(|o| o.id), "new_identity": identity,
+        "new_email": email.as_str(), "server": server,
+    });
+    audit::insert_audit(
+        &mut tx,
+        actor,
+        Some(subscriber),
+        "account_change.applied",
+        &detail,
+        now,
+    )
+    .await?;
+    app.queue.commit(tx).await?;
+    Ok(ChangeApplied { identity, server })
+}
+
+/// Places the subscriber on the plan they had and queues the invite. `None` when nothing fits:
+/// the change stands, the admins are told through the audit log.
+async fn place_and_invite(
+    app: &App,
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+    identity: PlexIdentityId,
+    plan: PlanId,
+    previous: Vec<ServerId>,
+    preferred_location: Option<String>,
+) -> Result<Option<ServerId>, ChangeError> {
+    let now = app.clock.now();
+    let candidates = load_candidates(tx).await?;
+    let Some(needs) = plan_needs(tx, plan).await? else {
+        return Ok(None);
+    };
+    // Old shares are on their way out, so there is no current share to keep.
+    let context = SubscriberContext {
+        current: None,
+        previous,
+        preferred_location,
+    };
+    match placement::place_one(&candidates, &context, &needs) {
+        Ok(Placement::Place(server) | Placement::Keep(server)) => {
+            let share =
+                shares::insert_share(tx, subscriber, server, identity, ShareState::Pending, now)
+                    .await?;
+            let owner = candidates
+                .iter()
+                .find(|c| c.id == server)
+                .map(|c| c.owner)
+                .context("placed server is a candidate")?;
+            enqueue_share_job(&app.queue, tx, INVITE, share, owner, "1").await?;
+            Ok(Some(server))
+        }
+        Err(no_fit) => {
+            let detail = serde_json::json!({ "plan": plan, "reason": no_fit.to_string() });
+            audit::insert_audit(
+                tx,
+                &Actor::System,
+                Some(subscriber),
+                "placement.no_fit",
+                &detail,
+                now,
+            )
+            .await?;
+            tracing::warn!(subscriber = %subscriber, reason = %no_fit, "no server has room for a re-invite");
+            Ok(None)
+        }
+    }
+}
+
+/// Flags or unflags one subscriber for a Plex account change. False when nothing changed.
+pub async fn set_flag(
+    app: &App,
+    actor: &Actor,
+    subscriber: SubscriberId,
+    flagged: bool,
+) -> Result<bool, ChangeError> {
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    subscribers::find_subscriber(&mut tx, subscriber)
+        .await?
+        .ok_or(ChangeError::NotSubscriber)?;
+    let changed = subscribers::update_flag(&mut tx, subscriber, flagged, now).await?;
+    if changed {
+        let action = if flagged {
+            "subscriber.flag"
+        } else {
+            "subscriber.unflag"
+        };
+        audit::insert_audit(
+            &mut tx,
+            actor,
+            Some(subscriber),
+            action,
+            &serde_json::json!({}),
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(changed)
+}

@@ -1,0 +1,447 @@
+//! Ban recovery through the services: flagged subscribers move to new, verified Plex accounts and
+//! are re-invited; every refusal changes nothing.
+
+use secrecy::SecretString;
+use usher::clock::Clock as _;
+use usher::domain::{
+    Actor, BillingPeriod, Currency, DiscordId, LibraryId, Money, OwnerAccountId, PlanId, PlexEmail,
+    ShareState, SubscriberId, VerificationCode,
+};
+use usher::jobs::AppDispatch;
+use usher::services::account_change::{self, ChangeError};
+use usher::services::plex_admin::{self, PlanSpec};
+use usher::services::settings::set_plex_account_change;
+use usher::services::shares::{INVITE, enqueue_share_job};
+use usher::store::{self, servers, shares, subscribers};
+
+use crate::helpers::{Backend, TestApp};
+
+fn admin() -> Actor {
+    Actor::Admin(DiscordId::new(900).unwrap())
+}
+
+/// Adds an owner with the named servers (Movies + TV in the plan's group) to Usher.
+async fn owner_with_servers(
+    app: &TestApp,
+    email: &str,
+    names: &[&str],
+    group: usher::domain::LibraryGroupId,
+) -> OwnerAccountId {
+    let token = app.plex.add_owner(email);
+    for name in names {
+        app.plex
+            .add_server(&token, name, &[("Movies", "movie"), ("TV", "show")]);
+    }
+    let owner = plex_admin::add_owner_account(&app.app, &admin(), &SecretString::from(token))
+        .await
+        .unwrap()
+        .id;
+    for name in names {
+        let server = plex_admin::add_server(&app.app, &admin(), owner, name)
+            .await
+            .unwrap()
+            .id;
+        let mut tx = app.app.db.begin().await.unwrap();
+        let libraries = servers::find_libraries(&mut tx, server).await.unwrap();
+        drop(tx);
+        for library in libraries {
+            plex_admin::assign_library(&app.app, &admin(), LibraryId::new(library.id), Some(group))
+                .await
+                .unwrap();
+        }
+    }
+    owner
+}
+
+struct World {
+    old_owner: OwnerAccountId,
+    subscribers: Vec<(SubscriberId, String)>,
+}
+
+/// `n` subscribers invited on the "Old" server of an owner that then gets banned; a new owner with
+/// two servers is added; the setting is on and everyone is flagged.
+async fn after_a_ban(app: &TestApp, n: u64) -> World {
+    let group = plex_admin::create_group(&app.app, &admin(), "Standard", false)
+        .await
+        .unwrap();
+    let plan = plex_admin::create_plan(
+        &app.app,
+        &admin(),
+        &PlanSpec {
+            name: "Standard".into(),
+            price: Money::parse("8", Currency::parse("USD").unwrap()).unwrap(),
+            period: BillingPeriod::Month,
+            max_streams: 2,
+            trial: false,
+            groups: vec![group],
+        },
+    )
+    .await
+    .unwrap();
+    let old_owner = owner_with_servers(app, "old-owner@example.com", &["Old"], group).await;
+    let old_server = usher::domain::ServerId::new(1);
+    let now = app.clock.now();
+    let mut tx = app.app.db.begin().await.unwrap();
+    let mut list = Vec::new();
+    for i in 0..n {
+        let email = format!("old{i}@example.com");
+        app.plex.add_user_account(&email);
+        let sub = subscribers::insert_subscriber(
+            &mut tx,
+            DiscordId::new(100 + i).unwrap(),
+            &format!("user{i}"),
+            now,
+        )
+        .await
+        .unwrap();
+        subscribers::update_subscriber_plan(&mut tx, sub, Some(plan), now)
+            .await
+            .unwrap();
+        let identity = subscribers::insert_identity(
+            &mut tx,
+            sub,
+            &PlexEmail::parse(&email).unwrap(),
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+        let share =
+            shares::insert_share(&mut tx, sub, old_server, identity, ShareState::Pending, now)
+                .await
+                .unwrap();
+        enqueue_share_job(&app.app.queue, &mut tx, INVITE, share, old_owner, "1")
+            .await
+            .unwrap();
+        list.push((sub, email));
+    }
+    tx.commit().await.unwrap();
+    drain(app).await;
+    plex_admin::mark_owner_banned(&app.app, &admin(), old_owner)
+        .await
+        .unwrap();
+    owner_with_servers(app, "new-owner@example.com", &["New A", "New B"], group).await;
+    set_plex_account_change(&app.app, &admin(), true)
+        .await
+        .unwrap();
+    for (sub, _) in &list {
+        assert!(
+            account_change::set_flag(&app.app, &admin(), *sub, true)
+                .await
+                .unwrap()
+        );
+    }
+    let _ = PlanId::new(plan.get());
+    World {
+        old_owner,
+        subscribers: list,
+    }
+}
+
+async fn drain(app: &TestApp) {
+    let dispatch = AppDispatch::new(app.app.clone());
+    for _ in 0..50 {
+        app.app.queue.run_due(&dispatch).await.unwrap();
+        let counts = store::jobs::count_by_state(&app.app.db).await.unwrap();
+        if !counts.iter().any(|(s, _)| s == "queued" || s == "running") {
+            return;
+        }
+        app.clock.advance(chrono::Duration::hours(7));
+    }
+    panic!("jobs still queued");
+}
+
+/// The code mailed to `email` since the last call, read from the outbox as the subscriber would.
+/// Mails read are removed, so each call sees only what was sent after the previous one.
+fn code_for(app: &TestApp, email: &str) -> VerificationCode {
+    let mails: Vec<_> = std::fs::read_dir(app.app.settings.outbox_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains(&format!("To: {email}"))
+        })
+        .collect();
+    assert_eq!(mails.len(), 1, "exactly one new mail to {email}");
+    let raw = std::fs::read_to_string(&mails[0]).unwrap();
+    std::fs::remove_file(&mails[0]).unwrap();
+    let code = raw
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 6 && l.bytes().all(|b| b.is_ascii_digit()))
+        .expect("a 6-digit line in the mail");
+    VerificationCode::parse(code).unwrap()
+}
+
+async fn request_rows(app: &TestApp) -> i64 {
+    let mut tx = app.app.db.begin().await.unwrap();
+    usher::on_tx!(&mut tx, |c| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM account_change_request"
+    )
+    .fetch_one(c)
+    .await
+    .unwrap())
+}
+
+async fn flagged_subscribers_move_to_new_accounts_and_are_reinvited_across_new_servers(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let world = after_a_ban(&app, 6).await;
+    for (i, (sub, _)) in world.subscribers.iter().enumerate() {
+        let new_email = format!("fresh{i}@example.com");
+        app.plex.add_user_account(&new_email);
+        let actor = Actor::Subscriber(*sub);
+        account_change::request_change(
+            &app.app,
+            &actor,
+            *sub,
+            &PlexEmail::parse(&new_email).unwrap(),
+        )
+        .await
+        .unwrap();
+        let code = code_for(&app, &new_email);
+        let applied = account_change::verify_change(&app.app, &actor, *sub, &code)
+            .await
+            .unwrap();
+        assert!(applied.server.is_some(), "placed on a new server");
+    }
+    drain(&app).await;
+
+    let mut per_server = std::collections::BTreeMap::new();
+    for (i, (sub, old_email)) in world.subscribers.iter().enumerate() {
+        let new_email = format!("fresh{i}@example.com");
+        let on_plex = app.plex.shares_for_email(&new_email);
+        assert_eq!(on_plex.len(), 1, "{new_email} invited once");
+        *per_server
+            .entry(on_plex[0].machine_identifier.clone())
+            .or_insert(0) += 1;
+        let mut tx = app.app.db.begin().await.unwrap();
+        let old =
+            subscribers::find_identity_by_email(&mut tx, &PlexEmail::parse(old_email).unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            (old.state.as_str(), old.retire_reason.as_deref()),
+            ("banned", Some("banned"))
+        );
+        let current = subscribers::find_active_identity(&mut tx, *sub)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(current.email_norm, new_email);
+        assert!(
+            !subscribers::find_subscriber(&mut tx, *sub)
+                .await
+                .unwrap()
+                .unwrap()
+                .requires_plex_change
+        );
+    }
+    assert_eq!(
+        per_server.values().copied().collect::<Vec<_>>(),
+        vec![3, 3],
+        "spread over both new servers"
+    );
+    let _ = world.old_owner;
+}
+
+async fn every_refusal_changes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let world = after_a_ban(&app, 2).await;
+    let (alice, alice_old) = world.subscribers[0].clone();
+    let (bob, bob_old) = world.subscribers[1].clone();
+    let me = Actor::Subscriber(alice);
+    let ask = |email: &str| PlexEmail::parse(email).unwrap();
+    app.plex.add_user_account("alice.new@example.com");
+
+    // Setting off.
+    set_plex_account_change(&app.app, &admin(), false)
+        .await
+        .unwrap();
+    let off = account_change::request_change(&app.app, &me, alice, &ask("alice.new@example.com"))
+        .await
+        .unwrap_err();
+    assert!(matches!(off, ChangeError::Disabled), "{off}");
+    assert_eq!(
+        off.to_string(),
+        "Plex account changes are turned off by the admins"
+    );
+    set_plex_account_change(&app.app, &admin(), true)
+        .await
+        .unwrap();
+    // Her own current account, in another spelling.
+    let same = account_change::request_change(
+        &app.app,
+        &me,
+        alice,
+        &ask(&format!("  {}  ", alice_old.to_uppercase())),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(same, ChangeError::SameAsCurrent), "{same}");
+    // Bob's account.
+    let taken = account_change::request_change(&app.app, &me, alice, &ask(&bob_old))
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, ChangeError::InUse), "{taken}");
+    // Not a plex.tv account.
+    let ghost = account_change::request_change(&app.app, &me, alice, &ask("nobody@example.com"))
+        .await
+        .unwrap_err();
+    assert!(matches!(ghost, ChangeError::NotPlexAccount(_)), "{ghost}");
+    assert_eq!(request_rows(&app).await, 0, "no request was stored");
+
+    // Bob changes first; his old email is then retired for good, in any spelling.
+    app.plex.add_user_account("bob.new@example.com");
+    account_change::request_change(
+        &app.app,
+        &Actor::Subscriber(bob),
+        bob,
+        &ask("bob.new@example.com"),
+    )
+    .await
+    .unwrap();
+    account_change::verify_change(
+        &app.app,
+        &Actor::Subscriber(bob),
+        bob,
+        &code_for(&app, "bob.new@example.com"),
+    )
+    .await
+    .unwrap();
+    let retired = account_change::request_change(
+        &app.app,
+        &me,
+        alice,
+        &ask(&format!(" {}", bob_old.to_uppercase())),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(retired, ChangeError::Retired), "{retired}");
+
+    // Resend limit, expiry, and the lock after five wrong codes.
+    account_change::request_change(&app.app, &me, alice, &ask("alice.new@example.com"))
+        .await
+        .unwrap();
+    let again = account_change::request_change(&app.app, &me, alice, &ask("alice.new@example.com"))
+        .await
+        .unwrap_err();
+    assert!(matches!(again, ChangeError::ResendTooSoon(_)), "{again}");
+    let first = code_for(&app, "alice.new@example.com");
+    app.clock.advance(chrono::Duration::minutes(16));
+    let late = account_change::verify_change(&app.app, &me, alice, &first)
+        .await
+        .unwrap_err();
+    assert!(matches!(late, ChangeError::Expired), "{late}");
+
+    account_change::request_change(&app.app, &me, alice, &ask("alice.new@example.com"))
+        .await
+        .unwrap();
+    let right = code_for(&app, "alice.new@example.com");
+    let wrong = VerificationCode::parse(if right.expose_for_delivery() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    })
+    .unwrap();
+    for left in (1..=4).rev() {
+        let err = account_change::verify_change(&app.app, &me, alice, &wrong)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ChangeError::WrongCode(n) if n == left),
+            "{err}"
+        );
+    }
+    let locked = account_change::verify_change(&app.app, &me, alice, &wrong)
+        .await
+        .unwrap_err();
+    assert!(matches!(locked, ChangeError::Locked), "{locked}");
+    let sixth = account_change::verify_change(&app.app, &me, alice, &right)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(sixth, ChangeError::NoPendingRequest),
+        "the right code no longer works: {sixth}"
+    );
+
+    let mut tx = app.app.db.begin().await.unwrap();
+    let current = subscribers::find_active_identity(&mut tx, alice)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        current.email_norm, alice_old,
+        "Alice still has her old identity"
+    );
+    assert!(
+        subscribers::find_subscriber(&mut tx, alice)
+            .await
+            .unwrap()
+            .unwrap()
+            .requires_plex_change
+    );
+    assert!(
+        app.plex
+            .shares_for_email("alice.new@example.com")
+            .is_empty()
+    );
+}
+
+async fn two_subscribers_racing_for_one_new_email_get_one_winner(backend: Backend) {
+    for round in 0..5 {
+        let app = TestApp::spawn(backend).await;
+        let world = after_a_ban(&app, 2).await;
+        let email = format!("shared{round}@example.com");
+        app.plex.add_user_account(&email);
+        let mut codes = Vec::new();
+        for (sub, _) in &world.subscribers {
+            account_change::request_change(
+                &app.app,
+                &Actor::Subscriber(*sub),
+                *sub,
+                &PlexEmail::parse(&email).unwrap(),
+            )
+            .await
+            .unwrap();
+            // Both requests mailed the same address: the newest mail is this subscriber's code.
+            codes.push(code_for(&app, &email));
+        }
+        let (a, b) = (world.subscribers[0].0, world.subscribers[1].0);
+        let mut codes = codes.into_iter();
+        let race = |sub: SubscriberId, code: VerificationCode| {
+            let app = app.app.clone();
+            tokio::spawn(async move {
+                account_change::verify_change(&app, &Actor::Subscriber(sub), sub, &code).await
+            })
+        };
+        let (ta, tb) = (
+            race(a, codes.next().unwrap()),
+            race(b, codes.next().unwrap()),
+        );
+        let (ra, rb) = (ta.await.unwrap(), tb.await.unwrap());
+        let wins = [ra.is_ok(), rb.is_ok()].iter().filter(|w| **w).count();
+        assert_eq!(
+            wins, 1,
+            "round {round}: exactly one winner ({ra:?} / {rb:?})"
+        );
+        let loser = match (ra, rb) {
+            (Ok(_), Err(loser)) | (Err(loser), Ok(_)) => loser,
+            other => panic!("round {round}: not one winner: {other:?}"),
+        };
+        assert!(
+            matches!(loser, ChangeError::InUse),
+            "round {round}: {loser}"
+        );
+        assert_eq!(loser.to_string(), "that Plex account is already in use");
+    }
+}
+
+crate::on_both_backends!(
+    flagged_subscribers_move_to_new_accounts_and_are_reinvited_across_new_servers,
+    every_refusal_changes_nothing,
+    two_subscribers_racing_for_one_new_email_get_one_winner,
+);
