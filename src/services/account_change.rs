@@ -441,3 +441,88 @@ pub async fn set_flag(
     tx.commit().await?;
     Ok(changed)
 }
+
+/// How long a bulk-flag preview can be confirmed.
+pub const PREVIEW_MINUTES: i64 = 10;
+
+/// What a bulk flag would do, shown to the admin before confirming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkFlagPreview {
+    /// Subscribers that would be flagged.
+    pub count: i64,
+    /// The first ten of them.
+    pub first_names: Vec<String>,
+    /// Signed, single-use, short-lived confirmation token.
+    pub token: String,
+}
+
+/// Why a bulk flag confirm was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BulkFlagError {
+    /// Forged, tampered or for another purpose.
+    #[error("that confirmation is not valid; preview the bulk flag again")]
+    BadToken,
+    /// Too old, or already used.
+    #[error("that confirmation has expired or was already used; preview the bulk flag again")]
+    Stale,
+    /// Anything else.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for BulkFlagError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Unexpected(anyhow::Error::new(err).context("database"))
+    }
+}
+
+const BULK_FLAG_PURPOSE: &str = "bulk-flag";
+
+/// Step one of a bulk flag: records exactly who matches now and returns the count, the first ten
+/// names and a confirmation token.
+pub async fn preview_bulk_flag(
+    app: &App,
+    actor: &Actor,
+    filter: crate::store::bulk_flags::FlagFilter,
+) -> Result<BulkFlagPreview, BulkFlagError> {
+    let now = app.clock.now();
+    let expires = now + Duration::minutes(PREVIEW_MINUTES);
+    let mut tx = app.db.begin().await?;
+    let (preview, count) =
+        crate::store::bulk_flags::insert_preview(&mut tx, filter, &actor.to_string(), now, expires)
+            .await?;
+    let first_names = crate::store::bulk_flags::find_preview_names(&mut tx, preview, 10).await?;
+    tx.commit().await?;
+    let token = app
+        .signer
+        .sign(BULK_FLAG_PURPOSE, &preview.to_string(), Some(expires));
+    Ok(BulkFlagPreview {
+        count,
+        first_names,
+        token,
+    })
+}
+
+/// Step two: flags exactly the previewed set (minus anyone flagged meanwhile) in one statement.
+/// Returns how many were flagged.
+pub async fn confirm_bulk_flag(
+    app: &App,
+    actor: &Actor,
+    token: &str,
+) -> Result<u64, BulkFlagError> {
+    let now = app.clock.now();
+    let preview: i64 = match app.signer.verify(BULK_FLAG_PURPOSE, token, now) {
+        Ok(payload) => payload.parse().map_err(|_| BulkFlagError::BadToken)?,
+        Err(crate::crypto::SignatureError::Expired) => return Err(BulkFlagError::Stale),
+        Err(_) => return Err(BulkFlagError::BadToken),
+    };
+    let mut tx = app.db.begin().await?;
+    if !crate::store::bulk_flags::update_preview_confirmed(&mut tx, preview, now).await? {
+        return Err(BulkFlagError::Stale);
+    }
+    let flagged = crate::store::bulk_flags::update_flag_members(&mut tx, preview, now).await?;
+    let detail = serde_json::json!({ "preview": preview, "flagged": flagged });
+    audit::insert_audit(&mut tx, actor, None, "subscriber.bulk_flag", &detail, now).await?;
+    tx.commit().await?;
+    Ok(flagged)
+}

@@ -3,6 +3,7 @@
 
 pub mod account_changes;
 pub mod audit;
+pub mod bulk_flags;
 mod db;
 pub mod export;
 pub mod jobs;

@@ -444,4 +444,133 @@ crate::on_both_backends!(
     flagged_subscribers_move_to_new_accounts_and_are_reinvited_across_new_servers,
     every_refusal_changes_nothing,
     two_subscribers_racing_for_one_new_email_get_one_winner,
+    a_bulk_flag_applies_exactly_the_previewed_set_once,
 );
+
+async fn flagged_count(app: &TestApp) -> i64 {
+    let mut tx = app.app.db.begin().await.unwrap();
+    usher::on_tx!(&mut tx, |c| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM subscriber WHERE requires_plex_change"
+    )
+    .fetch_one(c)
+    .await
+    .unwrap())
+}
+
+async fn a_bulk_flag_applies_exactly_the_previewed_set_once(backend: Backend) {
+    use usher::store::bulk_flags::FlagFilter;
+    let app = TestApp::spawn(backend).await;
+    let group = plex_admin::create_group(&app.app, &admin(), "Standard", false)
+        .await
+        .unwrap();
+    let owner_a = owner_with_servers(&app, "a@example.com", &["A1"], group).await;
+    owner_with_servers(&app, "b@example.com", &["B1"], group).await;
+    let (a1, b1) = (
+        usher::domain::ServerId::new(1),
+        usher::domain::ServerId::new(2),
+    );
+    let now = app.clock.now();
+    let add = |n: u64, server| {
+        let app = &app;
+        async move {
+            let mut tx = app.app.db.begin().await.unwrap();
+            let sub = subscribers::insert_subscriber(
+                &mut tx,
+                DiscordId::new(n).unwrap(),
+                &format!("user{n}"),
+                now,
+            )
+            .await
+            .unwrap();
+            let identity = subscribers::insert_identity(
+                &mut tx,
+                sub,
+                &PlexEmail::parse(&format!("u{n}@example.com")).unwrap(),
+                None,
+                now,
+            )
+            .await
+            .unwrap();
+            shares::insert_share(&mut tx, sub, server, identity, ShareState::Accepted, now)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    for n in 1..=5 {
+        add(n, a1).await;
+    }
+    for n in 6..=8 {
+        add(n, b1).await;
+    }
+
+    let everyone = account_change::preview_bulk_flag(&app.app, &admin(), FlagFilter::Everyone)
+        .await
+        .unwrap();
+    assert_eq!(everyone.count, 8);
+    assert_eq!(
+        account_change::preview_bulk_flag(&app.app, &admin(), FlagFilter::Server(b1))
+            .await
+            .unwrap()
+            .count,
+        3
+    );
+
+    let preview =
+        account_change::preview_bulk_flag(&app.app, &admin(), FlagFilter::OwnerAccount(owner_a))
+            .await
+            .unwrap();
+    assert_eq!(preview.count, 5);
+    assert_eq!(
+        preview.first_names,
+        ["user1", "user2", "user3", "user4", "user5"]
+    );
+    add(9, a1).await; // joins after the preview: not part of what the admin saw
+
+    let mut forged = preview.token.clone();
+    forged.replace_range(
+        forged.len() - 2..,
+        if forged.ends_with("AA") { "BB" } else { "AA" },
+    );
+    let err = account_change::confirm_bulk_flag(&app.app, &admin(), &forged)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, account_change::BulkFlagError::BadToken),
+        "{err}"
+    );
+    assert_eq!(
+        flagged_count(&app).await,
+        0,
+        "a forged confirmation changes nothing"
+    );
+
+    assert_eq!(
+        account_change::confirm_bulk_flag(&app.app, &admin(), &preview.token)
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(flagged_count(&app).await, 5, "exactly the previewed five");
+    let twice = account_change::confirm_bulk_flag(&app.app, &admin(), &preview.token)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(twice, account_change::BulkFlagError::Stale),
+        "{twice}"
+    );
+
+    let late = account_change::preview_bulk_flag(&app.app, &admin(), FlagFilter::Everyone)
+        .await
+        .unwrap();
+    assert_eq!(late.count, 4, "only those not flagged yet");
+    app.clock.advance(chrono::Duration::minutes(11));
+    let stale = account_change::confirm_bulk_flag(&app.app, &admin(), &late.token)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(stale, account_change::BulkFlagError::Stale),
+        "{stale}"
+    );
+    assert_eq!(flagged_count(&app).await, 5);
+}

@@ -1,0 +1,127 @@
+//! Bulk flag previews: `INSERT … SELECT` of the matching subscribers, then one `UPDATE` of exactly
+//! that set on confirm.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{OwnerAccountId, PlanId, ServerId};
+use crate::on_tx;
+use crate::store::Tx;
+
+/// Which subscribers a bulk flag targets (only those not flagged yet are taken).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "by", content = "id", rename_all = "snake_case")]
+pub enum FlagFilter {
+    /// Every subscriber.
+    Everyone,
+    /// Those with a live share on a server.
+    Server(ServerId),
+    /// Those with a live share on any server of an owner account.
+    OwnerAccount(OwnerAccountId),
+    /// Those on a plan.
+    Plan(PlanId),
+}
+
+impl FlagFilter {
+    /// The condition on `s` (subscriber), with its bind value as `$2`.
+    fn condition(self) -> (&'static str, Option<i64>) {
+        match self {
+            Self::Everyone => ("$2 IS NULL", None),
+            Self::Server(id) => (
+                "EXISTS (SELECT 1 FROM share x WHERE x.subscriber_id = s.id AND x.state <> 'removed' AND x.server_id = $2)",
+                Some(id.get()),
+            ),
+            Self::OwnerAccount(id) => (
+                "EXISTS (SELECT 1 FROM share x JOIN server y ON y.id = x.server_id \
+                 WHERE x.subscriber_id = s.id AND x.state <> 'removed' AND y.owner_account_id = $2)",
+                Some(id.get()),
+            ),
+            Self::Plan(id) => ("s.plan_id = $2", Some(id.get())),
+        }
+    }
+}
+
+/// Records a preview and its members; returns (preview id, member count).
+pub async fn insert_preview(
+    tx: &mut Tx,
+    filter: FlagFilter,
+    actor: &str,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<(i64, i64), sqlx::Error> {
+    const PREVIEW: &str = "INSERT INTO bulk_flag_preview (actor, filter, members, created_at, expires_at) \
+                           VALUES ($1, $2, 0, $3, $4) RETURNING id";
+    const COUNT: &str = "UPDATE bulk_flag_preview SET members = \
+                         (SELECT COUNT(*) FROM bulk_flag_member WHERE preview_id = $1) WHERE id = $1 RETURNING members";
+    let filter_json = serde_json::to_string(&filter).expect("filters serialise");
+    let id: i64 = on_tx!(tx, |c| sqlx::query_scalar(PREVIEW)
+        .bind(actor)
+        .bind(&filter_json)
+        .bind(now)
+        .bind(expires_at)
+        .fetch_one(c)
+        .await?);
+    let (condition, value) = filter.condition();
+    let members = format!(
+        "INSERT INTO bulk_flag_member (preview_id, subscriber_id) \
+         SELECT $1, s.id FROM subscriber s WHERE NOT s.requires_plex_change AND ({condition})"
+    );
+    on_tx!(tx, |c| sqlx::query(&members)
+        .bind(id)
+        .bind(value)
+        .execute(c)
+        .await
+        .map(|_| ()))?;
+    let count: i32 = on_tx!(tx, |c| sqlx::query_scalar(COUNT)
+        .bind(id)
+        .fetch_one(c)
+        .await?);
+    Ok((id, i64::from(count)))
+}
+
+/// The first `limit` names of a preview, in subscriber order.
+pub async fn find_preview_names(
+    tx: &mut Tx,
+    preview: i64,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    const SQL: &str = "SELECT s.display_name FROM bulk_flag_member m JOIN subscriber s ON s.id = m.subscriber_id \
+                       WHERE m.preview_id = $1 ORDER BY s.id LIMIT $2";
+    on_tx!(tx, |c| sqlx::query_scalar(SQL)
+        .bind(preview)
+        .bind(limit)
+        .fetch_all(c)
+        .await)
+}
+
+/// Marks a preview confirmed, once. Returns false when it was confirmed already or has expired.
+pub async fn update_preview_confirmed(
+    tx: &mut Tx,
+    preview: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE bulk_flag_preview SET confirmed_at = $1 \
+                       WHERE id = $2 AND confirmed_at IS NULL AND expires_at > $1";
+    let n = on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(now)
+        .bind(preview)
+        .execute(c)
+        .await?
+        .rows_affected());
+    Ok(n == 1)
+}
+
+/// Flags exactly the preview's members (those not flagged meanwhile) in one statement.
+pub async fn update_flag_members(
+    tx: &mut Tx,
+    preview: i64,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    const SQL: &str = "UPDATE subscriber SET requires_plex_change = TRUE, flagged_at = $1, updated_at = $1 \
+                       WHERE NOT requires_plex_change AND id IN (SELECT subscriber_id FROM bulk_flag_member WHERE preview_id = $2)";
+    Ok(on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(now)
+        .bind(preview)
+        .execute(c)
+        .await?
+        .rows_affected()))
+}
