@@ -36,6 +36,22 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Work with subscribers.
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersAction {
+    /// Export every subscriber as CSV (Discord id, name, Plex email, plan, server, state, paid
+    /// until, flagged): the backup to take before cleaning up after a ban.
+    Export {
+        /// File to write; `-` writes to standard output.
+        #[arg(long, value_name = "FILE")]
+        csv: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +86,9 @@ fn main() -> ExitCode {
                         print!("{}", settings.to_masked_toml());
                         Ok(())
                     }
+                    Command::Users {
+                        action: UsersAction::Export { csv },
+                    } => export_users(settings, &csv).await,
                 }
             })
         });
@@ -95,6 +114,20 @@ fn init_tracing() {
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
     usher::store::migrate_configured(&settings).await?;
     tracing::info!("database is up to date");
+    Ok(())
+}
+
+async fn export_users(settings: Settings, path: &std::path::Path) -> anyhow::Result<()> {
+    let app = App::build(settings, Arc::new(SystemClock)).await?;
+    let csv = usher::services::export::all_users_csv(&app).await?;
+    if path.as_os_str() == "-" {
+        use std::io::Write as _;
+        std::io::stdout().write_all(&csv)?;
+    } else {
+        std::fs::write(path, &csv).with_context(|| format!("writing {}", path.display()))?;
+        tracing::info!(file = %path.display(), "users exported");
+    }
+    app.db.close().await;
     Ok(())
 }
 

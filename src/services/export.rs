@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::app::App;
 use crate::domain::{DiscordId, OwnerAccountId};
 use crate::store::{Tx, export};
 
@@ -55,4 +56,12 @@ pub async fn users_csv(
         ])?;
     }
     Ok(out.into_inner()?)
+}
+
+/// Every subscriber as CSV, read in one transaction (`usher users export`, `/admin users export`).
+pub async fn all_users_csv(app: &App) -> anyhow::Result<Vec<u8>> {
+    let mut tx = app.db.begin().await?;
+    let csv = users_csv(&mut tx, None, app.clock.now()).await?;
+    tx.rollback().await?;
+    Ok(csv)
 }

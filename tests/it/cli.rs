@@ -232,3 +232,56 @@ async fn the_generated_secret_key_is_private_and_reused_across_starts() {
         "same key after restart"
     );
 }
+
+#[tokio::test]
+async fn users_export_writes_every_subscriber_as_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = usher(dir.path()).arg("migrate").status().unwrap();
+    assert!(status.success());
+    let db = dir.path().join("usher-data/usher.db");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        db.display()
+    ))
+    .await
+    .unwrap();
+    for (id, name) in [(111_i64, "Ana"), (222, "Ben, Jr.")] {
+        sqlx::query("INSERT INTO subscriber (discord_id, display_name, created_at, updated_at) VALUES ($1, $2, '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')")
+            .bind(id)
+            .bind(name)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    drop(conn);
+
+    let out = dir.path().join("users.csv");
+    let output = usher(dir.path())
+        .args(["users", "export", "--csv"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let csv = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<_> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "discord_id,name,plex_email,plan,server,state,paid_until,flagged"
+    );
+    assert_eq!(lines[1], "111,Ana,,,,never paid,,no");
+    assert_eq!(
+        lines[2], "222,\"Ben, Jr.\",,,,never paid,,no",
+        "names with commas are quoted"
+    );
+    assert_eq!(lines.len(), 3);
+
+    let stdout = usher(dir.path())
+        .args(["users", "export", "--csv", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&stdout.stdout), csv);
+}
