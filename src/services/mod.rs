@@ -5,5 +5,6 @@ pub mod account_change;
 pub mod export;
 pub mod placement;
 pub mod plex_admin;
+pub mod recovery;
 pub mod settings;
 pub mod shares;

@@ -8,6 +8,7 @@ mod db;
 pub mod export;
 pub mod jobs;
 pub mod owner_accounts;
+pub mod recovery;
 pub mod servers;
 pub mod settings;
 pub mod shares;

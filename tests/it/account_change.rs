@@ -245,6 +245,33 @@ async fn flagged_subscribers_move_to_new_accounts_and_are_reinvited_across_new_s
         vec![3, 3],
         "spread over both new servers"
     );
+
+    // Two subscribers accept their invites; reconcile notices; the board shows the progress.
+    for i in 0..2 {
+        let share = app.plex.shares_for_email(&format!("fresh{i}@example.com"))[0].id;
+        assert!(app.plex.accept_invite(share));
+    }
+    let mut tx = app.app.db.begin().await.unwrap();
+    let all_servers = servers::find_servers(&mut tx).await.unwrap();
+    drop(tx);
+    for server in all_servers {
+        usher::jobs::plex::reconcile(&app.app, usher::domain::ServerId::new(server.id))
+            .await
+            .unwrap();
+    }
+    let board = usher::services::recovery::board(&app.app).await.unwrap();
+    assert_eq!(
+        (
+            board.flagged,
+            board.code_sent,
+            board.verified,
+            board.invited,
+            board.accepted,
+            board.waiting_for_room
+        ),
+        (0, 0, 6, 4, 2, 0)
+    );
+    assert_eq!(board.entries.len(), 6);
     let _ = world.old_owner;
 }
 
@@ -366,6 +393,12 @@ async fn every_refusal_changes_nothing(backend: Backend) {
     assert!(
         matches!(sixth, ChangeError::NoPendingRequest),
         "the right code no longer works: {sixth}"
+    );
+    let board = usher::services::recovery::board(&app.app).await.unwrap();
+    assert_eq!(
+        (board.flagged, board.code_sent, board.verified),
+        (1, 0, 1),
+        "Alice flagged, Bob done"
     );
 
     let mut tx = app.app.db.begin().await.unwrap();

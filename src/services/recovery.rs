@@ -1,0 +1,102 @@
+//! The admins' recovery board: how far a ban recovery has come, in counts and per subscriber.
+//! DM delivery counts (notified, DM failed) join when the Discord door records deliveries.
+
+use crate::app::App;
+use crate::domain::{DiscordId, SubscriberId};
+use crate::store::recovery;
+
+/// Where one subscriber stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Flagged; has not asked for a code (or it expired).
+    Flagged,
+    /// A code is waiting.
+    CodeSent,
+    /// Changed account; no server had room yet.
+    VerifiedNoServer,
+    /// Changed account; invite sent, not accepted yet.
+    Invited,
+    /// Accepted the invite: done.
+    Accepted,
+}
+
+/// One line of the board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoardEntry {
+    /// Subscriber.
+    pub subscriber: SubscriberId,
+    /// Their Discord user.
+    pub discord_id: Option<DiscordId>,
+    /// Display name.
+    pub name: String,
+    /// Stage.
+    pub stage: Stage,
+}
+
+/// The board: counts per stage and the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Board {
+    /// Still flagged (flagged + code sent).
+    pub flagged: usize,
+    /// With a code waiting.
+    pub code_sent: usize,
+    /// Changed their account.
+    pub verified: usize,
+    /// Invited and not yet accepted.
+    pub invited: usize,
+    /// Accepted.
+    pub accepted: usize,
+    /// Changed but waiting for a server with room.
+    pub waiting_for_room: usize,
+    /// Everyone in the recovery.
+    pub entries: Vec<BoardEntry>,
+}
+
+/// Reads the board.
+pub async fn board(app: &App) -> anyhow::Result<Board> {
+    let mut tx = app.db.begin().await?;
+    let rows = recovery::find_board(&mut tx, app.clock.now()).await?;
+    tx.rollback().await?;
+    let mut board = Board::default();
+    for row in rows {
+        let stage = match (
+            row.flagged,
+            row.code_pending,
+            row.verified,
+            row.share_state.as_deref(),
+        ) {
+            (true, true, ..) => Stage::CodeSent,
+            (true, false, ..) => Stage::Flagged,
+            (false, _, _, Some("accepted")) => Stage::Accepted,
+            (false, _, _, Some(_)) => Stage::Invited,
+            (false, ..) => Stage::VerifiedNoServer,
+        };
+        match stage {
+            Stage::Flagged => board.flagged += 1,
+            Stage::CodeSent => {
+                board.flagged += 1;
+                board.code_sent += 1;
+            }
+            Stage::VerifiedNoServer => {
+                board.verified += 1;
+                board.waiting_for_room += 1;
+            }
+            Stage::Invited => {
+                board.verified += 1;
+                board.invited += 1;
+            }
+            Stage::Accepted => {
+                board.verified += 1;
+                board.accepted += 1;
+            }
+        }
+        board.entries.push(BoardEntry {
+            subscriber: SubscriberId::new(row.id),
+            discord_id: DiscordId::from_db(row.discord_id).ok(),
+            name: row.display_name,
+            stage,
+        });
+    }
+    Ok(board)
+}
