@@ -242,19 +242,30 @@ pub async fn update(app: &App, share: ShareId) -> Result<(), JobError> {
         .map_err(classify)
 }
 
-/// Deletes a share on plex.tv and marks it removed. A share plex.tv no longer has counts as removed.
+/// Deletes a share on plex.tv and marks it removed. A share plex.tv no longer has counts as
+/// removed. On a banned owner account the delete is best effort: its token may still work, and if
+/// plex.tv refuses it the share is marked removed anyway (there is nobody to wait for). On a
+/// removed account nothing is called.
 pub async fn remove(app: &App, share: ShareId) -> Result<(), JobError> {
     let ctx = context(app, share).await?;
-    if let Some(plex_share) = ctx.plex_share_id.and_then(|id| u64::try_from(id).ok())
-        && ctx.owner_state == "active"
+    let plex_share = ctx.plex_share_id.and_then(|id| u64::try_from(id).ok());
+    if let Some(plex_share) = plex_share
+        && ctx.owner_state != "removed"
     {
-        let token = owner_token(app, &ctx)?;
+        let banned = ctx.owner_state == "banned";
+        let token = app
+            .cipher
+            .decrypt(&ctx.token_enc)
+            .map_err(|e| JobError::Fail(anyhow!("opening the owner token: {e}")))?;
         match app
             .plex
             .delete_share(&token, SharedServerId(plex_share))
             .await
         {
             Ok(()) | Err(PlexError::NotFound { .. }) => {}
+            Err(PlexError::Unauthorized | PlexError::Rejected { .. }) if banned => {
+                tracing::info!(share = %share, "banned owner account refused the removal; marking it removed");
+            }
             Err(err) => return Err(classify(err)),
         }
     }

@@ -307,11 +307,12 @@ pub async fn verify_change(
     subscribers::update_flag(&mut tx, subscriber, false, now).await?;
     account_changes::update_state(&mut tx, request, "verified", now).await?;
 
-    // Old shares go (on plex.tv only where the owner account still works).
+    // Old shares go: through plex.tv unless the owner account was removed (then there is nothing
+    // to call).
     let previous = shares::find_previous_servers(&mut tx, subscriber).await?;
     for share in shares::find_live_shares_of(&mut tx, subscriber).await? {
         let id = ShareId::new(share.id);
-        if share.owner_state == OwnerAccountState::Active.as_str() {
+        if share.owner_state != OwnerAccountState::Removed.as_str() {
             enqueue_share_job(
                 &app.queue,
                 &mut tx,

@@ -188,7 +188,7 @@ async fn flagged_subscribers_move_to_new_accounts_and_are_reinvited_across_new_s
     backend: Backend,
 ) {
     let app = TestApp::spawn(backend).await;
-    let world = after_a_ban(&app, 6).await;
+    let world = after_a_ban(&app, 50).await;
     for (i, (sub, _)) in world.subscribers.iter().enumerate() {
         let new_email = format!("fresh{i}@example.com");
         app.plex.add_user_account(&new_email);
@@ -242,9 +242,24 @@ async fn flagged_subscribers_move_to_new_accounts_and_are_reinvited_across_new_s
     }
     assert_eq!(
         per_server.values().copied().collect::<Vec<_>>(),
-        vec![3, 3],
+        vec![25, 25],
         "spread over both new servers"
     );
+    for (_, old_email) in &world.subscribers {
+        assert!(
+            app.plex.shares_for_email(old_email).is_empty(),
+            "{old_email} keeps no share"
+        );
+    }
+    let mut tx = app.app.db.begin().await.unwrap();
+    let retired: i64 = usher::on_tx!(&mut tx, |c| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM plex_identity WHERE state <> 'active'"
+    )
+    .fetch_one(c)
+    .await
+    .unwrap());
+    drop(tx);
+    assert_eq!(retired, 50, "every old identity retired for good");
 
     // Two subscribers accept their invites; reconcile notices; the board shows the progress.
     for i in 0..2 {
@@ -269,9 +284,9 @@ async fn flagged_subscribers_move_to_new_accounts_and_are_reinvited_across_new_s
             board.accepted,
             board.waiting_for_room
         ),
-        (0, 0, 6, 4, 2, 0)
+        (0, 0, 50, 48, 2, 0)
     );
-    assert_eq!(board.entries.len(), 6);
+    assert_eq!(board.entries.len(), 50);
     let _ = world.old_owner;
 }
 
@@ -478,6 +493,7 @@ crate::on_both_backends!(
     every_refusal_changes_nothing,
     two_subscribers_racing_for_one_new_email_get_one_winner,
     a_bulk_flag_applies_exactly_the_previewed_set_once,
+    a_crash_between_the_change_and_the_invite_still_invites_exactly_once,
 );
 
 async fn flagged_count(app: &TestApp) -> i64 {
@@ -606,4 +622,49 @@ async fn a_bulk_flag_applies_exactly_the_previewed_set_once(backend: Backend) {
         "{stale}"
     );
     assert_eq!(flagged_count(&app).await, 5);
+}
+
+async fn a_crash_between_the_change_and_the_invite_still_invites_exactly_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let world = after_a_ban(&app, 1).await;
+    let (sub, old_email) = world.subscribers[0].clone();
+    app.plex.add_user_account("phoenix@example.com");
+    let me = Actor::Subscriber(sub);
+    account_change::request_change(
+        &app.app,
+        &me,
+        sub,
+        &PlexEmail::parse("phoenix@example.com").unwrap(),
+    )
+    .await
+    .unwrap();
+    account_change::verify_change(&app.app, &me, sub, &code_for(&app, "phoenix@example.com"))
+        .await
+        .unwrap();
+
+    // The job runner takes the queued removal and invite and dies before doing either.
+    let mut claimed = 0;
+    while app.app.queue.claim().await.unwrap().is_some() {
+        claimed += 1;
+    }
+    assert_eq!(
+        claimed, 2,
+        "old share removal and new invite were queued with the change"
+    );
+    assert!(app.plex.shares_for_email("phoenix@example.com").is_empty());
+
+    // After a restart the leases run out and the work is done, once.
+    app.clock.advance(chrono::Duration::seconds(
+        i64::try_from(app.app.settings.jobs.lease_secs).unwrap() + 1,
+    ));
+    drain(&app).await;
+    assert_eq!(app.plex.shares_for_email("phoenix@example.com").len(), 1);
+    assert!(app.plex.shares_for_email(&old_email).is_empty());
+    app.clock.advance(chrono::Duration::days(1));
+    drain(&app).await;
+    assert_eq!(
+        app.plex.shares_for_email("phoenix@example.com").len(),
+        1,
+        "exactly once"
+    );
 }
