@@ -312,7 +312,9 @@ pub async fn verify_change(
     let previous = shares::find_previous_servers(&mut tx, subscriber).await?;
     for share in shares::find_live_shares_of(&mut tx, subscriber).await? {
         let id = ShareId::new(share.id);
-        if share.owner_state != OwnerAccountState::Removed.as_str() {
+        if share.owner_state == OwnerAccountState::Removed.as_str() {
+            shares::update_share_removed(&mut tx, id, now).await?;
+        } else {
             enqueue_share_job(
                 &app.queue,
                 &mut tx,
@@ -322,8 +324,6 @@ pub async fn verify_change(
                 "account-change",
             )
             .await?;
-        } else {
-            shares::update_share_removed(&mut tx, id, now).await?;
         }
     }
     let server = match row.plan_id {
