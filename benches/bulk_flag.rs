@@ -1,0 +1,155 @@
+//! Bulk flag at scale: 100,000 subscribers flagged by filter ("everyone") on SQLite and
+//! PostgreSQL. Times the preview (records the exact set), the confirm (one UPDATE of that set,
+//! plus the audit entry) and, in the same run, a bare `UPDATE` flagging the same rows. Goal:
+//! confirm < 1 s and ≤ 2× the bare UPDATE.
+//!
+//! `cargo bench --bench bulk_flag`; `USHER_BENCH_SUBSCRIBERS` changes the size (default 100000).
+// Benchmarks seed the store directly; the wall guards commands/ only.
+#![allow(clippy::disallowed_types)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::Connection as _;
+use usher::App;
+use usher::clock::SystemClock;
+use usher::config::Settings;
+use usher::domain::{Actor, DiscordId};
+use usher::services::account_change::{confirm_bulk_flag, preview_bulk_flag};
+use usher::store::Tx;
+use usher::store::bulk_flags::FlagFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n: i64 = std::env::var("USHER_BENCH_SUBSCRIBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir()?;
+    let sqlite = Settings {
+        data_dir: dir.path().join("sqlite"),
+        ..Settings::default()
+    };
+    measure("sqlite", sqlite, n).await?;
+
+    let (url, name) = fresh_postgres().await?;
+    let mut postgres = Settings {
+        data_dir: dir.path().join("pg"),
+        ..Settings::default()
+    };
+    postgres.database.url = Some(url.into());
+    measure("postgres", postgres, n).await?;
+    drop_postgres(&name).await
+}
+
+async fn measure(label: &str, settings: Settings, n: i64) -> anyhow::Result<()> {
+    let app = App::build(settings, Arc::new(SystemClock)).await?;
+    let admin = Actor::Admin(DiscordId::new(1)?);
+    let mut tx = app.db.begin().await?;
+    seed(&mut tx, n).await?;
+    tx.commit().await?;
+
+    let start = Instant::now();
+    let preview = preview_bulk_flag(&app, &admin, FlagFilter::Everyone).await?;
+    let preview_time = start.elapsed();
+    anyhow::ensure!(preview.count == n, "preview saw {} of {n}", preview.count);
+    let start = Instant::now();
+    let flagged = confirm_bulk_flag(&app, &admin, &preview.token).await?;
+    let confirm_time = start.elapsed();
+    anyhow::ensure!(
+        i64::try_from(flagged)? == n,
+        "confirm flagged {flagged} of {n}"
+    );
+
+    let bare_time = bare_update(&app).await?;
+    #[allow(clippy::cast_precision_loss)]
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{label}: {n} subscribers: preview {:.0} ms, confirm {:.0} ms, bare UPDATE {:.0} ms, confirm ÷ bare {:.2}",
+        ms(preview_time),
+        ms(confirm_time),
+        ms(bare_time),
+        confirm_time.as_secs_f64() / bare_time.as_secs_f64()
+    );
+    app.db.close().await;
+    Ok(())
+}
+
+/// Clears the flags, then times one plain UPDATE flagging everyone in its own transaction.
+async fn bare_update(app: &App) -> anyhow::Result<Duration> {
+    let mut tx = app.db.begin().await?;
+    usher::on_tx!(&mut tx, |c| sqlx::query(
+        "UPDATE subscriber SET requires_plex_change = FALSE, flagged_at = NULL"
+    )
+    .execute(c)
+    .await
+    .map(drop))?;
+    tx.commit().await?;
+    let now = chrono::Utc::now();
+    let start = Instant::now();
+    let mut tx = app.db.begin().await?;
+    usher::on_tx!(&mut tx, |c| {
+        sqlx::query(
+        "UPDATE subscriber SET requires_plex_change = TRUE, flagged_at = $1, updated_at = $1 WHERE NOT requires_plex_change"
+    )
+    .bind(now)
+    .execute(c)
+    .await
+    .map(drop)
+    })?;
+    tx.commit().await?;
+    Ok(start.elapsed())
+}
+
+/// `n` subscribers in one statement per backend.
+async fn seed(tx: &mut Tx, n: i64) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    match tx {
+        Tx::Sqlite(t) => {
+            sqlx::query(
+                "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < $1) \
+                 INSERT INTO subscriber (discord_id, display_name, created_at, updated_at) \
+                 SELECT 1000 + i, 'user' || i, $2, $2 FROM k",
+            )
+            .bind(n)
+            .bind(now)
+            .execute(&mut **t)
+            .await?;
+        }
+        Tx::Postgres(t) => {
+            sqlx::query(
+                "INSERT INTO subscriber (discord_id, display_name, created_at, updated_at) \
+                 SELECT 1000 + i, 'user' || i, $2, $2 FROM generate_series(1, $1) AS i",
+            )
+            .bind(n)
+            .bind(now)
+            .execute(&mut **t)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+fn admin_url() -> String {
+    std::env::var("USHER_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn fresh_postgres() -> anyhow::Result<(String, String)> {
+    let mut conn = sqlx::PgConnection::connect(&admin_url()).await?;
+    let name = format!("usher_bench_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await?;
+    let mut url = url::Url::parse(&admin_url())?;
+    url.set_path(&name);
+    Ok((url.to_string(), name))
+}
+
+async fn drop_postgres(name: &str) -> anyhow::Result<()> {
+    let mut conn = sqlx::PgConnection::connect(&admin_url()).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}
