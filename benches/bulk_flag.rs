@@ -7,10 +7,11 @@
 // Benchmarks seed the store directly; the wall guards commands/ only.
 #![allow(clippy::disallowed_types)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::Connection as _;
 use usher::App;
 use usher::clock::SystemClock;
 use usher::config::Settings;
@@ -32,14 +33,14 @@ async fn main() -> anyhow::Result<()> {
     };
     measure("sqlite", sqlite, n).await?;
 
-    let (url, name) = fresh_postgres().await?;
+    let (url, name) = common::fresh_postgres().await?;
     let mut postgres = Settings {
         data_dir: dir.path().join("pg"),
         ..Settings::default()
     };
     postgres.database.url = Some(url.into());
     measure("postgres", postgres, n).await?;
-    drop_postgres(&name).await
+    common::drop_postgres(&name).await
 }
 
 async fn measure(label: &str, settings: Settings, n: i64) -> anyhow::Result<()> {
@@ -127,29 +128,5 @@ async fn seed(tx: &mut Tx, n: i64) -> anyhow::Result<()> {
             .await?;
         }
     }
-    Ok(())
-}
-
-fn admin_url() -> String {
-    std::env::var("USHER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-async fn fresh_postgres() -> anyhow::Result<(String, String)> {
-    let mut conn = sqlx::PgConnection::connect(&admin_url()).await?;
-    let name = format!("usher_bench_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut conn)
-        .await?;
-    let mut url = url::Url::parse(&admin_url())?;
-    url.set_path(&name);
-    Ok((url.to_string(), name))
-}
-
-async fn drop_postgres(name: &str) -> anyhow::Result<()> {
-    let mut conn = sqlx::PgConnection::connect(&admin_url()).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .execute(&mut conn)
-        .await?;
     Ok(())
 }

@@ -9,6 +9,8 @@
 // Tests and benchmarks reach the store directly to set up and assert; the wall (clippy.toml)
 // guards commands/ only.
 #![allow(clippy::disallowed_types)]
+
+mod common;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,11 +54,11 @@ async fn main() -> anyhow::Result<()> {
         sqlite_rate / raw
     );
 
-    let (pg_url, pg_name) = fresh_postgres().await?;
+    let (pg_url, pg_name) = common::fresh_postgres().await?;
     let pg = Db::connect_url(&pg_url, 8).await?;
     let pg_rate = queue_throughput(pg.clone(), jobs).await?;
     pg.close().await;
-    drop_postgres(&pg_name).await?;
+    common::drop_postgres(&pg_name).await?;
     println!("postgres queue no-op jobs/s: {pg_rate:.0}");
     Ok(())
 }
@@ -133,28 +135,4 @@ async fn queue_throughput(db: Db, n: usize) -> anyhow::Result<f64> {
 #[allow(clippy::cast_precision_loss)] // counts far below 2^52
 fn rate(n: usize, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64()
-}
-
-fn admin_url() -> String {
-    std::env::var("USHER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-async fn fresh_postgres() -> anyhow::Result<(String, String)> {
-    let mut conn = sqlx::PgConnection::connect(&admin_url()).await?;
-    let name = format!("usher_bench_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut conn)
-        .await?;
-    let mut url = url::Url::parse(&admin_url())?;
-    url.set_path(&name);
-    Ok((url.to_string(), name))
-}
-
-async fn drop_postgres(name: &str) -> anyhow::Result<()> {
-    let mut conn = sqlx::PgConnection::connect(&admin_url()).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .execute(&mut conn)
-        .await?;
-    Ok(())
 }
