@@ -426,7 +426,7 @@ impl FakePlex {
     }
 
     /// A seeded server's libraries as (global id, local key), in key order.
-    pub fn all_servers_libraries(&self, machine_identifier: &str) -> Vec<(u64, String)> {
+    pub fn libraries_of(&self, machine_identifier: &str) -> Vec<(u64, String)> {
         let state = lock(&self.state);
         let mut libraries: Vec<_> = state
             .servers

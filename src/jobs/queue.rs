@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use rand::Rng as _;
@@ -409,11 +408,6 @@ impl Queue {
         let now = self.inner.clock.now();
         sql::update_released(&self.inner.db, job.id, &job.lease_token, now).await?;
         Ok(Outcome::Released)
-    }
-
-    /// Due time of the queue's clock, for callers that schedule.
-    pub fn now(&self) -> DateTime<Utc> {
-        self.inner.clock.now()
     }
 }
 

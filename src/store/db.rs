@@ -17,15 +17,6 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 use crate::config::Settings;
 
-/// Which database engine a [`Db`] talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// Embedded SQLite file.
-    Sqlite,
-    /// PostgreSQL server.
-    Postgres,
-}
-
 /// A pool of connections to the one database of this installation.
 #[derive(Debug, Clone)]
 pub enum Db {
@@ -142,14 +133,6 @@ impl Db {
         })
     }
 
-    /// The engine behind this handle.
-    pub fn backend(&self) -> Backend {
-        match self {
-            Self::Sqlite(_) => Backend::Sqlite,
-            Self::Postgres(_) => Backend::Postgres,
-        }
-    }
-
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         on_db!(self, |pool| sqlx::query("SELECT 1")
@@ -198,14 +181,6 @@ impl Tx {
         match self {
             Self::Sqlite(t) => t.rollback().await,
             Self::Postgres(t) => t.rollback().await,
-        }
-    }
-
-    /// The engine this transaction runs on.
-    pub fn backend(&self) -> Backend {
-        match self {
-            Self::Sqlite(_) => Backend::Sqlite,
-            Self::Postgres(_) => Backend::Postgres,
         }
     }
 }

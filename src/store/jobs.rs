@@ -7,7 +7,6 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::JobId;
 use crate::on_tx;
 use crate::store::{Db, Tx};
 
@@ -231,15 +230,6 @@ pub async fn find_by_key(db: &Db, key: &str) -> Result<Option<JobStatusRow>, sql
         "SELECT id, kind, state, attempts, run_at, last_error FROM job WHERE idempotency_key = $1";
     crate::on_db!(db, |pool| sqlx::query_as(SQL)
         .bind(key)
-        .fetch_optional(pool)
-        .await)
-}
-
-/// Finds a job by id.
-pub async fn find_by_id(db: &Db, id: JobId) -> Result<Option<JobStatusRow>, sqlx::Error> {
-    const SQL: &str = "SELECT id, kind, state, attempts, run_at, last_error FROM job WHERE id = $1";
-    crate::on_db!(db, |pool| sqlx::query_as(SQL)
-        .bind(id.get())
         .fetch_optional(pool)
         .await)
 }

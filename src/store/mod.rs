@@ -14,4 +14,4 @@ pub mod settings;
 pub mod shares;
 pub mod subscribers;
 
-pub use db::{Backend, Db, Tx, is_unique_violation, migrate_configured, sqlite_options};
+pub use db::{Db, Tx, is_unique_violation, migrate_configured, sqlite_options};

@@ -106,7 +106,7 @@ async fn a_server_is_added_by_name_with_its_global_library_ids(backend: Backend)
     assert!(row.enabled && row.allow_new_subscriptions && !row.allow_trials);
     assert_eq!(row.max_users, 95);
     let libraries = servers::find_libraries(&mut tx, server).await.unwrap();
-    let fake: Vec<_> = app.plex.all_servers_libraries(&machine);
+    let fake: Vec<_> = app.plex.libraries_of(&machine);
     let stored: Vec<_> = libraries
         .iter()
         .map(|l| (u64::try_from(l.section_id).unwrap(), l.local_key.clone()))
