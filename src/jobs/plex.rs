@@ -52,7 +52,7 @@ fn db(err: sqlx::Error) -> JobError {
 }
 
 async fn context(app: &App, share: ShareId) -> Result<ShareContext, JobError> {
-    let mut tx = app.db.begin().await.map_err(db)?;
+    let mut tx = app.db.read().await.map_err(db)?;
     shares::find_share_context(&mut tx, share)
         .await
         .map_err(db)?
@@ -75,7 +75,7 @@ async fn sections(app: &App, ctx: &ShareContext) -> Result<Vec<PlexSectionId>, J
     let plan = ctx
         .plan_id
         .ok_or_else(|| JobError::Fail(anyhow!("subscriber {} has no plan", ctx.subscriber_id)))?;
-    let mut tx = app.db.begin().await.map_err(db)?;
+    let mut tx = app.db.read().await.map_err(db)?;
     let ids = shares::find_plan_sections(&mut tx, ServerId::new(ctx.server_id), PlanId::new(plan))
         .await
         .map_err(db)?;
@@ -293,7 +293,7 @@ pub struct Drift {
 /// written to the audit log as `reconcile.drift` when there is any.
 pub async fn reconcile(app: &App, server: ServerId) -> Result<Drift, JobError> {
     let owner = {
-        let mut tx = app.db.begin().await.map_err(db)?;
+        let mut tx = app.db.read().await.map_err(db)?;
         servers::find_server_owner(&mut tx, server)
             .await
             .map_err(db)?

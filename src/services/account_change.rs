@@ -153,7 +153,7 @@ pub async fn request_change(
 ) -> Result<CodeSent, ChangeError> {
     let now = app.clock.now();
     let (row, owner_token) = {
-        let mut tx = app.db.begin().await?;
+        let mut tx = app.db.read().await?;
         let row = check_allowed(&mut tx, subscriber, email).await?;
         if let Some(pending) = account_changes::find_pending(&mut tx, subscriber).await? {
             let wait = RESEND_AFTER_SECONDS - (now - pending.last_sent_at).num_seconds();

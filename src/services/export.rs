@@ -60,7 +60,7 @@ pub async fn users_csv(
 
 /// Every subscriber as CSV, read in one transaction (`usher users export`, `/admin users export`).
 pub async fn all_users_csv(app: &App) -> anyhow::Result<Vec<u8>> {
-    let mut tx = app.db.begin().await?;
+    let mut tx = app.db.read().await?;
     let csv = users_csv(&mut tx, None, app.clock.now()).await?;
     tx.rollback().await?;
     Ok(csv)

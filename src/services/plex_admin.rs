@@ -295,7 +295,7 @@ pub async fn add_server(
     wanted: &str,
 ) -> Result<ServerAdded, AdminError> {
     let (account, token) = {
-        let mut tx = app.db.begin().await?;
+        let mut tx = app.db.read().await?;
         active_account(app, &mut tx, owner).await?
     };
     let on_account = app
@@ -374,7 +374,7 @@ pub async fn sync_libraries(
     server: ServerId,
 ) -> Result<LibrariesSynced, AdminError> {
     let (row, account, token) = {
-        let mut tx = app.db.begin().await?;
+        let mut tx = app.db.read().await?;
         let row = servers::find_server(&mut tx, server)
             .await?
             .ok_or(AdminError::NoSuchServer(server))?;

@@ -55,7 +55,7 @@ pub struct Board {
 
 /// Reads the board.
 pub async fn board(app: &App) -> anyhow::Result<Board> {
-    let mut tx = app.db.begin().await?;
+    let mut tx = app.db.read().await?;
     let rows = recovery::find_board(&mut tx, app.clock.now()).await?;
     tx.rollback().await?;
     let mut board = Board::default();

@@ -3,7 +3,7 @@
 //!
 //! Rule it keeps: SQL is written once where both backends accept it (`$1` placeholders,
 //! `ON CONFLICT`, `RETURNING`), run through [`on_tx!`](crate::on_tx), and split only where they
-//! differ. SQLite write transactions start with `BEGIN IMMEDIATE`, so two writers queue on the busy
+//! differ. SQLite write transactions ([`Db::begin`]) start with `BEGIN IMMEDIATE`, so two writers queue on the busy
 //! timeout instead of failing on a lock upgrade.
 
 use std::str::FromStr;
@@ -129,6 +129,15 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
             Self::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Starts a read-only transaction. On SQLite it is deferred, so it never takes the writer lock
+    /// and never waits for (or blocks) writers; it must not write.
+    pub async fn read(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
             Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }

@@ -203,7 +203,35 @@ async fn runtime_settings_are_written_once_or_replaced(backend: Backend) {
     );
 }
 
+async fn an_open_read_never_blocks_a_writer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut reader = app.app.db.read().await.unwrap();
+    assert!(
+        store::settings::find_setting(&mut reader, "client_id")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // With the reader still open, a write transaction starts, writes and commits (a reader
+    // holding SQLite's writer lock would make this fail on the busy timeout).
+    let mut writer = app.app.db.begin().await.unwrap();
+    store::settings::upsert_setting(&mut writer, "client_id", "x", app.clock.now())
+        .await
+        .unwrap();
+    writer.commit().await.unwrap();
+    reader.rollback().await.unwrap();
+    let mut check = app.app.db.read().await.unwrap();
+    assert_eq!(
+        store::settings::find_setting(&mut check, "client_id")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("x")
+    );
+}
+
 crate::on_both_backends!(
+    an_open_read_never_blocks_a_writer,
     an_email_in_other_case_and_spacing_is_the_same_identity,
     a_retired_identity_can_never_be_active_again,
     an_owner_token_is_not_readable_in_the_database,
