@@ -1,20 +1,165 @@
 //! The Discord surface: one module per command group. Commands parse arguments into domain types,
 //! call one service with the [`App`](crate::app::App), and render the result. They never touch SQL
 //! or HTTP: `clippy.toml` lists those types as disallowed, and this module denies the lint.
+//!
+//! Buttons and modals are answered by [`on_interaction`] from the event handler, not by in-memory
+//! collectors, so a button in a DM still works after a restart. Their `custom_id`s are constants
+//! (the handler acts for whoever clicks) or signed tokens (the DM button names its subscriber).
 #![deny(clippy::disallowed_types)]
 
-use crate::bot::{Data, Error};
+use poise::serenity_prelude as serenity;
 
+use crate::app::App;
+use crate::bot::{Context, Error, Refusal};
+use crate::domain::{Actor, DiscordId};
+
+mod account;
+mod admin;
 mod help;
+mod plex;
 
 /// Every command the bot registers: the single registry.
-pub fn all() -> Vec<poise::Command<Data, Error>> {
-    vec![help::help()]
+pub fn all() -> Vec<poise::Command<crate::bot::Data, Error>> {
+    let mut admin = admin::admin();
+    require_admin(&mut admin);
+    vec![help::help(), account::account(), plex::plex(), admin]
+}
+
+/// Marks a command as admin-only (read by the tests).
+#[derive(Debug)]
+pub struct AdminOnly;
+
+/// Puts the admin check on a command and every subcommand under it, so no `/admin` command can
+/// be added without it; poise runs the checks of the whole chain, the group's included.
+fn require_admin(command: &mut poise::Command<crate::bot::Data, Error>) {
+    command.checks = vec![|ctx| Box::pin(admin_check(ctx))];
+    command.custom_data = Box::new(AdminOnly);
+    for sub in &mut command.subcommands {
+        require_admin(sub);
+    }
+}
+
+/// What a refused admin command says.
+pub const NOT_ADMIN: &str = "Only Usher admins can do that: you are not one of the configured admin users or roles, and you are not an administrator of this server.";
+
+/// Whether a Discord user is an Usher admin: listed in `discord.admin_user_ids`, holding one of
+/// `discord.admin_role_ids`, or an administrator of the guild the interaction came from.
+pub fn is_admin(app: &App, user: serenity::UserId, member: Option<&serenity::Member>) -> bool {
+    let discord = &app.settings.discord;
+    if discord.admin_user_ids.contains(&user.get()) {
+        return true;
+    }
+    member.is_some_and(|m| {
+        m.roles
+            .iter()
+            .any(|r| discord.admin_role_ids.contains(&r.get()))
+            || m.permissions
+                .is_some_and(|p| p.contains(serenity::Permissions::ADMINISTRATOR))
+    })
+}
+
+/// The check every `/admin` command (the group and each subcommand) carries. Async because poise
+/// checks are futures.
+#[allow(clippy::unused_async)]
+pub async fn admin_check(ctx: Context<'_>) -> Result<bool, Error> {
+    let member = match ctx {
+        poise::Context::Application(actx) => actx.interaction.member.as_deref(),
+        poise::Context::Prefix(_) => None,
+    };
+    if is_admin(ctx.data(), ctx.author().id, member) {
+        Ok(true)
+    } else {
+        tracing::info!(user = %ctx.author().id, command = %ctx.command().qualified_name, "refused an admin command to a non-admin");
+        Err(Refusal::new(NOT_ADMIN).into())
+    }
+}
+
+/// The actor for an admin acting through Discord.
+fn admin_actor(user: serenity::UserId) -> Result<Actor, Error> {
+    Ok(Actor::Admin(DiscordId::new(user.get())?))
+}
+
+/// Answers a button click or modal submit that belongs to Usher. Returns false for ids it does
+/// not know (they belong to a collector, or to an older Usher).
+pub async fn on_interaction(
+    ctx: &serenity::Context,
+    app: &App,
+    interaction: &serenity::Interaction,
+) -> Result<bool, Error> {
+    match interaction {
+        serenity::Interaction::Component(click) => {
+            if plex::on_click(ctx, app, click).await? {
+                return Ok(true);
+            }
+            admin::on_click(ctx, app, click).await
+        }
+        serenity::Interaction::Modal(submit) => {
+            if plex::on_submit(ctx, app, submit).await? {
+                return Ok(true);
+            }
+            admin::on_submit(ctx, app, submit).await
+        }
+        _ => Ok(false),
+    }
+}
+
+/// An ephemeral message as the first answer to an interaction.
+fn ephemeral(content: impl Into<String>) -> serenity::CreateInteractionResponse {
+    serenity::CreateInteractionResponse::Message(
+        serenity::CreateInteractionResponseMessage::new()
+            .content(content)
+            .ephemeral(true),
+    )
+}
+
+/// A modal with one text input.
+fn text_modal(
+    custom_id: &str,
+    title: &str,
+    input_id: &str,
+    label: &str,
+    placeholder: &str,
+    length: (u16, u16),
+) -> serenity::CreateInteractionResponse {
+    let input = serenity::CreateInputText::new(serenity::InputTextStyle::Short, label, input_id)
+        .placeholder(placeholder)
+        .min_length(length.0)
+        .max_length(length.1)
+        .required(true);
+    serenity::CreateInteractionResponse::Modal(
+        serenity::CreateModal::new(custom_id, title)
+            .components(vec![serenity::CreateActionRow::InputText(input)]),
+    )
+}
+
+/// The value of text input `id` in a submitted modal.
+fn modal_value<'a>(submit: &'a serenity::ModalInteraction, id: &str) -> Option<&'a str> {
+    submit
+        .data
+        .components
+        .iter()
+        .flat_map(|row| &row.components)
+        .find_map(|component| match component {
+            serenity::ActionRowComponent::InputText(input) if input.custom_id == id => {
+                input.value.as_deref()
+            }
+            _ => None,
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::all;
+
+    fn walk<'a>(
+        command: &'a poise::Command<crate::bot::Data, super::Error>,
+        out: &mut Vec<&'a poise::Command<crate::bot::Data, super::Error>>,
+    ) {
+        out.push(command);
+        for sub in &command.subcommands {
+            walk(sub, out);
+        }
+    }
 
     #[test]
     fn command_names_are_unique_and_descriptions_fit_discord() {
@@ -23,18 +168,82 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), commands.len(), "duplicate command names");
+        let mut every = Vec::new();
         for command in &commands {
+            walk(command, &mut every);
+            let mut sub_names: Vec<_> = command.subcommands.iter().map(|c| &c.name).collect();
+            let n = sub_names.len();
+            sub_names.sort();
+            sub_names.dedup();
+            assert_eq!(
+                n,
+                sub_names.len(),
+                "duplicate subcommands in /{}",
+                command.name
+            );
+        }
+        for command in every {
             let description = command.description.as_deref().unwrap_or_default();
             assert!(
                 !description.is_empty(),
                 "/{} has no description",
-                command.name
+                command.qualified_name
             );
             assert!(
                 description.chars().count() <= 100,
                 "/{} description too long",
-                command.name
+                command.qualified_name
             );
+            for parameter in &command.parameters {
+                let description = parameter.description.as_deref().unwrap_or_default();
+                assert!(
+                    !description.is_empty() && description.chars().count() <= 100,
+                    "/{} option {} needs a description of at most 100 characters",
+                    command.qualified_name,
+                    parameter.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_admin_command_carries_the_admin_check() {
+        let commands = all();
+        let admin = commands
+            .iter()
+            .find(|c| c.name == "admin")
+            .expect("/admin exists");
+        assert!(
+            !admin.default_member_permissions.is_empty(),
+            "/admin is hidden from members by default_member_permissions"
+        );
+        let mut every = Vec::new();
+        walk(admin, &mut every);
+        assert!(every.len() > 10, "the /admin tree has its subcommands");
+        for command in every {
+            assert!(
+                command.checks.len() == 1
+                    && command
+                        .custom_data
+                        .downcast_ref::<super::AdminOnly>()
+                        .is_some(),
+                "/{} lacks the admin check",
+                command.qualified_name
+            );
+        }
+        for other in commands.iter().filter(|c| c.name != "admin") {
+            let mut tree = Vec::new();
+            walk(other, &mut tree);
+            for command in tree {
+                assert!(
+                    command
+                        .custom_data
+                        .downcast_ref::<super::AdminOnly>()
+                        .is_none(),
+                    "/{} is for subscribers and must not carry the admin check",
+                    command.qualified_name
+                );
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::crypto::{Cipher, SecretKey, Signer, SigningKey};
+use crate::integrations::discord::DiscordRest;
 use crate::integrations::email::Mailer;
 use crate::integrations::plex::{PlexConfig, PlexTvClient};
 use crate::jobs::Queue;
@@ -38,6 +39,8 @@ pub struct App {
     pub plex: PlexTvClient,
     /// Outgoing mail (SMTP, or the outbox folder).
     pub mailer: Mailer,
+    /// Discord's REST API for DMs and alerts; `None` when no bot token is configured.
+    pub discord: Option<DiscordRest>,
 }
 
 /// Settings-table key of the installation's stable `X-Plex-Client-Identifier`.
@@ -73,6 +76,11 @@ impl App {
         })
         .context("building the plex.tv client")?;
         let mailer = Mailer::from_settings(&settings).context("setting up outgoing mail")?;
+        let discord = settings
+            .discord
+            .token
+            .as_ref()
+            .map(|token| DiscordRest::new(token, settings.discord.api_base_url.as_deref()));
         let queue = Queue::new(
             db.clone(),
             Arc::clone(&clock),
@@ -90,6 +98,7 @@ impl App {
             templates: Arc::new(templates),
             plex,
             mailer,
+            discord,
         })
     }
 }

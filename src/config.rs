@@ -91,6 +91,14 @@ pub struct DiscordSettings {
     pub admin_user_ids: Vec<u64>,
     /// Discord roles whose members are Usher admins.
     pub admin_role_ids: Vec<u64>,
+    /// Channel where admin alerts go (no server has room, a token was revoked…); none: log only.
+    pub alert_channel_id: Option<u64>,
+    /// Channel where the bot mentions a subscriber whose DMs are closed; none: the recovery board
+    /// alone shows it.
+    pub fallback_channel_id: Option<u64>,
+    /// Base URL of Discord's API, for tests against a local fake only. Unset in production: the
+    /// bot then talks to discord.com with Discord's rate limits honoured.
+    pub api_base_url: Option<String>,
 }
 
 /// plex.tv client settings.

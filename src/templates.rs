@@ -36,13 +36,20 @@ macro_rules! builtin {
 
 /// Every file under `templates/` (a test keeps this list complete).
 const BUILTIN: &[(&str, &str)] = builtin![
+    "dms/admin_no_room.md.j2",
+    "dms/change_confirmed.md.j2",
+    "dms/dm_closed_fallback.md.j2",
+    "dms/flagged.md.j2",
     "dms/reminder.md.j2",
+    "dms/waiting_for_room.md.j2",
     "emails/change_confirmed.html.j2",
     "emails/change_confirmed.txt.j2",
     "emails/reminder.html.j2",
     "emails/reminder.txt.j2",
     "emails/verification_code.html.j2",
     "emails/verification_code.txt.j2",
+    "emails/waiting_for_room.html.j2",
+    "emails/waiting_for_room.txt.j2",
     "pages/layout.html.j2",
 ];
 

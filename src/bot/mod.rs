@@ -7,6 +7,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 
+mod reply;
+
+pub use reply::{Refusal, reply_failure, short_ref, user_message};
+
 /// What every command receives.
 pub type Data = App;
 /// The error commands return; rendered in one place, [`on_error`].
@@ -25,6 +29,9 @@ pub async fn run(
         .options(poise::FrameworkOptions {
             commands: crate::commands::all(),
             on_error: |error| Box::pin(on_error(error)),
+            event_handler: |framework, event| Box::pin(on_event(framework, event)),
+            // Usher has its own admins (config); no need to ask Discord who owns the application.
+            initialize_owners: false,
             ..Default::default()
         })
         .setup(move |ctx, _ready, framework| {
@@ -68,30 +75,60 @@ async fn register(
     Ok(())
 }
 
-/// The one place command errors are rendered: the user sees a reference, the log the cause.
+/// Buttons and modals: answered here, from the event, so they work after a restart.
+async fn on_event(
+    framework: poise::FrameworkContext<'_, Data, Error>,
+    event: &serenity::FullEvent,
+) -> Result<(), Error> {
+    if let serenity::FullEvent::InteractionCreate { interaction } = event {
+        crate::commands::on_interaction(
+            framework.serenity_context,
+            framework.user_data,
+            interaction,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The one place command errors are rendered: a refusal or a service's user-facing error is
+/// shown as it is, ephemeral; anything else as a reference, with the cause in the log.
 async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
-    match error {
+    let (ctx, text) = match error {
         poise::FrameworkError::Command { error, ctx, .. } => {
+            let text = user_message(&error).unwrap_or_else(|| {
+                let reference = short_ref();
+                tracing::error!(reference, command = %ctx.command().qualified_name, error = format!("{error:#}"), "command failed");
+                format!("Something went wrong (ref {reference}). The admins can look it up.")
+            });
+            (ctx, text)
+        }
+        poise::FrameworkError::CommandCheckFailed { error, ctx, .. } => {
+            let text = error
+                .as_ref()
+                .and_then(user_message)
+                .unwrap_or_else(|| crate::commands::NOT_ADMIN.to_owned());
+            (ctx, text)
+        }
+        poise::FrameworkError::EventHandler { error, event, .. } => {
             let reference = short_ref();
-            tracing::error!(reference, command = %ctx.command().qualified_name, error = format!("{error:#}"), "command failed");
-            let reply = poise::CreateReply::default()
-                .content(format!(
-                    "Something went wrong (ref {reference}). The admins can look it up."
-                ))
-                .ephemeral(true);
-            if let Err(err) = ctx.send(reply).await {
-                tracing::warn!(error = %err, "could not tell the user about a failed command");
-            }
+            tracing::error!(
+                reference,
+                event = event.snake_case_name(),
+                error = format!("{error:#}"),
+                "event handler failed"
+            );
+            return;
         }
         other => {
             if let Err(err) = poise::builtins::on_error(other).await {
                 tracing::warn!(error = %err, "error while handling a framework error");
             }
+            return;
         }
+    };
+    let reply = poise::CreateReply::default().content(text).ephemeral(true);
+    if let Err(err) = ctx.send(reply).await {
+        tracing::warn!(error = %err, "could not tell the user about a failed command");
     }
-}
-
-/// A short random reference that ties a user-facing apology to a log line.
-pub fn short_ref() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase()
 }

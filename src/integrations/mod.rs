@@ -3,5 +3,6 @@
 //! Owns the wire contracts; nothing here knows about Usher's database or jobs. Rule kept: every
 //! base URL is configurable so tests can point the clients at local fakes.
 
+pub mod discord;
 pub mod email;
 pub mod plex;

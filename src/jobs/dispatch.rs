@@ -5,6 +5,7 @@ use async_trait::async_trait;
 
 use crate::app::App;
 use crate::jobs::{ClaimedJob, Dispatch, JobError, plex};
+use crate::services::notify::{self, DELIVER, FLAG_FANOUT};
 use crate::services::shares::{INVITE, RECONCILE, REMOVE, ReconcileJob, ShareJob, UPDATE};
 
 /// Runs the application's jobs.
@@ -31,6 +32,8 @@ impl Dispatch for AppDispatch {
             RECONCILE => plex::reconcile(app, args::<ReconcileJob>(job)?.server)
                 .await
                 .map(drop),
+            DELIVER => notify::deliver(app, job, args(job)?).await,
+            FLAG_FANOUT => notify::fan_out_flagged(app, args(job)?).await,
             other => Err(JobError::Fail(anyhow::anyhow!(
                 "this version of Usher has no handler for jobs of kind `{other}`"
             ))),

@@ -89,6 +89,14 @@ pub struct ClaimedJob {
     max_attempts: u32,
 }
 
+impl ClaimedJob {
+    /// True when this attempt is the last one allowed: a handler may then record its own
+    /// give-up state instead of leaving the job to die.
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt >= self.max_attempts
+    }
+}
+
 /// How a job attempt failed, and so what happens next.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {

@@ -20,11 +20,12 @@ use crate::domain::{
     PlexIdentityId, RetireReason, ServerId, ShareId, ShareState, SubscriberId, VerificationCode,
 };
 use crate::integrations::plex::{PlexError, Validation};
+use crate::services::notify::{self, Kind};
 use crate::services::placement::{self, Placement, SubscriberContext};
 use crate::services::settings::plex_account_change_enabled;
 use crate::services::shares::{INVITE, REMOVE, enqueue_share_job, load_candidates, plan_needs};
 use crate::store::account_changes::{self, NewChangeRequest};
-use crate::store::{Tx, audit, is_unique_violation, owner_accounts, shares, subscribers};
+use crate::store::{Tx, audit, is_unique_violation, owner_accounts, servers, shares, subscribers};
 
 /// How long a code works.
 pub const CODE_LIFETIME_MINUTES: i64 = 15;
@@ -252,6 +253,40 @@ pub async fn request_change(
     })
 }
 
+/// Whether the subscriber may start a change now (setting on, flagged): checked before asking
+/// them for an email, so nobody types one in only to be told no.
+pub async fn can_start(app: &App, subscriber: SubscriberId) -> Result<(), ChangeError> {
+    let mut tx = app.db.read().await?;
+    let enabled = plex_account_change_enabled(&mut tx).await?;
+    let row = subscribers::find_subscriber(&mut tx, subscriber).await?;
+    tx.rollback().await?;
+    if !enabled {
+        return Err(ChangeError::Disabled);
+    }
+    match row {
+        None => Err(ChangeError::NotSubscriber),
+        Some(row) if !row.requires_plex_change => Err(ChangeError::NotFlagged),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Sends a fresh code for the pending request (same new email), at most once a minute.
+pub async fn resend_code(
+    app: &App,
+    actor: &Actor,
+    subscriber: SubscriberId,
+) -> Result<CodeSent, ChangeError> {
+    let pending = {
+        let mut tx = app.db.read().await?;
+        let pending = account_changes::find_pending(&mut tx, subscriber).await?;
+        tx.rollback().await?;
+        pending.ok_or(ChangeError::NoPendingRequest)?
+    };
+    let email =
+        PlexEmail::parse(&pending.new_email_norm).context("stored email no longer parses")?;
+    request_change(app, actor, subscriber, &email).await
+}
+
 /// Checks the code and, when right, applies the change in one transaction.
 pub async fn verify_change(
     app: &App,
@@ -326,8 +361,8 @@ pub async fn verify_change(
             .await?;
         }
     }
-    let server = match row.plan_id {
-        Some(plan) => {
+    let placed = match row.plan_id {
+        Some(plan) => Some(
             place_and_invite(
                 app,
                 &mut tx,
@@ -337,10 +372,21 @@ pub async fn verify_change(
                 previous,
                 row.preferred_location,
             )
-            .await?
-        }
+            .await?,
+        ),
         None => None,
     };
+    let server = placed.as_ref().and_then(|p| p.as_ref().ok().copied());
+    tell_about_change(
+        app,
+        &mut tx,
+        subscriber,
+        request,
+        &email,
+        row.plan_id,
+        placed,
+    )
+    .await?;
     let detail = serde_json::json!({
         "request": request, "old_identity": old.as_ref().map(|o| o.id), "new_identity": identity,
         "new_email": email.as_str(), "server": server,
@@ -358,8 +404,56 @@ pub async fn verify_change(
     Ok(ChangeApplied { identity, server })
 }
 
-/// Places the subscriber on the plan they had and queues the invite. `None` when nothing fits:
-/// the change stands, the admins are told through the audit log.
+/// Queues the news of an applied change: DM and email to the new address, and when no server had
+/// room, an alert to the admins.
+async fn tell_about_change(
+    app: &App,
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+    request: ChangeRequestId,
+    email: &PlexEmail,
+    plan: Option<i64>,
+    placed: Option<Result<ServerId, String>>,
+) -> Result<(), ChangeError> {
+    let event = format!("change-{request}");
+    let plan_name = match plan {
+        Some(plan) => servers::find_plan_name(tx, PlanId::new(plan)).await?,
+        None => None,
+    };
+    let (kind, detail) = match placed {
+        Some(Ok(server)) => {
+            let server_name = servers::find_server(tx, server).await?.map(|s| s.name);
+            let detail =
+                serde_json::json!({ "plex_account": email.as_str(), "server_name": server_name });
+            (Kind::ChangeConfirmed, detail)
+        }
+        None => {
+            let detail = serde_json::json!({ "plex_account": email.as_str(), "server_name": null });
+            (Kind::ChangeConfirmed, detail)
+        }
+        Some(Err(reason)) => {
+            let detail = serde_json::json!({
+                "plex_account": email.as_str(), "plan_name": plan_name, "reason": reason,
+            });
+            notify::enqueue_admin_alert(
+                app,
+                tx,
+                Some(subscriber),
+                Kind::AdminNoRoom,
+                &detail,
+                &event,
+            )
+            .await?;
+            (Kind::WaitingForRoom, detail)
+        }
+    };
+    notify::enqueue_dm(app, tx, subscriber, kind, &detail, &event).await?;
+    notify::enqueue_email(app, tx, subscriber, kind, email.as_str(), &detail, &event).await?;
+    Ok(())
+}
+
+/// Places the subscriber on the plan they had and queues the invite. `Err(reason)` when nothing
+/// fits: the change stands, and the caller tells the subscriber and the admins.
 async fn place_and_invite(
     app: &App,
     tx: &mut Tx,
@@ -368,11 +462,11 @@ async fn place_and_invite(
     plan: PlanId,
     previous: Vec<ServerId>,
     preferred_location: Option<String>,
-) -> Result<Option<ServerId>, ChangeError> {
+) -> Result<Result<ServerId, String>, ChangeError> {
     let now = app.clock.now();
     let candidates = load_candidates(tx).await?;
     let Some(needs) = plan_needs(tx, plan).await? else {
-        return Ok(None);
+        return Ok(Err("the plan no longer exists".into()));
     };
     // Old shares are on their way out, so there is no current share to keep.
     let context = SubscriberContext {
@@ -391,7 +485,7 @@ async fn place_and_invite(
                 .map(|c| c.owner)
                 .context("placed server is a candidate")?;
             enqueue_share_job(&app.queue, tx, INVITE, share, owner, "1").await?;
-            Ok(Some(server))
+            Ok(Ok(server))
         }
         Err(no_fit) => {
             let detail = serde_json::json!({ "plan": plan, "reason": no_fit.to_string() });
@@ -405,7 +499,7 @@ async fn place_and_invite(
             )
             .await?;
             tracing::warn!(subscriber = %subscriber, reason = %no_fit, "no server has room for a re-invite");
-            Ok(None)
+            Ok(Err(no_fit.to_string()))
         }
     }
 }
@@ -438,8 +532,11 @@ pub async fn set_flag(
             now,
         )
         .await?;
+        if flagged {
+            notify::enqueue_flagged(app, &mut tx, subscriber, now).await?;
+        }
     }
-    tx.commit().await?;
+    app.queue.commit(tx).await?;
     Ok(changed)
 }
 
@@ -524,6 +621,7 @@ pub async fn confirm_bulk_flag(
     let flagged = crate::store::bulk_flags::update_flag_members(&mut tx, preview, now).await?;
     let detail = serde_json::json!({ "preview": preview, "flagged": flagged });
     audit::insert_audit(&mut tx, actor, None, "subscriber.bulk_flag", &detail, now).await?;
-    tx.commit().await?;
+    notify::enqueue_flag_fanout(app, &mut tx, preview).await?;
+    app.queue.commit(tx).await?;
     Ok(flagged)
 }

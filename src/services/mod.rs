@@ -1,8 +1,11 @@
 //! Use cases: one function per thing a person does. They take a transaction (the caller commits),
 //! return typed results and typed errors that each door renders its own way.
 
+pub mod account;
 pub mod account_change;
+pub mod catalog;
 pub mod export;
+pub mod notify;
 pub mod placement;
 pub mod plex_admin;
 pub mod recovery;

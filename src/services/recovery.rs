@@ -1,5 +1,5 @@
-//! The admins' recovery board: how far a ban recovery has come, in counts and per subscriber.
-//! DM delivery counts (notified, DM failed) join when the Discord door records deliveries.
+//! The admins' recovery board: how far a ban recovery has come, in counts and per subscriber,
+//! including whether the "must change" DM reached them.
 
 use crate::app::App;
 use crate::domain::{DiscordId, SubscriberId};
@@ -32,6 +32,22 @@ pub struct BoardEntry {
     pub name: String,
     /// Stage.
     pub stage: Stage,
+    /// How the "must change" DM went.
+    pub dm: DmStatus,
+}
+
+/// Delivery of the "must change" DM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DmStatus {
+    /// None was made (flagged before notifications existed, or not flagged by a flag).
+    None,
+    /// Waiting to be sent.
+    Queued,
+    /// Delivered.
+    Sent,
+    /// Not delivered: DMs closed, no bot configured, or Discord refused.
+    Failed,
 }
 
 /// The board: counts per stage and the list.
@@ -39,6 +55,10 @@ pub struct BoardEntry {
 pub struct Board {
     /// Still flagged (flagged + code sent).
     pub flagged: usize,
+    /// Whose "must change" DM was delivered.
+    pub notified: usize,
+    /// Whose "must change" DM could not be delivered.
+    pub dm_failed: usize,
     /// With a code waiting.
     pub code_sent: usize,
     /// Changed their account.
@@ -91,11 +111,23 @@ pub async fn board(app: &App) -> anyhow::Result<Board> {
                 board.accepted += 1;
             }
         }
+        let dm = match row.flag_dm_state.as_deref() {
+            None => DmStatus::None,
+            Some("queued") => DmStatus::Queued,
+            Some("sent") => DmStatus::Sent,
+            Some(_) => DmStatus::Failed,
+        };
+        match dm {
+            DmStatus::Sent => board.notified += 1,
+            DmStatus::Failed => board.dm_failed += 1,
+            DmStatus::None | DmStatus::Queued => {}
+        }
         board.entries.push(BoardEntry {
             subscriber: SubscriberId::new(row.id),
             discord_id: DiscordId::from_db(row.discord_id).ok(),
             name: row.display_name,
             stage,
+            dm,
         });
     }
     Ok(board)

@@ -30,3 +30,11 @@ pub async fn set_plex_account_change(
     audit::insert_audit(&mut tx, actor, None, "setting.set", &detail, now).await?;
     tx.commit().await
 }
+
+/// Whether "Plex account change processing" is on.
+pub async fn plex_account_change(app: &App) -> anyhow::Result<bool> {
+    let mut tx = app.db.read().await?;
+    let on = plex_account_change_enabled(&mut tx).await?;
+    tx.rollback().await?;
+    Ok(on)
+}

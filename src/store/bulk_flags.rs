@@ -19,24 +19,51 @@ pub enum FlagFilter {
     OwnerAccount(OwnerAccountId),
     /// Those on a plan.
     Plan(PlanId),
+    /// Those whose subscription is (or is not) active now: permanent, or inside a paid interval.
+    State(SubscriptionState),
 }
+
+/// Whether a subscription is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionState {
+    /// Permanent, or now lies inside a paid interval.
+    Active,
+    /// Neither.
+    Inactive,
+}
+
+/// The value a filter's condition binds as `$2`.
+enum Param {
+    None,
+    Id(i64),
+    Now,
+}
+
+const ACTIVE: &str = "(s.permanent OR EXISTS (SELECT 1 FROM payment p WHERE p.subscriber_id = s.id \
+     AND p.status = 'applied' AND p.paid_from <= $2 AND p.paid_to > $2))";
 
 impl FlagFilter {
     /// The condition on `s` (subscriber), with its bind value as `$2`.
-    fn condition(self) -> (&'static str, Option<i64>) {
-        match self {
-            Self::Everyone => ("$2 IS NULL", None),
+    fn condition(self) -> (String, Param) {
+        let (sql, param) = match self {
+            Self::Everyone => ("$2 IS NULL", Param::None),
+            Self::State(SubscriptionState::Active) => (ACTIVE, Param::Now),
+            Self::State(SubscriptionState::Inactive) => {
+                return (format!("NOT {ACTIVE}"), Param::Now);
+            }
             Self::Server(id) => (
                 "EXISTS (SELECT 1 FROM share x WHERE x.subscriber_id = s.id AND x.state <> 'removed' AND x.server_id = $2)",
-                Some(id.get()),
+                Param::Id(id.get()),
             ),
             Self::OwnerAccount(id) => (
                 "EXISTS (SELECT 1 FROM share x JOIN server y ON y.id = x.server_id \
                  WHERE x.subscriber_id = s.id AND x.state <> 'removed' AND y.owner_account_id = $2)",
-                Some(id.get()),
+                Param::Id(id.get()),
             ),
-            Self::Plan(id) => ("s.plan_id = $2", Some(id.get())),
-        }
+            Self::Plan(id) => ("s.plan_id = $2", Param::Id(id.get())),
+        };
+        (sql.to_owned(), param)
     }
 }
 
@@ -60,17 +87,31 @@ pub async fn insert_preview(
         .bind(expires_at)
         .fetch_one(c)
         .await?);
-    let (condition, value) = filter.condition();
+    let (condition, param) = filter.condition();
     let members = format!(
         "INSERT INTO bulk_flag_member (preview_id, subscriber_id) \
          SELECT $1, s.id FROM subscriber s WHERE NOT s.requires_plex_change AND ({condition})"
     );
-    on_tx!(tx, |c| sqlx::query(&members)
-        .bind(id)
-        .bind(value)
-        .execute(c)
-        .await
-        .map(|_| ()))?;
+    match param {
+        Param::None => on_tx!(tx, |c| sqlx::query(&members)
+            .bind(id)
+            .bind(None::<i64>)
+            .execute(c)
+            .await
+            .map(drop))?,
+        Param::Id(value) => on_tx!(tx, |c| sqlx::query(&members)
+            .bind(id)
+            .bind(value)
+            .execute(c)
+            .await
+            .map(drop))?,
+        Param::Now => on_tx!(tx, |c| sqlx::query(&members)
+            .bind(id)
+            .bind(now)
+            .execute(c)
+            .await
+            .map(drop))?,
+    }
     let count: i32 = on_tx!(tx, |c| sqlx::query_scalar(COUNT)
         .bind(id)
         .fetch_one(c)

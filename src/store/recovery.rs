@@ -22,6 +22,8 @@ pub struct BoardRow {
     pub verified: bool,
     /// State of the newest live share, if any.
     pub share_state: Option<String>,
+    /// State of the newest "must change" DM, if one was made.
+    pub flag_dm_state: Option<String>,
 }
 
 /// Everyone in a recovery: flagged now, or changed their account through a verified request.
@@ -31,7 +33,9 @@ pub async fn find_board(tx: &mut Tx, now: DateTime<Utc>) -> Result<Vec<BoardRow>
                 AND r.expires_at > $1) AS code_pending, \
         EXISTS (SELECT 1 FROM account_change_request r WHERE r.subscriber_id = s.id AND r.state = 'verified') AS verified, \
         (SELECT sh.state FROM share sh WHERE sh.subscriber_id = s.id AND sh.state <> 'removed' ORDER BY sh.id DESC LIMIT 1) \
-            AS share_state \
+            AS share_state, \
+        (SELECT n.state FROM notification n WHERE n.subscriber_id = s.id AND n.kind = 'flagged' \
+                AND n.channel = 'dm' ORDER BY n.id DESC LIMIT 1) AS flag_dm_state \
         FROM subscriber s \
         WHERE s.requires_plex_change \
            OR EXISTS (SELECT 1 FROM account_change_request r WHERE r.subscriber_id = s.id AND r.state = 'verified') \

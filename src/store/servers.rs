@@ -462,3 +462,36 @@ pub async fn replace_plan_groups(
     }
     Ok(())
 }
+
+/// A plan's name.
+pub async fn find_plan_name(tx: &mut Tx, plan: PlanId) -> Result<Option<String>, sqlx::Error> {
+    const SQL: &str = "SELECT name FROM plan WHERE id = $1";
+    on_tx!(tx, |c| sqlx::query_scalar(SQL)
+        .bind(plan.get())
+        .fetch_optional(c)
+        .await)
+}
+
+/// A plan as listed.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PlanRow {
+    /// Row id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Price in minor units.
+    pub price_minor: i64,
+    /// ISO currency.
+    pub currency: String,
+    /// Billing period.
+    pub period: String,
+    /// Offered.
+    pub active: bool,
+}
+
+/// Every plan, by name.
+pub async fn find_plans(tx: &mut Tx) -> Result<Vec<PlanRow>, sqlx::Error> {
+    const SQL: &str =
+        "SELECT id, name, price_minor, currency, period, active FROM plan ORDER BY name";
+    on_tx!(tx, |c| sqlx::query_as(SQL).fetch_all(c).await)
+}

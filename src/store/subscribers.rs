@@ -187,3 +187,83 @@ pub async fn update_flag(
         .rows_affected());
     Ok(n == 1)
 }
+
+/// Everything `/account` and `/admin user show` display about one subscriber.
+#[derive(Debug, Clone, sqlx::FromRow)]
+#[allow(clippy::struct_excessive_bools)] // independent facts, shown side by side
+pub struct StatusRow {
+    /// Row id.
+    pub id: i64,
+    /// Discord id as stored.
+    pub discord_id: i64,
+    /// Display name.
+    pub display_name: String,
+    /// Contact email.
+    pub contact_email: Option<String>,
+    /// Active Plex identity's email.
+    pub plex_email: Option<String>,
+    /// Plan name.
+    pub plan: Option<String>,
+    /// Server of the newest live share.
+    pub server: Option<String>,
+    /// That share's state (`pending` or `accepted`).
+    pub share_state: Option<String>,
+    /// End of the latest applied paid interval.
+    pub paid_until: Option<DateTime<Utc>>,
+    /// Now lies inside an applied paid interval.
+    pub paid_now: bool,
+    /// Never expires.
+    pub permanent: bool,
+    /// Flagged for a Plex account change.
+    pub requires_plex_change: bool,
+    /// A code is waiting (not expired).
+    pub code_pending: bool,
+    /// Admin notes.
+    pub notes: String,
+}
+
+/// The status of the subscriber with this Discord id.
+pub async fn find_status_by_discord(
+    tx: &mut Tx,
+    discord_id: DiscordId,
+    now: DateTime<Utc>,
+) -> Result<Option<StatusRow>, sqlx::Error> {
+    const SQL: &str = "SELECT s.id, s.discord_id, s.display_name, s.contact_email, i.email_norm AS plex_email, \
+        p.name AS plan, sv.name AS server, sh.state AS share_state, \
+        (SELECT MAX(paid_to) FROM payment WHERE subscriber_id = s.id AND status = 'applied') AS paid_until, \
+        EXISTS (SELECT 1 FROM payment WHERE subscriber_id = s.id AND status = 'applied' \
+                AND paid_from <= $2 AND paid_to > $2) AS paid_now, \
+        s.permanent, s.requires_plex_change, \
+        EXISTS (SELECT 1 FROM account_change_request r WHERE r.subscriber_id = s.id AND r.state = 'pending' \
+                AND r.expires_at > $2) AS code_pending, \
+        s.notes \
+        FROM subscriber s \
+        LEFT JOIN plex_identity i ON i.subscriber_id = s.id AND i.state = 'active' \
+        LEFT JOIN plan p ON p.id = s.plan_id \
+        LEFT JOIN share sh ON sh.id = (SELECT MAX(id) FROM share WHERE subscriber_id = s.id AND state <> 'removed') \
+        LEFT JOIN server sv ON sv.id = sh.server_id \
+        WHERE s.discord_id = $1";
+    on_tx!(tx, |c| sqlx::query_as(SQL)
+        .bind(discord_id.to_db())
+        .bind(now)
+        .fetch_optional(c)
+        .await)
+}
+
+/// Replaces a subscriber's admin notes. False when there is no such subscriber.
+pub async fn update_notes(
+    tx: &mut Tx,
+    id: SubscriberId,
+    notes: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE subscriber SET notes = $1, updated_at = $2 WHERE id = $3";
+    let n = on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(notes)
+        .bind(now)
+        .bind(id.get())
+        .execute(c)
+        .await?
+        .rows_affected());
+    Ok(n == 1)
+}

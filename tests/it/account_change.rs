@@ -642,14 +642,23 @@ async fn a_crash_between_the_change_and_the_invite_still_invites_exactly_once(ba
         .await
         .unwrap();
 
-    // The job runner takes the queued removal and invite and dies before doing either.
-    let mut claimed = 0;
-    while app.app.queue.claim().await.unwrap().is_some() {
-        claimed += 1;
+    // The job runner takes the queued removal and invite (and the notifications) and dies
+    // before doing any of them.
+    let mut claimed = Vec::new();
+    while let Some(job) = app.app.queue.claim().await.unwrap() {
+        claimed.push(job.kind);
     }
+    claimed.sort();
     assert_eq!(
-        claimed, 2,
-        "old share removal and new invite were queued with the change"
+        claimed,
+        [
+            "notify.deliver",
+            "notify.deliver",
+            "notify.deliver",
+            "plex.invite",
+            "plex.remove_share"
+        ],
+        "old share removal, new invite, the flag DM and the change DM + email were queued"
     );
     assert!(app.plex.shares_for_email("phoenix@example.com").is_empty());
 

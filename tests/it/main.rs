@@ -8,6 +8,7 @@ mod account_change;
 mod cli;
 mod email;
 mod helpers;
+mod notify;
 mod plex_admin;
 mod plex_client;
 mod plex_jobs;

@@ -1,0 +1,77 @@
+//! `/account`: the subscriber's own status, ephemeral.
+
+use poise::serenity_prelude as serenity;
+
+use crate::bot::{Context, Error};
+use crate::domain::DiscordId;
+use crate::services::account::{self, AccountStatus};
+
+/// Red, for the "must change" banner.
+const RED: u32 = 0x00E7_4C3C;
+/// Plex orange, for everything else.
+const ORANGE: u32 = 0x00E5_A00D;
+
+/// Shows your plan, paid-until date, server and invite.
+#[poise::command(slash_command)]
+pub async fn account(ctx: Context<'_>) -> Result<(), Error> {
+    let user = DiscordId::new(ctx.author().id.get())?;
+    let reply = match account::status(ctx.data(), user).await? {
+        Some(status) => poise::CreateReply::default().embed(status_embed(&status, false)),
+        None => poise::CreateReply::default()
+            .content("You are not a subscriber here yet. Ask the admins how to join."),
+    };
+    ctx.send(reply.ephemeral(true)).await?;
+    Ok(())
+}
+
+/// The status card, for the subscriber or (with notes) for an admin.
+pub fn status_embed(status: &AccountStatus, for_admin: bool) -> serenity::CreateEmbed {
+    let paid = match (status.permanent, status.paid_until) {
+        (true, _) => "permanent".to_owned(),
+        (false, Some(until)) => format!("<t:{}:D>", until.timestamp()),
+        (false, None) => "never paid".to_owned(),
+    };
+    let invite = match status.invite.as_deref() {
+        Some("pending") => "sent: accept it in Plex (Settings → Manage Library Access)",
+        Some("accepted") => "accepted",
+        Some(other) => other,
+        None => "none",
+    };
+    let mut embed = serenity::CreateEmbed::new()
+        .title(if for_admin {
+            format!("{} (subscriber {})", status.name, status.subscriber)
+        } else {
+            "Your account".to_owned()
+        })
+        .color(if status.flagged { RED } else { ORANGE })
+        .field("Plan", status.plan.as_deref().unwrap_or("none"), true)
+        .field(
+            "Status",
+            if status.active { "active" } else { "inactive" },
+            true,
+        )
+        .field("Paid until", paid, true)
+        .field(
+            "Plex account",
+            status.plex_email.as_deref().unwrap_or("none linked"),
+            true,
+        )
+        .field("Server", status.server.as_deref().unwrap_or("none"), true)
+        .field("Invite", invite, true);
+    if status.flagged {
+        let banner = match (for_admin, status.code_pending) {
+            (true, _) => "⚠️ Flagged: must change Plex account.",
+            (false, false) => {
+                "⚠️ **Your Plex account must change.** Run `/plex change-account` and give the email of a NEW Plex account."
+            }
+            (false, true) => {
+                "⚠️ **Your Plex account must change.** Run `/plex change-account` and give the email of a NEW Plex account. A code is waiting in that mailbox."
+            }
+        };
+        embed = embed.description(banner);
+    }
+    if for_admin && !status.notes.is_empty() {
+        embed = embed.field("Notes", &status.notes, false);
+    }
+    embed
+}

@@ -1,0 +1,748 @@
+//! `/admin …`: the owner's commands. Hidden from members by `default_member_permissions` and
+//! enforced by the admin check on every command of the tree (see `require_admin` in `mod.rs`);
+//! buttons and modals of these commands check again, since Discord lets anyone click.
+// Group roots are never run (Discord only invokes leaves), but poise needs them async.
+#![allow(clippy::unused_async)]
+
+use std::fmt::Write as _;
+
+use poise::serenity_prelude as serenity;
+use secrecy::SecretString;
+
+use crate::app::App;
+use crate::bot::{Context, Error, Refusal, reply_failure};
+use crate::domain::{DiscordId, OwnerAccountId, PlanId, ServerId};
+use crate::services::{account, account_change, catalog, export, plex_admin, recovery, settings};
+use crate::store::bulk_flags::{FlagFilter, SubscriptionState};
+use crate::store::servers::ServerFlags;
+
+use super::{NOT_ADMIN, admin_actor, ephemeral, is_admin, modal_value, text_modal};
+
+/// Prefix of a bulk-flag Confirm button; the signed confirmation token follows.
+const BULK_CONFIRM: &str = "usher:bf-ok:";
+/// A bulk-flag Cancel button.
+const BULK_CANCEL: &str = "usher:bf-no";
+/// The modal that takes an owner's Plex token.
+const TOKEN_MODAL: &str = "usher:owner-token";
+const TOKEN_INPUT: &str = "token";
+
+/// Admin commands for running Usher.
+#[poise::command(
+    slash_command,
+    guild_only,
+    default_member_permissions = "MANAGE_GUILD",
+    subcommands("user", "users", "recovery", "settings", "plex_account", "server")
+)]
+pub async fn admin(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+// ---- /admin user ----------------------------------------------------------------------------
+
+/// One subscriber: show, flag, unflag, note.
+#[poise::command(
+    slash_command,
+    subcommands("user_show", "user_flag", "user_unflag", "user_note")
+)]
+pub async fn user(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+async fn subscriber_of(app: &App, user: &serenity::User) -> Result<account::AccountStatus, Error> {
+    account::status(app, DiscordId::new(user.id.get())?)
+        .await?
+        .ok_or_else(|| Refusal::new(format!("{} is not a subscriber.", user.name)).into())
+}
+
+/// Shows a subscriber's account, flag and notes.
+#[poise::command(slash_command, rename = "show")]
+pub async fn user_show(
+    ctx: Context<'_>,
+    #[description = "The subscriber"] user: serenity::User,
+) -> Result<(), Error> {
+    let status = subscriber_of(ctx.data(), &user).await?;
+    let embed = super::account::status_embed(&status, true);
+    ctx.send(poise::CreateReply::default().embed(embed).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+/// Flags a subscriber: they must change to a new Plex account (they get a DM).
+#[poise::command(slash_command, rename = "flag")]
+pub async fn user_flag(
+    ctx: Context<'_>,
+    #[description = "The subscriber"] user: serenity::User,
+) -> Result<(), Error> {
+    set_flag(ctx, &user, true).await
+}
+
+/// Clears a subscriber's "must change Plex account" flag.
+#[poise::command(slash_command, rename = "unflag")]
+pub async fn user_unflag(
+    ctx: Context<'_>,
+    #[description = "The subscriber"] user: serenity::User,
+) -> Result<(), Error> {
+    set_flag(ctx, &user, false).await
+}
+
+async fn set_flag(ctx: Context<'_>, user: &serenity::User, flagged: bool) -> Result<(), Error> {
+    let status = subscriber_of(ctx.data(), user).await?;
+    let actor = admin_actor(ctx.author().id)?;
+    let changed = account_change::set_flag(ctx.data(), &actor, status.subscriber, flagged).await?;
+    let text = match (changed, flagged) {
+        (true, true) => format!(
+            "{} is flagged: they must change Plex account. A DM with a button is on its way.",
+            user.name
+        ),
+        (true, false) => format!("{} is no longer flagged.", user.name),
+        (false, true) => format!("{} was already flagged; nothing changed.", user.name),
+        (false, false) => format!("{} was not flagged; nothing changed.", user.name),
+    };
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+/// Replaces a subscriber's admin note (empty text clears it).
+#[poise::command(slash_command, rename = "note")]
+pub async fn user_note(
+    ctx: Context<'_>,
+    #[description = "The subscriber"] user: serenity::User,
+    #[description = "The note (replaces the old one; leave out to clear)"] text: Option<String>,
+) -> Result<(), Error> {
+    let status = subscriber_of(ctx.data(), &user).await?;
+    let actor = admin_actor(ctx.author().id)?;
+    let text = text.unwrap_or_default();
+    account::set_note(ctx.data(), &actor, status.subscriber, &text).await?;
+    let reply = if text.trim().is_empty() {
+        format!("Cleared the note on {}.", user.name)
+    } else {
+        format!("Saved the note on {}.", user.name)
+    };
+    ctx.send(poise::CreateReply::default().content(reply).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+// ---- /admin users ---------------------------------------------------------------------------
+
+/// Many subscribers: bulk flag, export.
+#[poise::command(slash_command, subcommands("users_flag", "users_export"))]
+pub async fn users(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Subscription state, as a bulk-flag filter.
+#[derive(Debug, Clone, Copy, poise::ChoiceParameter)]
+pub enum StateChoice {
+    /// Permanent or paid for now.
+    #[name = "active"]
+    Active,
+    /// Neither.
+    #[name = "inactive"]
+    Inactive,
+}
+
+async fn autocomplete_server(
+    ctx: Context<'_>,
+    partial: &str,
+) -> serenity::CreateAutocompleteResponse {
+    let mut choices = Vec::new();
+    if admin_check_quiet(ctx)
+        && let Ok(servers) = catalog::servers(ctx.data()).await
+    {
+        choices = servers
+            .into_iter()
+            .filter(|s| s.name.to_lowercase().contains(&partial.to_lowercase()))
+            .take(25)
+            .map(|s| {
+                serenity::AutocompleteChoice::new(
+                    format!("{} ({} users, owner {})", s.name, s.users, s.owner_state),
+                    s.id.to_string(),
+                )
+            })
+            .collect();
+    }
+    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+}
+
+async fn autocomplete_owner(
+    ctx: Context<'_>,
+    partial: &str,
+) -> serenity::CreateAutocompleteResponse {
+    let mut choices = Vec::new();
+    if admin_check_quiet(ctx)
+        && let Ok(accounts) = catalog::owner_accounts(ctx.data()).await
+    {
+        choices = accounts
+            .into_iter()
+            .filter(|a| a.name.to_lowercase().contains(&partial.to_lowercase()))
+            .take(25)
+            .map(|a| {
+                serenity::AutocompleteChoice::new(
+                    format!("{} ({})", a.name, a.state),
+                    a.id.to_string(),
+                )
+            })
+            .collect();
+    }
+    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+}
+
+async fn autocomplete_plan(
+    ctx: Context<'_>,
+    partial: &str,
+) -> serenity::CreateAutocompleteResponse {
+    let mut choices = Vec::new();
+    if admin_check_quiet(ctx)
+        && let Ok(plans) = catalog::plans(ctx.data()).await
+    {
+        choices = plans
+            .into_iter()
+            .filter(|p| p.name.to_lowercase().contains(&partial.to_lowercase()))
+            .take(25)
+            .map(|p| serenity::AutocompleteChoice::new(p.name, p.id.to_string()))
+            .collect();
+    }
+    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+}
+
+/// Autocomplete runs no checks in poise: it offers nothing to non-admins.
+fn admin_check_quiet(ctx: Context<'_>) -> bool {
+    let member = match ctx {
+        poise::Context::Application(actx) => actx.interaction.member.as_deref(),
+        poise::Context::Prefix(_) => None,
+    };
+    is_admin(ctx.data(), ctx.author().id, member)
+}
+
+fn parse_id(raw: &str, what: &str) -> Result<i64, Error> {
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| Refusal::new(format!("pick the {what} from the list (got `{raw}`)")).into())
+}
+
+/// Flags many subscribers at once: shows who first, then asks to confirm.
+#[poise::command(slash_command, rename = "flag")]
+pub async fn users_flag(
+    ctx: Context<'_>,
+    #[description = "Everyone"] everyone: Option<bool>,
+    #[description = "Subscribers with access to this server"]
+    #[autocomplete = "autocomplete_server"]
+    server: Option<String>,
+    #[description = "Subscribers on any server of this owner Plex account"]
+    #[autocomplete = "autocomplete_owner"]
+    owner_account: Option<String>,
+    #[description = "Subscribers on this plan"]
+    #[autocomplete = "autocomplete_plan"]
+    plan: Option<String>,
+    #[description = "Subscribers whose subscription is active or inactive"] state: Option<
+        StateChoice,
+    >,
+) -> Result<(), Error> {
+    let mut filters = Vec::new();
+    if everyone == Some(true) {
+        filters.push(FlagFilter::Everyone);
+    }
+    if let Some(raw) = server {
+        filters.push(FlagFilter::Server(ServerId::new(parse_id(&raw, "server")?)));
+    }
+    if let Some(raw) = owner_account {
+        filters.push(FlagFilter::OwnerAccount(OwnerAccountId::new(parse_id(
+            &raw,
+            "owner account",
+        )?)));
+    }
+    if let Some(raw) = plan {
+        filters.push(FlagFilter::Plan(PlanId::new(parse_id(&raw, "plan")?)));
+    }
+    if let Some(state) = state {
+        filters.push(FlagFilter::State(match state {
+            StateChoice::Active => SubscriptionState::Active,
+            StateChoice::Inactive => SubscriptionState::Inactive,
+        }));
+    }
+    let [filter] = filters[..] else {
+        return Err(Refusal::new(
+            "give exactly one filter: everyone, server, owner_account, plan or state",
+        )
+        .into());
+    };
+    ctx.defer_ephemeral().await?;
+    let actor = admin_actor(ctx.author().id)?;
+    let preview = account_change::preview_bulk_flag(ctx.data(), &actor, filter).await?;
+    if preview.count == 0 {
+        ctx.send(
+            poise::CreateReply::default()
+                .content("Nobody matches that filter (or everyone matching is flagged already); nothing to do.")
+                .ephemeral(true),
+        )
+        .await?;
+        return Ok(());
+    }
+    let mut names = preview.first_names.join("\n");
+    if preview.count > i64::try_from(preview.first_names.len()).unwrap_or(i64::MAX) {
+        let _ = write!(
+            names,
+            "\n… and {} more",
+            preview.count - i64::try_from(preview.first_names.len()).unwrap_or(0)
+        );
+    }
+    let embed = serenity::CreateEmbed::new()
+        .title(format!("Flag {} subscribers?", preview.count))
+        .description(format!(
+            "They must change to a new Plex account, and each gets a DM with a button.\n\n{names}"
+        ))
+        .footer(serenity::CreateEmbedFooter::new(format!(
+            "This confirmation works for {} minutes, once.",
+            account_change::PREVIEW_MINUTES
+        )))
+        .color(0x00E7_4C3C);
+    let confirm = format!("{BULK_CONFIRM}{}", preview.token);
+    if confirm.len() > 100 {
+        return Err(anyhow::anyhow!(
+            "bulk-flag confirmation id is {} characters",
+            confirm.len()
+        ));
+    }
+    let buttons = serenity::CreateActionRow::Buttons(vec![
+        serenity::CreateButton::new(confirm)
+            .label(format!("Flag {}", preview.count))
+            .style(serenity::ButtonStyle::Danger),
+        serenity::CreateButton::new(BULK_CANCEL)
+            .label("Cancel")
+            .style(serenity::ButtonStyle::Secondary),
+    ]);
+    ctx.send(
+        poise::CreateReply::default()
+            .embed(embed)
+            .components(vec![buttons])
+            .ephemeral(true),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Exports every subscriber as CSV (Discord id, name, Plex email, plan, server, state…).
+#[poise::command(slash_command, rename = "export")]
+pub async fn users_export(ctx: Context<'_>) -> Result<(), Error> {
+    ctx.defer_ephemeral().await?;
+    let csv = export::all_users_csv(ctx.data()).await?;
+    let name = format!(
+        "usher-users-{}.csv",
+        ctx.data().clock.now().format("%Y%m%d-%H%M")
+    );
+    ctx.send(
+        poise::CreateReply::default()
+            .content("Every subscriber, as of now:")
+            .attachment(serenity::CreateAttachment::bytes(csv, name))
+            .ephemeral(true),
+    )
+    .await?;
+    Ok(())
+}
+
+// ---- /admin recovery ------------------------------------------------------------------------
+
+/// Ban recovery progress.
+#[poise::command(slash_command, subcommands("recovery_status"))]
+pub async fn recovery(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// The recovery board: flagged, DM failed, code sent, verified, invited, accepted.
+#[poise::command(slash_command, rename = "status")]
+pub async fn recovery_status(ctx: Context<'_>) -> Result<(), Error> {
+    let board = recovery::board(ctx.data()).await?;
+    let mut waiting = String::new();
+    for entry in board
+        .entries
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.stage,
+                recovery::Stage::Flagged | recovery::Stage::VerifiedNoServer
+            ) || e.dm == recovery::DmStatus::Failed
+        })
+        .take(15)
+    {
+        let mention = entry
+            .discord_id
+            .map_or_else(|| entry.name.clone(), |id| format!("<@{}>", id.get()));
+        let note = match (entry.stage, entry.dm) {
+            (_, recovery::DmStatus::Failed) => "DM failed",
+            (recovery::Stage::VerifiedNoServer, _) => "waiting for room",
+            _ => "has not started",
+        };
+        let _ = writeln!(waiting, "{mention}: {note}");
+    }
+    let mut embed = serenity::CreateEmbed::new()
+        .title("Ban recovery")
+        .field("Flagged", board.flagged.to_string(), true)
+        .field("Notified", board.notified.to_string(), true)
+        .field("DM failed", board.dm_failed.to_string(), true)
+        .field("Code sent", board.code_sent.to_string(), true)
+        .field("Verified", board.verified.to_string(), true)
+        .field("Invited", board.invited.to_string(), true)
+        .field("Accepted", board.accepted.to_string(), true)
+        .field("Waiting for room", board.waiting_for_room.to_string(), true)
+        .color(0x00E5_A00D);
+    if !waiting.is_empty() {
+        embed = embed.field("Needs attention", waiting, false);
+    }
+    ctx.send(poise::CreateReply::default().embed(embed).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+// ---- /admin settings ------------------------------------------------------------------------
+
+/// Usher's settings.
+#[poise::command(slash_command, subcommands("settings_show", "settings_set"))]
+pub async fn settings(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Shows the settings admins can change here.
+#[poise::command(slash_command, rename = "show")]
+pub async fn settings_show(ctx: Context<'_>) -> Result<(), Error> {
+    let on = settings::plex_account_change(ctx.data()).await?;
+    let text = format!(
+        "**Plex account change processing**: {}",
+        if on { "on" } else { "off" }
+    );
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+/// Changes a setting.
+#[poise::command(slash_command, rename = "set")]
+pub async fn settings_set(
+    ctx: Context<'_>,
+    #[description = "Plex account change processing (lets flagged subscribers change accounts)"]
+    plex_account_change: bool,
+) -> Result<(), Error> {
+    let actor = admin_actor(ctx.author().id)?;
+    settings::set_plex_account_change(ctx.data(), &actor, plex_account_change).await?;
+    let text = format!(
+        "Plex account change processing is now **{}**.",
+        if plex_account_change { "on" } else { "off" }
+    );
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+// ---- /admin plex-account --------------------------------------------------------------------
+
+/// Owner Plex accounts: add, list, remove, mark banned.
+#[poise::command(
+    slash_command,
+    rename = "plex-account",
+    subcommands("owner_add", "owner_list", "owner_remove", "owner_mark_banned")
+)]
+pub async fn plex_account(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Adds an owner Plex account; the token is asked in a private form and never shown again.
+#[poise::command(slash_command, rename = "add")]
+pub async fn owner_add(ctx: Context<'_>) -> Result<(), Error> {
+    let poise::Context::Application(actx) = ctx else {
+        return Ok(());
+    };
+    let modal = text_modal(
+        TOKEN_MODAL,
+        "Add an owner Plex account",
+        TOKEN_INPUT,
+        "Plex token (X-Plex-Token)",
+        "paste the token",
+        (8, 200),
+    );
+    actx.interaction.create_response(ctx.http(), modal).await?;
+    actx.has_sent_initial_response
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    Ok(())
+}
+
+/// Lists owner Plex accounts.
+#[poise::command(slash_command, rename = "list")]
+pub async fn owner_list(ctx: Context<'_>) -> Result<(), Error> {
+    let accounts = catalog::owner_accounts(ctx.data()).await?;
+    let mut text = String::new();
+    for a in &accounts {
+        let _ = writeln!(
+            text,
+            "`{}` **{}**: {}{}",
+            a.id,
+            a.name,
+            a.state,
+            if a.plex_pass { ", Plex Pass" } else { "" }
+        );
+    }
+    if text.is_empty() {
+        text = "No owner Plex accounts yet: add one with `/admin plex-account add`.".into();
+    }
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+/// Removes an owner Plex account (after a ban): subscribers keep their data.
+#[poise::command(slash_command, rename = "remove")]
+pub async fn owner_remove(
+    ctx: Context<'_>,
+    #[description = "The owner Plex account"]
+    #[autocomplete = "autocomplete_owner"]
+    account: String,
+) -> Result<(), Error> {
+    let id = OwnerAccountId::new(parse_id(&account, "owner account")?);
+    let actor = admin_actor(ctx.author().id)?;
+    let removed = plex_admin::remove_owner_account(ctx.data(), &actor, id).await?;
+    let text = format!(
+        "Removed. {} server assignments were cleared; every subscriber keeps their data.",
+        removed.shares_removed
+    );
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+/// Marks an owner Plex account banned by Plex (snapshots its users to CSV first).
+#[poise::command(slash_command, rename = "mark-banned")]
+pub async fn owner_mark_banned(
+    ctx: Context<'_>,
+    #[description = "The owner Plex account"]
+    #[autocomplete = "autocomplete_owner"]
+    account: String,
+) -> Result<(), Error> {
+    let id = OwnerAccountId::new(parse_id(&account, "owner account")?);
+    let actor = admin_actor(ctx.author().id)?;
+    let snapshot = plex_admin::mark_owner_banned(ctx.data(), &actor, id).await?;
+    let text = format!(
+        "Marked banned. Its users were saved to `{}` on the Usher host. Next: add new accounts and servers, then `/admin users flag`.",
+        snapshot.display()
+    );
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+// ---- /admin server --------------------------------------------------------------------------
+
+/// Servers: add, list, set, sync libraries.
+#[poise::command(
+    slash_command,
+    subcommands("server_add", "server_list", "server_set", "server_sync")
+)]
+pub async fn server(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Adds a server of an owner Plex account, by name or machine id, and reads its libraries.
+#[poise::command(slash_command, rename = "add")]
+pub async fn server_add(
+    ctx: Context<'_>,
+    #[description = "The owner Plex account"]
+    #[autocomplete = "autocomplete_owner"]
+    account: String,
+    #[description = "Server name or machine identifier"] name: String,
+) -> Result<(), Error> {
+    let owner = OwnerAccountId::new(parse_id(&account, "owner account")?);
+    ctx.defer_ephemeral().await?;
+    let actor = admin_actor(ctx.author().id)?;
+    let added = plex_admin::add_server(ctx.data(), &actor, owner, &name).await?;
+    let text = format!(
+        "Added **{}** with {} libraries. Group them, then it takes new subscribers.",
+        added.name, added.libraries
+    );
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+/// Lists servers with their users and switches.
+#[poise::command(slash_command, rename = "list")]
+pub async fn server_list(ctx: Context<'_>) -> Result<(), Error> {
+    let servers = catalog::servers(ctx.data()).await?;
+    let mut text = String::new();
+    for s in &servers {
+        let _ = writeln!(
+            text,
+            "`{}` **{}** {}/{} users{}{}{}{}",
+            s.id,
+            s.name,
+            s.users,
+            s.max_users,
+            s.location
+                .as_deref()
+                .map(|l| format!(", {l}"))
+                .unwrap_or_default(),
+            if s.enabled { "" } else { ", disabled" },
+            if s.allow_new_subscriptions {
+                ""
+            } else {
+                ", closed to new subscriptions"
+            },
+            if s.owner_state == "active" {
+                String::new()
+            } else {
+                format!(", owner {}", s.owner_state)
+            }
+        );
+    }
+    if text.is_empty() {
+        text = "No servers yet: add one with `/admin server add`.".into();
+    }
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+/// Changes a server's switches or capacity.
+#[poise::command(slash_command, rename = "set")]
+pub async fn server_set(
+    ctx: Context<'_>,
+    #[description = "The server"]
+    #[autocomplete = "autocomplete_server"]
+    server: String,
+    #[description = "Switched on"] enabled: Option<bool>,
+    #[description = "Open to new subscriptions"] allow_new_subscriptions: Option<bool>,
+    #[description = "Open to trial plans"] allow_trials: Option<bool>,
+    #[description = "Most users (Plex refuses at about 99)"] max_users: Option<i32>,
+    #[description = "Location label"] location: Option<String>,
+) -> Result<(), Error> {
+    let id = ServerId::new(parse_id(&server, "server")?);
+    let flags = ServerFlags {
+        enabled,
+        allow_new_subscriptions,
+        allow_trials,
+        max_users,
+        location,
+    };
+    let actor = admin_actor(ctx.author().id)?;
+    plex_admin::set_server_flags(ctx.data(), &actor, id, &flags).await?;
+    ctx.send(
+        poise::CreateReply::default()
+            .content("Saved.")
+            .ephemeral(true),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Re-reads a server's libraries from plex.tv (keeps their groups).
+#[poise::command(slash_command, rename = "sync-libraries")]
+pub async fn server_sync(
+    ctx: Context<'_>,
+    #[description = "The server"]
+    #[autocomplete = "autocomplete_server"]
+    server: String,
+) -> Result<(), Error> {
+    let id = ServerId::new(parse_id(&server, "server")?);
+    ctx.defer_ephemeral().await?;
+    let actor = admin_actor(ctx.author().id)?;
+    let synced = plex_admin::sync_libraries(ctx.data(), &actor, id).await?;
+    let text = format!(
+        "Libraries synced: {} new, {} kept, {} gone.",
+        synced.added, synced.kept, synced.removed
+    );
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+// ---- buttons and modals ---------------------------------------------------------------------
+
+/// Answers the bulk-flag buttons; false for other ids.
+pub async fn on_click(
+    ctx: &serenity::Context,
+    app: &App,
+    click: &serenity::ComponentInteraction,
+) -> Result<bool, Error> {
+    let id = click.data.custom_id.as_str();
+    let confirm = id.strip_prefix(BULK_CONFIRM);
+    if confirm.is_none() && id != BULK_CANCEL {
+        return Ok(false);
+    }
+    if !is_admin(app, click.user.id, click.member.as_ref()) {
+        click
+            .create_response(&ctx.http, ephemeral(NOT_ADMIN))
+            .await?;
+        return Ok(true);
+    }
+    let text = match confirm {
+        Some(token) => {
+            let result = async {
+                let actor = admin_actor(click.user.id)?;
+                Ok::<_, Error>(account_change::confirm_bulk_flag(app, &actor, token).await?)
+            }
+            .await;
+            match result {
+                Ok(n) => format!(
+                    "Flagged {n} subscribers. Their DMs are on the way; follow along with `/admin recovery status`."
+                ),
+                Err(err) => reply_failure(&err),
+            }
+        }
+        None => "Cancelled: nobody was flagged.".to_owned(),
+    };
+    let update = serenity::CreateInteractionResponse::UpdateMessage(
+        serenity::CreateInteractionResponseMessage::new()
+            .content(text)
+            .embeds(Vec::new())
+            .components(Vec::new()),
+    );
+    click.create_response(&ctx.http, update).await?;
+    Ok(true)
+}
+
+/// Answers the owner-token modal; false for other ids.
+pub async fn on_submit(
+    ctx: &serenity::Context,
+    app: &App,
+    submit: &serenity::ModalInteraction,
+) -> Result<bool, Error> {
+    if submit.data.custom_id != TOKEN_MODAL {
+        return Ok(false);
+    }
+    if !is_admin(app, submit.user.id, submit.member.as_ref()) {
+        submit
+            .create_response(&ctx.http, ephemeral(NOT_ADMIN))
+            .await?;
+        return Ok(true);
+    }
+    submit
+        .create_response(
+            &ctx.http,
+            serenity::CreateInteractionResponse::Defer(
+                serenity::CreateInteractionResponseMessage::new().ephemeral(true),
+            ),
+        )
+        .await?;
+    let token = SecretString::from(modal_value(submit, TOKEN_INPUT).unwrap_or_default().trim());
+    let result = async {
+        let actor = admin_actor(submit.user.id)?;
+        Ok::<_, Error>(plex_admin::add_owner_account(app, &actor, &token).await?)
+    }
+    .await;
+    // The reply names the account only; the token is never echoed.
+    let text = match result {
+        Ok(added) => format!(
+            "Added the owner Plex account **{}**{}.",
+            added.name,
+            if added.plex_pass { " (Plex Pass)" } else { "" }
+        ),
+        Err(err) => reply_failure(&err),
+    };
+    submit
+        .edit_response(
+            &ctx.http,
+            serenity::EditInteractionResponse::new().content(text),
+        )
+        .await?;
+    Ok(true)
+}
