@@ -2,17 +2,13 @@
 //! after a bulk flag; delivery outcomes reach the recovery board.
 
 use usher::clock::Clock as _;
-use usher::domain::{Actor, DiscordId, SubscriberId};
-use usher::jobs::AppDispatch;
+use usher::domain::{DiscordId, SubscriberId};
 use usher::services::{account_change, notify, recovery};
 use usher::store::bulk_flags::{FlagFilter, SubscriptionState};
-use usher::store::{self, subscribers};
+use usher::store::subscribers;
 
+use crate::helpers::world::{admin, drain};
 use crate::helpers::{Backend, TestApp};
-
-fn admin() -> Actor {
-    Actor::Admin(DiscordId::new(900).unwrap())
-}
 
 /// Adds subscribers `first..first+n` (Discord ids 1000+i); the first `paid` of them have a paid
 /// interval around now.
@@ -52,19 +48,6 @@ async fn seed(app: &TestApp, n: u64, paid: u64) -> Vec<SubscriberId> {
     }
     tx.commit().await.unwrap();
     out
-}
-
-pub async fn drain(app: &TestApp) {
-    let dispatch = AppDispatch::new(app.app.clone());
-    for _ in 0..50 {
-        app.app.queue.run_due(&dispatch).await.unwrap();
-        let counts = store::jobs::count_by_state(&app.app.db).await.unwrap();
-        if !counts.iter().any(|(s, _)| s == "queued" || s == "running") {
-            return;
-        }
-        app.clock.advance(chrono::Duration::hours(7));
-    }
-    panic!("jobs still queued");
 }
 
 async fn scalar(app: &TestApp, sql: &str) -> i64 {
