@@ -272,6 +272,8 @@ struct State {
     messages: Vec<RecordedMessage>,
     failing_dms: HashSet<u64>,
     interactions: HashMap<u64, Interaction>,
+    /// Every dispatch the test sent (event name, `d`), in order.
+    dispatched: Vec<(String, Value)>,
     gateway: Gateway,
 }
 
@@ -424,6 +426,7 @@ impl FakeDiscord {
             messages: Vec::new(),
             failing_dms: HashSet::new(),
             interactions: HashMap::new(),
+            dispatched: Vec::new(),
             gateway: Gateway::default(),
         };
         let (changed, _) = watch::channel(0);
@@ -534,6 +537,12 @@ impl FakeDiscord {
         gateway::dispatch(&self.inner, event, data);
     }
 
+    /// Every dispatch sent or queued so far (event name, `d`), oldest first: e.g. to check an
+    /// `INTERACTION_CREATE` payload against serenity's model.
+    pub fn dispatched(&self) -> Vec<(String, Value)> {
+        lock(&self.inner).dispatched.clone()
+    }
+
     /// Gateway connections accepted so far (reconnects included).
     pub fn gateway_connections(&self) -> usize {
         lock(&self.inner).gateway.connections
@@ -552,6 +561,15 @@ impl FakeDiscord {
     /// Heartbeats (op 1) acknowledged so far.
     pub fn heartbeats(&self) -> usize {
         lock(&self.inner).gateway.heartbeats
+    }
+
+    /// Waits until at least `count` heartbeats were acknowledged; false on timeout.
+    pub async fn wait_heartbeats(&self, count: usize, timeout: Duration) -> bool {
+        wait_for(&self.inner, timeout, |s| {
+            (s.gateway.heartbeats >= count).then_some(())
+        })
+        .await
+        .is_some()
     }
 
     /// Closes the live gateway connection as Discord does before a restart (close code 4000

@@ -180,6 +180,7 @@ fn go_live(s: &mut super::State, connection_id: u64, tx: &mpsc::UnboundedSender<
 
 pub(super) fn dispatch(inner: &Inner, event: &str, data: Value) {
     mutate(inner, |s| {
+        s.dispatched.push((event.to_owned(), data.clone()));
         let live = s.gateway.live.clone();
         match live {
             Some((_, tx)) => {
