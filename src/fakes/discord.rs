@@ -53,6 +53,8 @@ pub mod codes {
     pub const ALREADY_ACKNOWLEDGED: i64 = 40_060;
 }
 
+pub use wire::DEFAULT_MEMBER_PERMISSIONS;
+
 /// The bot token the fake expects unless started with another.
 pub const DEFAULT_TOKEN: &str = "fake-discord-bot-token";
 
@@ -86,8 +88,8 @@ pub struct FakeUser {
     pub name: String,
     /// Role ids the member holds in guild interactions.
     pub roles: Vec<u64>,
-    /// The member's computed permissions in the channel (guild interactions); `None` sends all
-    /// but administrator-level ones the fake does not model, i.e. Discord's `@everyone` default.
+    /// The member's computed permissions in the channel (guild interactions); `None` sends
+    /// `@everyone`'s usual set ([`DEFAULT_MEMBER_PERMISSIONS`]), without administrator.
     pub permissions: Option<u64>,
 }
 

@@ -219,6 +219,10 @@ async fn every_interaction_kind_round_trips_through_serenity() {
         .as_ref()
         .expect("guild interactions carry a member");
     assert_eq!(member.roles, vec![serenity::RoleId::new(77)]);
+    let permissions = member
+        .permissions
+        .expect("interaction members carry permissions");
+    assert!(permissions.use_application_commands() && !permissions.administrator());
     let serenity::ResolvedValue::SubCommand(sub) = &command.data.options()[0].value else {
         panic!("no subcommand: {:?}", command.data.options());
     };

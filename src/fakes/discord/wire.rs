@@ -10,8 +10,21 @@ use serde_json::{Value, json};
 
 use super::{FakeUser, RecordedAttachment};
 
-/// `@everyone`'s usual permissions in a fresh server (view, send, history, slash commands, ...).
-pub const DEFAULT_MEMBER_PERMISSIONS: u64 = 0x0006_3584_6c0b_fe41;
+/// `@everyone`'s usual permissions in a fresh server: create invite, add reactions, view channel,
+/// send messages, embed links, attach files, read history, external emojis, connect, speak,
+/// change nickname, use application commands. No administrator or manage-anything bit.
+pub const DEFAULT_MEMBER_PERMISSIONS: u64 = (1 << 0)
+    | (1 << 6)
+    | (1 << 10)
+    | (1 << 11)
+    | (1 << 14)
+    | (1 << 15)
+    | (1 << 16)
+    | (1 << 18)
+    | (1 << 20)
+    | (1 << 21)
+    | (1 << 26)
+    | (1 << 31);
 
 /// What the bot itself may do in a channel (the fake grants it everything but administrator).
 const BOT_PERMISSIONS: u64 = 0x0007_ffff_ffff_fff7;
