@@ -18,10 +18,39 @@ pub type Error = anyhow::Error;
 /// A command's context.
 pub type Context<'a> = poise::Context<'a, Data, Error>;
 
+/// Where the bot connects: Discord itself, or (tests) a local stand-in for `https://discord.com`.
+pub struct Connection {
+    /// The bot token.
+    pub token: SecretString,
+    /// `None` in production. `Some("http://127.0.0.1:PORT")` sends every REST call there, with
+    /// serenity's ratelimiter off (with it on, serenity ignores the proxy); the gateway URL then
+    /// comes from that server's `GET /api/v10/gateway`.
+    pub api_base: Option<String>,
+}
+
+impl Connection {
+    /// Discord itself.
+    pub fn discord(token: SecretString) -> Self {
+        Self {
+            token,
+            api_base: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("token", &"********")
+            .field("api_base", &self.api_base)
+            .finish()
+    }
+}
+
 /// Runs the bot until `shutdown`.
 pub async fn run(
     app: App,
-    token: &SecretString,
+    connection: Connection,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let guild_ids = app.settings.discord.guild_ids.clone();
@@ -42,9 +71,19 @@ pub async fn run(
         })
         .build();
     let intents = serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::DIRECT_MESSAGES;
-    let mut client = serenity::ClientBuilder::new(token.expose_secret(), intents)
-        .framework(framework)
-        .await?;
+    let token = connection.token.expose_secret();
+    let builder = match &connection.api_base {
+        // Never call `.token()` on this builder: it would replace the proxied `Http`.
+        Some(api_base) => serenity::ClientBuilder::new_with_http(
+            serenity::HttpBuilder::new(token)
+                .proxy(api_base.as_str())
+                .ratelimiter_disabled(true)
+                .build(),
+            intents,
+        ),
+        None => serenity::ClientBuilder::new(token, intents),
+    };
+    let mut client = builder.framework(framework).await?;
     let shards = client.shard_manager.clone();
     tokio::spawn(async move {
         shutdown.cancelled().await;

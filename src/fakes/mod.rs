@@ -4,4 +4,5 @@
 //! Rule kept: a fake is never looser than the service it stands in for; compiled only with the
 //! `fakes` feature, never in a release build.
 
+pub mod discord;
 pub mod plex;

@@ -6,6 +6,7 @@
 
 mod account_change;
 mod cli;
+mod discord;
 mod email;
 mod helpers;
 mod notify;

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use usher::App;
 use usher::clock::ManualClock;
 use usher::config::Settings;
+use usher::fakes::discord::FakeDiscord;
 use usher::fakes::plex::FakePlex;
 use usher::store::Db;
 
@@ -135,6 +136,20 @@ impl TestApp {
     /// Base URL of the web door.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.web_addr)
+    }
+
+    /// Starts the real bot (serenity + poise) against `discord`, until the app is dropped.
+    /// Readiness: [`FakeDiscord::wait_registered`].
+    pub fn start_bot(&self, discord: &FakeDiscord) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        let connection = usher::bot::Connection {
+            token: discord.token().into(),
+            api_base: Some(discord.api_base()),
+        };
+        tokio::spawn(usher::bot::run(
+            self.app.clone(),
+            connection,
+            self.shutdown.clone(),
+        ))
     }
 }
 
