@@ -161,12 +161,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     if let Some(token) = app.settings.discord.token.clone() {
         let (app, shutdown) = (app.clone(), shutdown.clone());
-        doors.spawn(async move {
-            (
-                "bot",
-                bot::run(app, bot::Connection::discord(token), shutdown).await,
-            )
-        });
+        doors.spawn(async move { ("bot", bot::run(app, token, shutdown).await) });
     } else {
         tracing::info!(
             "Discord bot is off: no discord.token is configured (set USHER_DISCORD__TOKEN); web and jobs keep running"

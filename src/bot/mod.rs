@@ -2,7 +2,7 @@
 //! `on_error`, and starting the client. Commands live in `commands/`.
 
 use poise::serenity_prelude as serenity;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
@@ -18,41 +18,15 @@ pub type Error = anyhow::Error;
 /// A command's context.
 pub type Context<'a> = poise::Context<'a, Data, Error>;
 
-/// Where the bot connects: Discord itself, or (tests) a local stand-in for `https://discord.com`.
-pub struct Connection {
-    /// The bot token.
-    pub token: SecretString,
-    /// `None` in production. `Some("http://127.0.0.1:PORT")` sends every REST call there, with
-    /// serenity's ratelimiter off (with it on, serenity ignores the proxy); the gateway URL then
-    /// comes from that server's `GET /api/v10/gateway`.
-    pub api_base: Option<String>,
-}
-
-impl Connection {
-    /// Discord itself.
-    pub fn discord(token: SecretString) -> Self {
-        Self {
-            token,
-            api_base: None,
-        }
-    }
-}
-
-impl std::fmt::Debug for Connection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
-            .field("token", &"********")
-            .field("api_base", &self.api_base)
-            .finish()
-    }
-}
-
-/// Runs the bot until `shutdown`.
-pub async fn run(
-    app: App,
-    connection: Connection,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+/// Runs the bot until `shutdown`. It talks to discord.com with serenity's rate limiter on, or,
+/// when `discord.api_base_url` is set (tests), to that server with the rate limiter off (serenity
+/// ignores the base URL while it is on); the gateway URL then comes from that server's
+/// `GET /api/v10/gateway`.
+pub async fn run(app: App, token: SecretString, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let http = crate::integrations::discord::build_http(
+        &token,
+        app.settings.discord.api_base_url.as_deref(),
+    );
     let guild_ids = app.settings.discord.guild_ids.clone();
     let framework = poise::Framework::builder()
         .options(poise::FrameworkOptions {
@@ -71,19 +45,10 @@ pub async fn run(
         })
         .build();
     let intents = serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::DIRECT_MESSAGES;
-    let token = connection.token.expose_secret();
-    let builder = match &connection.api_base {
-        // Never call `.token()` on this builder: it would replace the proxied `Http`.
-        Some(api_base) => serenity::ClientBuilder::new_with_http(
-            serenity::HttpBuilder::new(token)
-                .proxy(api_base.as_str())
-                .ratelimiter_disabled(true)
-                .build(),
-            intents,
-        ),
-        None => serenity::ClientBuilder::new(token, intents),
-    };
-    let mut client = builder.framework(framework).await?;
+    // Never call `.token()` on this builder: it would replace the `Http` (and its base URL).
+    let mut client = serenity::ClientBuilder::new_with_http(http, intents)
+        .framework(framework)
+        .await?;
     let shards = client.shard_manager.clone();
     tokio::spawn(async move {
         shutdown.cancelled().await;
@@ -143,6 +108,18 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
             (ctx, text)
         }
         poise::FrameworkError::CommandCheckFailed { error, ctx, .. } => {
+            // Autocomplete runs the checks too; its only possible answer is a list: an empty one.
+            if let poise::Context::Application(actx) = ctx
+                && actx.interaction_type == poise::CommandInteractionType::Autocomplete
+            {
+                let empty = serenity::CreateInteractionResponse::Autocomplete(
+                    serenity::CreateAutocompleteResponse::new(),
+                );
+                if let Err(err) = actx.interaction.create_response(ctx.http(), empty).await {
+                    tracing::warn!(error = %err, "could not answer a refused autocomplete");
+                }
+                return;
+            }
             let text = error
                 .as_ref()
                 .and_then(user_message)

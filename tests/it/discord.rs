@@ -19,9 +19,12 @@ async fn help_answers_ephemerally_through_the_real_bot() {
         ..Options::default()
     })
     .await;
-    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.discord.guild_ids = vec![GUILD]).await;
+    let app = TestApp::spawn_with_discord(Backend::Sqlite, &discord, |s| {
+        s.discord.guild_ids = vec![GUILD];
+    })
+    .await;
     let started = Instant::now();
-    let bot = app.start_bot(&discord);
+    let bot = app.start_bot();
     assert!(
         discord.wait_registered(Duration::from_secs(20)).await,
         "the bot never registered its commands; calls: {:#?}; bot: {:?}",

@@ -7,6 +7,7 @@
 mod account_change;
 mod cli;
 mod discord;
+mod discord_door;
 mod email;
 mod helpers;
 mod notify;

@@ -140,16 +140,42 @@ impl TestApp {
 
     /// Starts the real bot (serenity + poise) against `discord`, until the app is dropped.
     /// Readiness: [`FakeDiscord::wait_registered`].
-    pub fn start_bot(&self, discord: &FakeDiscord) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-        let connection = usher::bot::Connection {
-            token: discord.token().into(),
-            api_base: Some(discord.api_base()),
-        };
+    pub fn start_bot(&self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        let token = self
+            .app
+            .settings
+            .discord
+            .token
+            .clone()
+            .expect("start the app with TestApp::spawn_with_discord");
         tokio::spawn(usher::bot::run(
             self.app.clone(),
-            connection,
+            token,
             self.shutdown.clone(),
         ))
+    }
+
+    /// Starts an app whose Discord (bot and DMs) is `discord`, after `tweak`.
+    pub async fn spawn_with_discord(
+        backend: Backend,
+        discord: &FakeDiscord,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
+        let (token, base) = (discord.token(), discord.api_base());
+        Self::spawn_with(backend, move |s| {
+            s.discord.token = Some(token.into());
+            s.discord.api_base_url = Some(base);
+            tweak(s);
+        })
+        .await
+    }
+
+    /// Runs the job workers in the background until the app is dropped.
+    pub fn start_workers(&self) {
+        let dispatch: Arc<dyn usher::jobs::Dispatch> =
+            Arc::new(usher::jobs::AppDispatch::new(self.app.clone()));
+        let (queue, shutdown) = (self.app.queue.clone(), self.shutdown.clone());
+        tokio::spawn(async move { queue.run_workers(dispatch, shutdown).await });
     }
 }
 

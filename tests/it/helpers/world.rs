@@ -64,6 +64,20 @@ pub struct World {
 /// `n` subscribers invited on the "Old" server of an owner that then gets banned; a new owner with
 /// two servers is added; the setting is on and everyone is flagged.
 pub async fn after_a_ban(app: &TestApp, n: u64) -> World {
+    let world = banned_world(app, n).await;
+    for (sub, _) in &world.subscribers {
+        assert!(
+            account_change::set_flag(&app.app, &admin(), *sub, true)
+                .await
+                .unwrap()
+        );
+    }
+    world
+}
+
+/// As [`after_a_ban`], with nobody flagged yet. Subscriber `i` is Discord user `100 + i`, named
+/// `user{i}`, with Plex email `old{i}@example.com`.
+pub async fn banned_world(app: &TestApp, n: u64) -> World {
     let group = plex_admin::create_group(&app.app, &admin(), "Standard", false)
         .await
         .unwrap();
@@ -127,13 +141,6 @@ pub async fn after_a_ban(app: &TestApp, n: u64) -> World {
     set_plex_account_change(&app.app, &admin(), true)
         .await
         .unwrap();
-    for (sub, _) in &list {
-        assert!(
-            account_change::set_flag(&app.app, &admin(), *sub, true)
-                .await
-                .unwrap()
-        );
-    }
     let _ = PlanId::new(plan.get());
     World {
         old_owner,
