@@ -17,7 +17,6 @@ use usher::clock::SystemClock;
 use usher::config::Settings;
 use usher::domain::{Actor, DiscordId};
 use usher::services::account_change::{confirm_bulk_flag, preview_bulk_flag};
-use usher::store::Tx;
 use usher::store::bulk_flags::FlagFilter;
 
 #[tokio::main]
@@ -47,7 +46,7 @@ async fn measure(label: &str, settings: Settings, n: i64) -> anyhow::Result<()> 
     let app = App::build(settings, Arc::new(SystemClock)).await?;
     let admin = Actor::Admin(DiscordId::new(1)?);
     let mut tx = app.db.begin().await?;
-    seed(&mut tx, n).await?;
+    common::seed_subscribers(&mut tx, n).await?;
     tx.commit().await?;
 
     let start = Instant::now();
@@ -100,33 +99,4 @@ async fn bare_update(app: &App) -> anyhow::Result<Duration> {
     })?;
     tx.commit().await?;
     Ok(start.elapsed())
-}
-
-/// `n` subscribers in one statement per backend.
-async fn seed(tx: &mut Tx, n: i64) -> anyhow::Result<()> {
-    let now = chrono::Utc::now();
-    match tx {
-        Tx::Sqlite(t) => {
-            sqlx::query(
-                "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < $1) \
-                 INSERT INTO subscriber (discord_id, display_name, created_at, updated_at) \
-                 SELECT 1000 + i, 'user' || i, $2, $2 FROM k",
-            )
-            .bind(n)
-            .bind(now)
-            .execute(&mut **t)
-            .await?;
-        }
-        Tx::Postgres(t) => {
-            sqlx::query(
-                "INSERT INTO subscriber (discord_id, display_name, created_at, updated_at) \
-                 SELECT 1000 + i, 'user' || i, $2, $2 FROM generate_series(1, $1) AS i",
-            )
-            .bind(n)
-            .bind(now)
-            .execute(&mut **t)
-            .await?;
-        }
-    }
-    Ok(())
 }

@@ -1,5 +1,9 @@
 //! What the benchmarks share: a throwaway PostgreSQL database on the server named by
-//! `USHER_TEST_DATABASE_URL` (default: the local server), created per run and dropped after.
+//! `USHER_TEST_DATABASE_URL` (default: the local server), created per run and dropped after, and
+//! a fast seed of subscribers.
+
+// Each benchmark uses only part of this module.
+#![allow(dead_code)]
 
 use sqlx::Connection as _;
 
@@ -26,5 +30,34 @@ pub async fn drop_postgres(name: &str) -> anyhow::Result<()> {
     sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .execute(&mut conn)
         .await?;
+    Ok(())
+}
+
+/// `n` subscribers in one statement per backend.
+pub async fn seed_subscribers(tx: &mut usher::store::Tx, n: i64) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    match tx {
+        usher::store::Tx::Sqlite(t) => {
+            sqlx::query(
+                "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < $1) \
+                 INSERT INTO subscriber (discord_id, display_name, created_at, updated_at) \
+                 SELECT 1000 + i, 'user' || i, $2, $2 FROM k",
+            )
+            .bind(n)
+            .bind(now)
+            .execute(&mut **t)
+            .await?;
+        }
+        usher::store::Tx::Postgres(t) => {
+            sqlx::query(
+                "INSERT INTO subscriber (discord_id, display_name, created_at, updated_at) \
+                 SELECT 1000 + i, 'user' || i, $2, $2 FROM generate_series(1, $1) AS i",
+            )
+            .bind(n)
+            .bind(now)
+            .execute(&mut **t)
+            .await?;
+        }
+    }
     Ok(())
 }
