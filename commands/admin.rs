@@ -11,7 +11,11 @@ use secrecy::SecretString;
 
 use crate::app::App;
 use crate::bot::{Context, Error, Refusal, reply_failure};
-use crate::domain::{DiscordId, OwnerAccountId, PlanId, ServerId};
+use crate::domain::{
+    BillingPeriod, Currency, DiscordId, LibraryGroupId, LibraryId, Money, OwnerAccountId, PlanId,
+    ServerId,
+};
+use crate::services::plex_admin::PlanSpec;
 use crate::services::{account, account_change, catalog, export, plex_admin, recovery, settings};
 use crate::store::bulk_flags::{FlagFilter, SubscriptionState};
 use crate::store::servers::ServerFlags;
@@ -31,7 +35,16 @@ const TOKEN_INPUT: &str = "token";
     slash_command,
     guild_only,
     default_member_permissions = "MANAGE_GUILD",
-    subcommands("user", "users", "recovery", "settings", "plex_account", "server")
+    subcommands(
+        "user",
+        "users",
+        "recovery",
+        "settings",
+        "plex_account",
+        "server",
+        "group",
+        "plan"
+    )
 )]
 pub async fn admin(_ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
@@ -438,11 +451,17 @@ pub async fn settings_set(
 
 // ---- /admin plex-account --------------------------------------------------------------------
 
-/// Owner Plex accounts: add, list, remove, mark banned.
+/// Owner Plex accounts: add, list, test, remove, mark banned.
 #[poise::command(
     slash_command,
     rename = "plex-account",
-    subcommands("owner_add", "owner_list", "owner_remove", "owner_mark_banned")
+    subcommands(
+        "owner_add",
+        "owner_list",
+        "owner_test",
+        "owner_remove",
+        "owner_mark_banned"
+    )
 )]
 pub async fn plex_account(_ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
@@ -486,6 +505,27 @@ pub async fn owner_list(ctx: Context<'_>) -> Result<(), Error> {
     if text.is_empty() {
         text = "No owner Plex accounts yet: add one with `/admin plex-account add`.".into();
     }
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+/// Checks that plex.tv still accepts an owner account's token.
+#[poise::command(slash_command, rename = "test")]
+pub async fn owner_test(
+    ctx: Context<'_>,
+    #[description = "The owner Plex account"]
+    #[autocomplete = "autocomplete_owner"]
+    account: String,
+) -> Result<(), Error> {
+    let id = OwnerAccountId::new(parse_id(&account, "owner account")?);
+    ctx.defer_ephemeral().await?;
+    let tested = plex_admin::test_owner_account(ctx.data(), id).await?;
+    let text = format!(
+        "plex.tv accepts the token of **{}**{}.",
+        tested.name,
+        if tested.plex_pass { " (Plex Pass)" } else { "" }
+    );
     ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
         .await?;
     Ok(())
@@ -650,6 +690,216 @@ pub async fn server_sync(
         "Libraries synced: {} new, {} kept, {} gone.",
         synced.added, synced.kept, synced.removed
     );
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+// ---- /admin group ---------------------------------------------------------------------------
+
+/// Library groups: create, list, assign a library.
+#[poise::command(
+    slash_command,
+    subcommands("group_create", "group_list", "group_assign")
+)]
+pub async fn group(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Creates a library group (e.g. Standard, 4K; a private group is never shared).
+#[poise::command(slash_command, rename = "create")]
+pub async fn group_create(
+    ctx: Context<'_>,
+    #[description = "Group name"] name: String,
+    #[description = "Never shared with anyone"] private: Option<bool>,
+) -> Result<(), Error> {
+    let actor = admin_actor(ctx.author().id)?;
+    plex_admin::create_group(ctx.data(), &actor, &name, private.unwrap_or(false)).await?;
+    let text = format!(
+        "Created the group **{}**. Put libraries in it with `/admin group assign`.",
+        name.trim()
+    );
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+/// Lists library groups and the libraries in each.
+#[poise::command(slash_command, rename = "list")]
+pub async fn group_list(ctx: Context<'_>) -> Result<(), Error> {
+    let groups = catalog::groups(ctx.data()).await?;
+    let libraries = catalog::libraries(ctx.data()).await?;
+    let mut text = String::new();
+    for g in &groups {
+        let members: Vec<String> = libraries
+            .iter()
+            .filter(|l| l.group.as_deref() == Some(g.name.as_str()))
+            .map(|l| format!("{} / {}", l.server, l.title))
+            .collect();
+        let _ = writeln!(
+            text,
+            "**{}**{}: {}",
+            g.name,
+            if g.private { " (private)" } else { "" },
+            if members.is_empty() {
+                "no libraries".to_owned()
+            } else {
+                members.join(", ")
+            }
+        );
+    }
+    let loose = libraries.iter().filter(|l| l.group.is_none()).count();
+    if loose > 0 {
+        let _ = writeln!(text, "{loose} libraries are in no group (never shared).");
+    }
+    if text.is_empty() {
+        text = "No groups yet: create one with `/admin group create`.".into();
+    }
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+async fn autocomplete_library(
+    ctx: Context<'_>,
+    partial: &str,
+) -> serenity::CreateAutocompleteResponse {
+    let mut choices = Vec::new();
+    if admin_check_quiet(ctx)
+        && let Ok(libraries) = catalog::libraries(ctx.data()).await
+    {
+        let partial = partial.to_lowercase();
+        choices = libraries
+            .into_iter()
+            .map(|l| (format!("{} / {}", l.server, l.title), l.id))
+            .filter(|(label, _)| label.to_lowercase().contains(&partial))
+            .take(25)
+            .map(|(label, id)| serenity::AutocompleteChoice::new(label, id.to_string()))
+            .collect();
+    }
+    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+}
+
+async fn autocomplete_group(
+    ctx: Context<'_>,
+    partial: &str,
+) -> serenity::CreateAutocompleteResponse {
+    let mut choices = Vec::new();
+    if admin_check_quiet(ctx)
+        && let Ok(groups) = catalog::groups(ctx.data()).await
+    {
+        let partial = partial.to_lowercase();
+        choices = groups
+            .into_iter()
+            .filter(|g| g.name.to_lowercase().contains(&partial))
+            .take(24)
+            .map(|g| serenity::AutocompleteChoice::new(g.name, g.id.to_string()))
+            .collect();
+        choices.push(serenity::AutocompleteChoice::new(
+            "(no group: never shared)",
+            "none",
+        ));
+    }
+    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+}
+
+/// Puts a library in a group (or in none).
+#[poise::command(slash_command, rename = "assign")]
+pub async fn group_assign(
+    ctx: Context<'_>,
+    #[description = "The library"]
+    #[autocomplete = "autocomplete_library"]
+    library: String,
+    #[description = "The group, or none"]
+    #[autocomplete = "autocomplete_group"]
+    group: String,
+) -> Result<(), Error> {
+    let library = LibraryId::new(parse_id(&library, "library")?);
+    let group = if group.trim() == "none" {
+        None
+    } else {
+        Some(LibraryGroupId::new(parse_id(&group, "group")?))
+    };
+    let actor = admin_actor(ctx.author().id)?;
+    plex_admin::assign_library(ctx.data(), &actor, library, group).await?;
+    ctx.send(
+        poise::CreateReply::default()
+            .content("Saved. Shares of plans with that group are updated in the background.")
+            .ephemeral(true),
+    )
+    .await?;
+    Ok(())
+}
+
+// ---- /admin plan ----------------------------------------------------------------------------
+
+/// Plans: create, list.
+#[poise::command(slash_command, subcommands("plan_create", "plan_list"))]
+pub async fn plan(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Creates a plan with its price, period, streams and library groups.
+#[poise::command(slash_command, rename = "create")]
+#[allow(clippy::too_many_arguments)] // one per slash-command option
+pub async fn plan_create(
+    ctx: Context<'_>,
+    #[description = "Plan name"] name: String,
+    #[description = "Price per period, e.g. 8 or 7.50"] price: String,
+    #[description = "Currency, e.g. USD"] currency: String,
+    #[description = "Billing period: week, month, quarter, half_year or year"] period: String,
+    #[description = "Concurrent streams"] streams: i32,
+    #[description = "Library groups, separated by commas (e.g. Standard, 4K)"] groups: String,
+    #[description = "A trial plan"] trial: Option<bool>,
+) -> Result<(), Error> {
+    let currency = Currency::parse(&currency).map_err(|e| Refusal::new(e.to_string()))?;
+    let price = Money::parse(&price, currency).map_err(|e| Refusal::new(e.to_string()))?;
+    let period: BillingPeriod = period
+        .trim()
+        .parse()
+        .map_err(|e: crate::domain::ParseStateError| Refusal::new(e.to_string()))?;
+    let known = catalog::groups(ctx.data()).await?;
+    let mut ids = Vec::new();
+    for wanted in groups.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+        let found = known
+            .iter()
+            .find(|g| g.name.eq_ignore_ascii_case(wanted))
+            .ok_or_else(|| Refusal::new(format!("there is no library group named `{wanted}`")))?;
+        ids.push(LibraryGroupId::new(found.id));
+    }
+    let spec = PlanSpec {
+        name: name.clone(),
+        price,
+        period,
+        max_streams: streams,
+        trial: trial.unwrap_or(false),
+        groups: ids,
+    };
+    let actor = admin_actor(ctx.author().id)?;
+    plex_admin::create_plan(ctx.data(), &actor, &spec).await?;
+    let text = format!("Created the plan **{}**.", name.trim());
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+/// Lists plans.
+#[poise::command(slash_command, rename = "list")]
+pub async fn plan_list(ctx: Context<'_>) -> Result<(), Error> {
+    let plans = catalog::plans(ctx.data()).await?;
+    let mut text = String::new();
+    for p in &plans {
+        let _ = writeln!(
+            text,
+            "`{}` **{}**{}",
+            p.id,
+            p.name,
+            if p.active { "" } else { " (not offered)" }
+        );
+    }
+    if text.is_empty() {
+        text = "No plans yet: create one with `/admin plan create`.".into();
+    }
     ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
         .await?;
     Ok(())

@@ -20,7 +20,7 @@ impl Refusal {
 /// The message for the user when `error` is meant for them; `None` for unexpected failures.
 pub fn user_message(error: &anyhow::Error) -> Option<String> {
     if let Some(refusal) = error.downcast_ref::<Refusal>() {
-        return Some(refusal.to_string());
+        return Some(capitalise(&refusal.to_string()));
     }
     if let Some(err) = error.downcast_ref::<ChangeError>() {
         return (!matches!(err, ChangeError::Unexpected(_))).then(|| capitalise(&err.to_string()));

@@ -1,5 +1,5 @@
 //! Read-only listings for the admins' commands and their autocomplete: owner accounts, servers,
-//! plans.
+//! plans, library groups and libraries.
 
 use crate::app::App;
 use crate::store::{owner_accounts, servers};
@@ -99,6 +99,61 @@ pub async fn plans(app: &App) -> anyhow::Result<Vec<PlanItem>> {
             id: r.id,
             name: r.name,
             active: r.active,
+        })
+        .collect())
+}
+
+/// A library group as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupItem {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Never shared.
+    pub private: bool,
+}
+
+/// A library as listed, across servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibraryItem {
+    /// Id.
+    pub id: i64,
+    /// Server name.
+    pub server: String,
+    /// Title.
+    pub title: String,
+    /// Its group's name.
+    pub group: Option<String>,
+}
+
+/// Every library group.
+pub async fn groups(app: &App) -> anyhow::Result<Vec<GroupItem>> {
+    let mut tx = app.db.read().await?;
+    let rows = servers::find_groups(&mut tx).await?;
+    tx.rollback().await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| GroupItem {
+            id: r.id,
+            name: r.name,
+            private: r.private,
+        })
+        .collect())
+}
+
+/// Every library of every server.
+pub async fn libraries(app: &App) -> anyhow::Result<Vec<LibraryItem>> {
+    let mut tx = app.db.read().await?;
+    let rows = servers::find_all_libraries(&mut tx).await?;
+    tx.rollback().await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| LibraryItem {
+            id: r.id,
+            server: r.server,
+            title: r.title,
+            group: r.group_name,
         })
         .collect())
 }

@@ -253,6 +253,28 @@ pub async fn mark_owner_banned(
     Ok(path)
 }
 
+/// Checks that plex.tv still accepts an owner account's stored token; returns what plex.tv says
+/// the account is (name, Plex Pass). The token itself never leaves this function.
+pub async fn test_owner_account(
+    app: &App,
+    id: OwnerAccountId,
+) -> Result<OwnerAccountAdded, AdminError> {
+    let (account, token) = {
+        let mut tx = app.db.read().await?;
+        active_account(app, &mut tx, id).await?
+    };
+    let found = app
+        .plex
+        .account(&token)
+        .await
+        .map_err(|err| plex_failure(err, &account.name))?;
+    Ok(OwnerAccountAdded {
+        id,
+        name: found.username,
+        plex_pass: found.plex_pass,
+    })
+}
+
 /// Reads an active owner account and opens its sealed token.
 async fn active_account(
     app: &App,

@@ -495,3 +495,41 @@ pub async fn find_plans(tx: &mut Tx) -> Result<Vec<PlanRow>, sqlx::Error> {
         "SELECT id, name, price_minor, currency, period, active FROM plan ORDER BY name";
     on_tx!(tx, |c| sqlx::query_as(SQL).fetch_all(c).await)
 }
+
+/// A library group as listed.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GroupRow {
+    /// Row id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Never shared.
+    pub private: bool,
+}
+
+/// Every library group, by name.
+pub async fn find_groups(tx: &mut Tx) -> Result<Vec<GroupRow>, sqlx::Error> {
+    const SQL: &str = "SELECT id, name, private FROM library_group ORDER BY name";
+    on_tx!(tx, |c| sqlx::query_as(SQL).fetch_all(c).await)
+}
+
+/// A library with its server's name, for listings across servers.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LibraryListRow {
+    /// Row id.
+    pub id: i64,
+    /// Server name.
+    pub server: String,
+    /// Title.
+    pub title: String,
+    /// Group name, if grouped.
+    pub group_name: Option<String>,
+}
+
+/// Every library of every server, by server and title.
+pub async fn find_all_libraries(tx: &mut Tx) -> Result<Vec<LibraryListRow>, sqlx::Error> {
+    const SQL: &str = "SELECT l.id, s.name AS server, l.title, g.name AS group_name FROM library l \
+                       JOIN server s ON s.id = l.server_id LEFT JOIN library_group g ON g.id = l.group_id \
+                       ORDER BY s.name, l.title";
+    on_tx!(tx, |c| sqlx::query_as(SQL).fetch_all(c).await)
+}

@@ -425,7 +425,120 @@ async fn a_closed_dm_shows_on_the_recovery_board(backend: Backend) {
     assert!(field("Needs attention").contains("<@101>: DM failed"));
 }
 
+/// `/admin <group> <sub> …options` as interaction options.
+fn admin_options(group: &str, sub: &str, options: &Value) -> Value {
+    json!([{"type": 2, "name": group, "options": [
+        {"type": 1, "name": sub, "options": options}
+    ]}])
+}
+
+async fn an_admin_builds_groups_and_plans_and_tests_a_token_through_discord(backend: Backend) {
+    let door = door(backend, 1).await;
+    let ask = |group: &str, sub: &str, options: Value| {
+        door.discord.slash(
+            &door.admin,
+            Some(GUILD),
+            "admin",
+            admin_options(group, sub, &options),
+        )
+    };
+    let said = |callback: &Callback| {
+        callback.data["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let created = ask(
+        "group",
+        "create",
+        json!([{"type": 3, "name": "name", "value": "4K"}]),
+    )
+    .response()
+    .await;
+    assert_eq!(
+        said(&created),
+        "Created the group **4K**. Put libraries in it with `/admin group assign`."
+    );
+
+    let plan_options = |groups: &str| {
+        json!([
+            {"type": 3, "name": "name", "value": "Premium"},
+            {"type": 3, "name": "price", "value": "12.50"},
+            {"type": 3, "name": "currency", "value": "usd"},
+            {"type": 3, "name": "period", "value": "month"},
+            {"type": 4, "name": "streams", "value": 4},
+            {"type": 3, "name": "groups", "value": groups}
+        ])
+    };
+    let refused = ask("plan", "create", plan_options("Standard, Nope"))
+        .response()
+        .await;
+    assert_eq!(said(&refused), "There is no library group named `Nope`.");
+    assert_eq!(
+        count(
+            &door.app,
+            "SELECT COUNT(*) FROM plan WHERE name = 'Premium'"
+        )
+        .await,
+        0
+    );
+
+    let made = ask("plan", "create", plan_options("standard, 4k"))
+        .response()
+        .await;
+    assert_eq!(said(&made), "Created the plan **Premium**.");
+    assert_eq!(
+        count(
+            &door.app,
+            "SELECT price_minor FROM plan WHERE name = 'Premium'"
+        )
+        .await,
+        1250
+    );
+    assert_eq!(
+        count(
+            &door.app,
+            "SELECT COUNT(*) FROM plan_group pg JOIN plan p ON p.id = pg.plan_id WHERE p.name = 'Premium'"
+        )
+        .await,
+        2
+    );
+    let listed = ask("plan", "list", json!([])).response().await;
+    assert!(said(&listed).contains("**Premium**"), "{}", said(&listed));
+
+    // Owner account 2 is the new, active one; 1 was marked banned.
+    let test = ask(
+        "plex-account",
+        "test",
+        json!([{"type": 3, "name": "account", "value": "2"}]),
+    );
+    assert_eq!(test.response().await.kind, 5);
+    let tested = next(&test).await;
+    assert!(
+        tested
+            .content()
+            .unwrap_or_default()
+            .contains("plex.tv accepts the token of"),
+        "{:?}",
+        tested.content()
+    );
+    let banned = ask(
+        "plex-account",
+        "test",
+        json!([{"type": 3, "name": "account", "value": "1"}]),
+    );
+    banned.response().await;
+    let said_banned = next(&banned).await;
+    assert!(
+        said_banned.content().unwrap_or_default().contains("banned"),
+        "{:?}",
+        said_banned.content()
+    );
+}
+
 crate::on_both_backends!(
+    an_admin_builds_groups_and_plans_and_tests_a_token_through_discord,
     an_admin_bulk_flags_and_a_subscriber_changes_account_through_discord,
     a_non_admin_is_refused_and_nothing_changes,
     a_closed_dm_shows_on_the_recovery_board,
