@@ -20,7 +20,10 @@ use crate::services::{account, account_change, catalog, export, plex_admin, reco
 use crate::store::bulk_flags::{FlagFilter, SubscriptionState};
 use crate::store::servers::ServerFlags;
 
-use super::{NOT_ADMIN, admin_actor, ephemeral, is_admin, modal_value, text_modal};
+use super::{
+    NOT_ADMIN, admin_actor, admin_choices, ephemeral, is_admin, modal_value, open_modal, say,
+    text_modal,
+};
 
 /// Prefix of a bulk-flag Confirm button; the signed confirmation token follows.
 const BULK_CONFIRM: &str = "usher:bf-ok:";
@@ -111,9 +114,7 @@ async fn set_flag(ctx: Context<'_>, user: &serenity::User, flagged: bool) -> Res
         (false, true) => format!("{} was already flagged; nothing changed.", user.name),
         (false, false) => format!("{} was not flagged; nothing changed.", user.name),
     };
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-        .await?;
-    Ok(())
+    say(ctx, text).await
 }
 
 /// Replaces a subscriber's admin note (empty text clears it).
@@ -132,9 +133,7 @@ pub async fn user_note(
     } else {
         format!("Saved the note on {}.", user.name)
     };
-    ctx.send(poise::CreateReply::default().content(reply).ephemeral(true))
-        .await?;
-    Ok(())
+    say(ctx, reply).await
 }
 
 // ---- /admin users ---------------------------------------------------------------------------
@@ -160,73 +159,37 @@ async fn autocomplete_server(
     ctx: Context<'_>,
     partial: &str,
 ) -> serenity::CreateAutocompleteResponse {
-    let mut choices = Vec::new();
-    if admin_check_quiet(ctx)
-        && let Ok(servers) = catalog::servers(ctx.data()).await
-    {
-        choices = servers
-            .into_iter()
-            .filter(|s| s.name.to_lowercase().contains(&partial.to_lowercase()))
-            .take(25)
-            .map(|s| {
-                serenity::AutocompleteChoice::new(
-                    format!("{} ({} users, owner {})", s.name, s.users, s.owner_state),
-                    s.id.to_string(),
-                )
-            })
-            .collect();
-    }
-    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+    let servers = catalog::servers(ctx.data()).await.unwrap_or_default();
+    let items = servers.into_iter().map(|s| {
+        let label = format!("{} ({} users, owner {})", s.name, s.users, s.owner_state);
+        (label, s.id.to_string())
+    });
+    admin_choices(ctx, partial, items)
 }
 
 async fn autocomplete_owner(
     ctx: Context<'_>,
     partial: &str,
 ) -> serenity::CreateAutocompleteResponse {
-    let mut choices = Vec::new();
-    if admin_check_quiet(ctx)
-        && let Ok(accounts) = catalog::owner_accounts(ctx.data()).await
-    {
-        choices = accounts
-            .into_iter()
-            .filter(|a| a.name.to_lowercase().contains(&partial.to_lowercase()))
-            .take(25)
-            .map(|a| {
-                serenity::AutocompleteChoice::new(
-                    format!("{} ({})", a.name, a.state),
-                    a.id.to_string(),
-                )
-            })
-            .collect();
-    }
-    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+    let accounts = catalog::owner_accounts(ctx.data())
+        .await
+        .unwrap_or_default();
+    let items = accounts
+        .into_iter()
+        .map(|a| (format!("{} ({})", a.name, a.state), a.id.to_string()));
+    admin_choices(ctx, partial, items)
 }
 
 async fn autocomplete_plan(
     ctx: Context<'_>,
     partial: &str,
 ) -> serenity::CreateAutocompleteResponse {
-    let mut choices = Vec::new();
-    if admin_check_quiet(ctx)
-        && let Ok(plans) = catalog::plans(ctx.data()).await
-    {
-        choices = plans
-            .into_iter()
-            .filter(|p| p.name.to_lowercase().contains(&partial.to_lowercase()))
-            .take(25)
-            .map(|p| serenity::AutocompleteChoice::new(p.name, p.id.to_string()))
-            .collect();
-    }
-    serenity::CreateAutocompleteResponse::new().set_choices(choices)
-}
-
-/// Autocomplete runs no checks in poise: it offers nothing to non-admins.
-fn admin_check_quiet(ctx: Context<'_>) -> bool {
-    let member = match ctx {
-        poise::Context::Application(actx) => actx.interaction.member.as_deref(),
-        poise::Context::Prefix(_) => None,
-    };
-    is_admin(ctx.data(), ctx.author().id, member)
+    let plans = catalog::plans(ctx.data()).await.unwrap_or_default();
+    admin_choices(
+        ctx,
+        partial,
+        plans.into_iter().map(|p| (p.name, p.id.to_string())),
+    )
 }
 
 fn parse_id(raw: &str, what: &str) -> Result<i64, Error> {
@@ -426,9 +389,7 @@ pub async fn settings_show(ctx: Context<'_>) -> Result<(), Error> {
         "**Plex account change processing**: {}",
         if on { "on" } else { "off" }
     );
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-        .await?;
-    Ok(())
+    say(ctx, text).await
 }
 
 /// Changes a setting.
@@ -444,9 +405,7 @@ pub async fn settings_set(
         "Plex account change processing is now **{}**.",
         if plex_account_change { "on" } else { "off" }
     );
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-        .await?;
-    Ok(())
+    say(ctx, text).await
 }
 
 // ---- /admin plex-account --------------------------------------------------------------------
@@ -470,9 +429,6 @@ pub async fn plex_account(_ctx: Context<'_>) -> Result<(), Error> {
 /// Adds an owner Plex account; the token is asked in a private form and never shown again.
 #[poise::command(slash_command, rename = "add")]
 pub async fn owner_add(ctx: Context<'_>) -> Result<(), Error> {
-    let poise::Context::Application(actx) = ctx else {
-        return Ok(());
-    };
     let modal = text_modal(
         TOKEN_MODAL,
         "Add an owner Plex account",
@@ -481,10 +437,7 @@ pub async fn owner_add(ctx: Context<'_>) -> Result<(), Error> {
         "paste the token",
         (8, 200),
     );
-    actx.interaction.create_response(ctx.http(), modal).await?;
-    actx.has_sent_initial_response
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    Ok(())
+    open_modal(ctx, modal).await
 }
 
 /// Lists owner Plex accounts.
@@ -505,9 +458,7 @@ pub async fn owner_list(ctx: Context<'_>) -> Result<(), Error> {
     if text.is_empty() {
         text = "No owner Plex accounts yet: add one with `/admin plex-account add`.".into();
     }
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-        .await?;
-    Ok(())
+    say(ctx, text).await
 }
 
 /// Checks that plex.tv still accepts an owner account's token.
@@ -526,9 +477,7 @@ pub async fn owner_test(
         tested.name,
         if tested.plex_pass { " (Plex Pass)" } else { "" }
     );
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-        .await?;
-    Ok(())
+    say(ctx, text).await
 }
 
 /// Removes an owner Plex account (after a ban): subscribers keep their data.
@@ -546,9 +495,7 @@ pub async fn owner_remove(
         "Removed. {} server assignments were cleared; every subscriber keeps their data.",
         removed.shares_removed
     );
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-        .await?;
-    Ok(())
+    say(ctx, text).await
 }
 
 /// Marks an owner Plex account banned by Plex (snapshots its users to CSV first).
@@ -566,9 +513,7 @@ pub async fn owner_mark_banned(
         "Marked banned. Its users were saved to `{}` on the Usher host. Next: add new accounts and servers, then `/admin users flag`.",
         snapshot.display()
     );
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-        .await?;
-    Ok(())
+    say(ctx, text).await
 }
 
 // ---- /admin server --------------------------------------------------------------------------
@@ -599,9 +544,7 @@ pub async fn server_add(
         "Added **{}** with {} libraries. Group them, then it takes new subscribers.",
         added.name, added.libraries
     );
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-        .await?;
-    Ok(())
+    say(ctx, text).await
 }
 
 /// Lists servers with their users and switches.
@@ -637,9 +580,7 @@ pub async fn server_list(ctx: Context<'_>) -> Result<(), Error> {
     if text.is_empty() {
         text = "No servers yet: add one with `/admin server add`.".into();
     }
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-        .await?;
-    Ok(())
+    say(ctx, text).await
 }
 
 /// Changes a server's switches or capacity.
@@ -665,13 +606,7 @@ pub async fn server_set(
     };
     let actor = admin_actor(ctx.author().id)?;
     plex_admin::set_server_flags(ctx.data(), &actor, id, &flags).await?;
-    ctx.send(
-        poise::CreateReply::default()
-            .content("Saved.")
-            .ephemeral(true),
-    )
-    .await?;
-    Ok(())
+    say(ctx, "Saved.").await
 }
 
 /// Re-reads a server's libraries from plex.tv (keeps their groups).
@@ -690,9 +625,7 @@ pub async fn server_sync(
         "Libraries synced: {} new, {} kept, {} gone.",
         synced.added, synced.kept, synced.removed
     );
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-        .await?;
-    Ok(())
+    say(ctx, text).await
 }
 
 // ---- /admin group ---------------------------------------------------------------------------
@@ -719,9 +652,7 @@ pub async fn group_create(
         "Created the group **{}**. Put libraries in it with `/admin group assign`.",
         name.trim()
     );
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-        .await?;
-    Ok(())
+    say(ctx, text).await
 }
 
 /// Lists library groups and the libraries in each.
@@ -755,52 +686,32 @@ pub async fn group_list(ctx: Context<'_>) -> Result<(), Error> {
     if text.is_empty() {
         text = "No groups yet: create one with `/admin group create`.".into();
     }
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-        .await?;
-    Ok(())
+    say(ctx, text).await
 }
 
 async fn autocomplete_library(
     ctx: Context<'_>,
     partial: &str,
 ) -> serenity::CreateAutocompleteResponse {
-    let mut choices = Vec::new();
-    if admin_check_quiet(ctx)
-        && let Ok(libraries) = catalog::libraries(ctx.data()).await
-    {
-        let partial = partial.to_lowercase();
-        choices = libraries
-            .into_iter()
-            .map(|l| (format!("{} / {}", l.server, l.title), l.id))
-            .filter(|(label, _)| label.to_lowercase().contains(&partial))
-            .take(25)
-            .map(|(label, id)| serenity::AutocompleteChoice::new(label, id.to_string()))
-            .collect();
-    }
-    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+    let libraries = catalog::libraries(ctx.data()).await.unwrap_or_default();
+    let items = libraries
+        .into_iter()
+        .map(|l| (format!("{} / {}", l.server, l.title), l.id.to_string()));
+    admin_choices(ctx, partial, items)
 }
 
 async fn autocomplete_group(
     ctx: Context<'_>,
     partial: &str,
 ) -> serenity::CreateAutocompleteResponse {
-    let mut choices = Vec::new();
-    if admin_check_quiet(ctx)
-        && let Ok(groups) = catalog::groups(ctx.data()).await
-    {
-        let partial = partial.to_lowercase();
-        choices = groups
-            .into_iter()
-            .filter(|g| g.name.to_lowercase().contains(&partial))
-            .take(24)
-            .map(|g| serenity::AutocompleteChoice::new(g.name, g.id.to_string()))
-            .collect();
-        choices.push(serenity::AutocompleteChoice::new(
-            "(no group: never shared)",
-            "none",
-        ));
-    }
-    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+    let groups = catalog::groups(ctx.data()).await.unwrap_or_default();
+    let none = ("(no group: never shared)".to_owned(), "none".to_owned());
+    let items = groups
+        .into_iter()
+        .take(24)
+        .map(|g| (g.name, g.id.to_string()))
+        .chain(std::iter::once(none));
+    admin_choices(ctx, partial, items)
 }
 
 /// Puts a library in a group (or in none).
@@ -822,13 +733,11 @@ pub async fn group_assign(
     };
     let actor = admin_actor(ctx.author().id)?;
     plex_admin::assign_library(ctx.data(), &actor, library, group).await?;
-    ctx.send(
-        poise::CreateReply::default()
-            .content("Saved. Shares of plans with that group are updated in the background.")
-            .ephemeral(true),
+    say(
+        ctx,
+        "Saved. Shares of plans with that group are updated in the background.",
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 // ---- /admin plan ----------------------------------------------------------------------------
@@ -878,9 +787,7 @@ pub async fn plan_create(
     let actor = admin_actor(ctx.author().id)?;
     plex_admin::create_plan(ctx.data(), &actor, &spec).await?;
     let text = format!("Created the plan **{}**.", name.trim());
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-        .await?;
-    Ok(())
+    say(ctx, text).await
 }
 
 /// Lists plans.
@@ -900,9 +807,7 @@ pub async fn plan_list(ctx: Context<'_>) -> Result<(), Error> {
     if text.is_empty() {
         text = "No plans yet: create one with `/admin plan create`.".into();
     }
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-        .await?;
-    Ok(())
+    say(ctx, text).await
 }
 
 // ---- buttons and modals ---------------------------------------------------------------------

@@ -58,15 +58,19 @@ pub fn is_admin(app: &App, user: serenity::UserId, member: Option<&serenity::Mem
     })
 }
 
+/// The guild member behind a command, when it came from a guild.
+fn caller_member(ctx: Context<'_>) -> Option<&serenity::Member> {
+    match ctx {
+        poise::Context::Application(actx) => actx.interaction.member.as_deref(),
+        poise::Context::Prefix(_) => None,
+    }
+}
+
 /// The check every `/admin` command (the group and each subcommand) carries. Async because poise
 /// checks are futures.
 #[allow(clippy::unused_async)]
 pub async fn admin_check(ctx: Context<'_>) -> Result<bool, Error> {
-    let member = match ctx {
-        poise::Context::Application(actx) => actx.interaction.member.as_deref(),
-        poise::Context::Prefix(_) => None,
-    };
-    if is_admin(ctx.data(), ctx.author().id, member) {
+    if is_admin(ctx.data(), ctx.author().id, caller_member(ctx)) {
         Ok(true)
     } else {
         tracing::info!(user = %ctx.author().id, command = %ctx.command().qualified_name, "refused an admin command to a non-admin");
@@ -101,6 +105,51 @@ pub async fn on_interaction(
         }
         _ => Ok(false),
     }
+}
+
+/// Answers a command with an ephemeral text.
+async fn say(ctx: Context<'_>, text: impl Into<String>) -> Result<(), Error> {
+    ctx.send(
+        poise::CreateReply::default()
+            .content(text.into())
+            .ephemeral(true),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Answers a slash command by opening a modal (poise has no reply for that).
+async fn open_modal(
+    ctx: Context<'_>,
+    modal: serenity::CreateInteractionResponse,
+) -> Result<(), Error> {
+    if let poise::Context::Application(actx) = ctx {
+        actx.interaction.create_response(ctx.http(), modal).await?;
+        actx.has_sent_initial_response
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+/// Autocomplete choices `(label, value)` whose label contains what was typed, for admins only:
+/// poise runs the checks before autocomplete too, this keeps the lists closed even without them.
+fn admin_choices(
+    ctx: Context<'_>,
+    partial: &str,
+    items: impl IntoIterator<Item = (String, String)>,
+) -> serenity::CreateAutocompleteResponse {
+    let partial = partial.to_lowercase();
+    let choices = if is_admin(ctx.data(), ctx.author().id, caller_member(ctx)) {
+        items
+            .into_iter()
+            .filter(|(label, _)| label.to_lowercase().contains(&partial))
+            .take(25)
+            .map(|(label, value)| serenity::AutocompleteChoice::new(label, value))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    serenity::CreateAutocompleteResponse::new().set_choices(choices)
 }
 
 /// An ephemeral message as the first answer to an interaction.

@@ -13,7 +13,7 @@ use crate::bot::{Context, Error, Refusal, reply_failure};
 use crate::domain::{Actor, DiscordId, PlexEmail, SubscriberId, VerificationCode};
 use crate::services::{account, account_change, notify};
 
-use super::{ephemeral, modal_value, text_modal};
+use super::{ephemeral, modal_value, open_modal, text_modal};
 
 /// The email modal.
 const EMAIL_MODAL: &str = "usher:change-email";
@@ -35,17 +35,9 @@ pub async fn plex(_ctx: Context<'_>) -> Result<(), Error> {
 /// Move your subscription to a NEW Plex account (after a server ban).
 #[poise::command(slash_command, rename = "change-account")]
 pub async fn change_account(ctx: Context<'_>) -> Result<(), Error> {
-    let poise::Context::Application(actx) = ctx else {
-        return Ok(());
-    };
     let subscriber = subscriber_of(ctx.data(), ctx.author().id).await?;
     account_change::can_start(ctx.data(), subscriber).await?;
-    actx.interaction
-        .create_response(ctx.http(), email_modal())
-        .await?;
-    actx.has_sent_initial_response
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    Ok(())
+    open_modal(ctx, email_modal()).await
 }
 
 fn email_modal() -> serenity::CreateInteractionResponse {

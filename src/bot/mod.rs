@@ -100,12 +100,9 @@ async fn on_event(
 async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
     let (ctx, text) = match error {
         poise::FrameworkError::Command { error, ctx, .. } => {
-            let text = user_message(&error).unwrap_or_else(|| {
-                let reference = short_ref();
-                tracing::error!(reference, command = %ctx.command().qualified_name, error = format!("{error:#}"), "command failed");
-                format!("Something went wrong (ref {reference}). The admins can look it up.")
-            });
-            (ctx, text)
+            let command = ctx.command().qualified_name.clone();
+            let _span = tracing::error_span!("command", name = %command).entered();
+            (ctx, reply_failure(&error))
         }
         poise::FrameworkError::CommandCheckFailed { error, ctx, .. } => {
             // Autocomplete runs the checks too; its only possible answer is a list: an empty one.

@@ -64,7 +64,10 @@ pub async fn status(app: &App, user: DiscordId) -> anyhow::Result<Option<Account
 
 /// The subscriber id of a Discord user, if they are one.
 pub async fn subscriber_of(app: &App, user: DiscordId) -> anyhow::Result<Option<SubscriberId>> {
-    Ok(status(app, user).await?.map(|s| s.subscriber))
+    let mut tx = app.db.read().await?;
+    let id = subscribers::find_id_by_discord(&mut tx, user).await?;
+    tx.rollback().await?;
+    Ok(id)
 }
 
 /// Why a note was refused.

@@ -20,8 +20,8 @@ use crate::domain::SubscriberId;
 use crate::integrations::discord::{Button, DiscordError, OutgoingMessage};
 use crate::integrations::email::MailError;
 use crate::jobs::{ClaimedJob, JobError, NewJob};
+use crate::store::Tx;
 use crate::store::notifications::{self, NewNotification, NotificationRow};
-use crate::store::{Tx, subscribers};
 
 /// Job kind: deliver one notification.
 pub const DELIVER: &str = "notify.deliver";
@@ -333,12 +333,7 @@ async fn deliver_dm(
     };
     if row.kind == Kind::Flagged.as_str() {
         // A stale flag DM (flag cleared since) is not sent: the button would only say "not needed".
-        let mut tx = app.db.read().await?;
-        let flagged = subscribers::find_subscriber(&mut tx, SubscriberId::new(subscriber))
-            .await?
-            .is_some_and(|s| s.requires_plex_change);
-        tx.rollback().await?;
-        if !flagged {
+        if row.flagged != Some(true) {
             return Ok(Delivery::Undeliverable(
                 "the flag was cleared before the DM went out".into(),
             ));

@@ -65,6 +65,8 @@ pub struct NotificationRow {
     pub discord_id: Option<i64>,
     /// The subscriber's name.
     pub display_name: Option<String>,
+    /// The subscriber is flagged now.
+    pub flagged: Option<bool>,
 }
 
 /// One notification.
@@ -73,7 +75,7 @@ pub async fn find_notification(
     id: i64,
 ) -> Result<Option<NotificationRow>, sqlx::Error> {
     const SQL: &str = "SELECT n.id, n.subscriber_id, n.kind, n.channel, n.email_to, n.detail, n.state, \
-                       s.discord_id, s.display_name \
+                       s.discord_id, s.display_name, s.requires_plex_change AS flagged \
                        FROM notification n LEFT JOIN subscriber s ON s.id = n.subscriber_id WHERE n.id = $1";
     on_tx!(tx, |c| sqlx::query_as(SQL).bind(id).fetch_optional(c).await)
 }

@@ -267,3 +267,16 @@ pub async fn update_notes(
         .rows_affected());
     Ok(n == 1)
 }
+
+/// The subscriber id of a Discord user, if they are one.
+pub async fn find_id_by_discord(
+    tx: &mut Tx,
+    discord_id: DiscordId,
+) -> Result<Option<SubscriberId>, sqlx::Error> {
+    const SQL: &str = "SELECT id FROM subscriber WHERE discord_id = $1";
+    let id: Option<i64> = on_tx!(tx, |c| sqlx::query_scalar(SQL)
+        .bind(discord_id.to_db())
+        .fetch_optional(c)
+        .await?);
+    Ok(id.map(SubscriberId::new))
+}

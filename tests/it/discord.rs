@@ -45,6 +45,11 @@ async fn help_answers_ephemerally_through_the_real_bot() {
     assert_eq!(callback.data["flags"].as_u64(), Some(64), "{callback:?}");
     let content = callback.data["content"].as_str().unwrap_or_default();
     assert!(content.contains("`/help`"), "{content}");
+    assert!(content.contains("`/plex change-account`"), "{content}");
+    assert!(
+        !content.contains("/admin"),
+        "admin commands are not listed to members: {content}"
+    );
     let replies = handle.responses();
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0].kind, ReplyKind::Callback(4));

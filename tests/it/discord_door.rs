@@ -442,6 +442,18 @@ async fn an_admin_builds_groups_and_plans_and_tests_a_token_through_discord(back
             admin_options(group, sub, &options),
         )
     };
+    let help = door
+        .discord
+        .slash(&door.admin, Some(GUILD), "help", Value::Null)
+        .response()
+        .await;
+    let listed = help.data["content"].as_str().unwrap_or_default();
+    assert!(listed.contains("`/admin users flag|export`"), "{listed}");
+    assert!(
+        listed.contains("`/admin group create|list|assign`"),
+        "{listed}"
+    );
+    assert!(listed.chars().count() <= 2000, "fits one Discord message");
     let said = |callback: &Callback| {
         callback.data["content"]
             .as_str()
