@@ -1,10 +1,16 @@
-//! `/account`: the subscriber's own status, ephemeral.
+//! `/account`: the subscriber's own status, ephemeral, with a one-time "Open My Account" link
+//! button (a link button, so Discord does not fetch it for a preview and use it up).
 
 use poise::serenity_prelude as serenity;
 
-use crate::bot::{Context, Error};
+use crate::app::App;
+use crate::bot::{Context, Error, Refusal, reply_failure};
 use crate::domain::DiscordId;
 use crate::services::account::{self, AccountStatus};
+use crate::services::notify::OPEN_ACCOUNT_BUTTON;
+use crate::services::sign_in;
+
+use super::ephemeral;
 
 /// Red, for the "must change" banner.
 const RED: u32 = 0x00E7_4C3C;
@@ -16,12 +22,56 @@ const ORANGE: u32 = 0x00E5_A00D;
 pub async fn account(ctx: Context<'_>) -> Result<(), Error> {
     let user = DiscordId::new(ctx.author().id.get())?;
     let reply = match account::status(ctx.data(), user).await? {
-        Some(status) => poise::CreateReply::default().embed(status_embed(&status, false)),
+        Some(status) => poise::CreateReply::default()
+            .embed(status_embed(&status, false))
+            .components(link_row(ctx.data(), &status).await?),
         None => poise::CreateReply::default()
             .content("You are not a subscriber here yet. Ask the admins how to join."),
     };
     ctx.send(reply.ephemeral(true)).await?;
     Ok(())
+}
+
+/// One link button to My Account, signing this subscriber in once within 15 minutes.
+async fn link_row(
+    app: &App,
+    status: &AccountStatus,
+) -> Result<Vec<serenity::CreateActionRow>, Error> {
+    let link = sign_in::issue_link(app, status.subscriber).await?;
+    Ok(vec![serenity::CreateActionRow::Buttons(vec![
+        serenity::CreateButton::new_link(link.url.as_str())
+            .label("Open My Account (link works once, 15 min)"),
+    ])])
+}
+
+/// The "Open My Account" button of DMs: answers the clicker with a fresh link of their own.
+pub async fn on_click(
+    ctx: &serenity::Context,
+    app: &App,
+    click: &serenity::ComponentInteraction,
+) -> Result<bool, Error> {
+    if click.data.custom_id != OPEN_ACCOUNT_BUTTON {
+        return Ok(false);
+    }
+    let result = async {
+        let status = account::status(app, DiscordId::new(click.user.id.get())?)
+            .await?
+            .ok_or_else(|| Refusal::new("You are not a subscriber here yet."))?;
+        let row = link_row(app, &status).await?;
+        Ok::<_, Error>(serenity::CreateInteractionResponse::Message(
+            serenity::CreateInteractionResponseMessage::new()
+                .content("Your sign-in link (it works once, within 15 minutes):")
+                .components(row)
+                .ephemeral(true),
+        ))
+    }
+    .await;
+    let response = match result {
+        Ok(response) => response,
+        Err(err) => ephemeral(reply_failure(&err)),
+    };
+    click.create_response(&ctx.http, response).await?;
+    Ok(true)
 }
 
 /// The status card, for the subscriber or (with notes) for an admin.
@@ -62,7 +112,7 @@ pub fn status_embed(status: &AccountStatus, for_admin: bool) -> serenity::Create
         let banner = match (for_admin, status.code_pending) {
             (true, _) => "⚠️ Flagged: must change Plex account.",
             (false, false) => {
-                "⚠️ **Your Plex account must change.** Run `/plex change-account` and give the email of a NEW Plex account."
+                "⚠️ **Your Plex account must change.** Run `/plex change-account` (or open My Account below) and give the email of a NEW Plex account."
             }
             (false, true) => {
                 "⚠️ **Your Plex account must change.** Run `/plex change-account` and give the email of a NEW Plex account. A code is waiting in that mailbox."

@@ -92,7 +92,7 @@ pub async fn on_interaction(
 ) -> Result<bool, Error> {
     match interaction {
         serenity::Interaction::Component(click) => {
-            if plex::on_click(ctx, app, click).await? {
+            if account::on_click(ctx, app, click).await? || plex::on_click(ctx, app, click).await? {
                 return Ok(true);
             }
             admin::on_click(ctx, app, click).await

@@ -300,6 +300,15 @@ impl Settings {
         {
             return invalid("public_url", "must be an http:// or https:// URL");
         }
+        if let Some(url) = &self.public_url
+            && url.path() != "/"
+        {
+            // My Account's forms and cookie, and the webhooks, live at the site root.
+            return invalid(
+                "public_url",
+                "must be the site root without a path (e.g. https://usher.example.com): My Account and the webhooks are served at /account and /webhooks",
+            );
+        }
         if !(self.plex.requests_per_second.is_finite() && self.plex.requests_per_second > 0.0) {
             return invalid("plex.requests_per_second", "must be a number above 0");
         }
@@ -345,6 +354,13 @@ impl Settings {
         self.public_url.clone().unwrap_or_else(|| {
             Url::parse(&format!("http://{}", self.web.addr)).expect("socket address forms a URL")
         })
+    }
+
+    /// A link to `path` (e.g. `account/login`) under the public base URL (the site root).
+    pub fn public_link(&self, path: &str) -> Url {
+        self.public_url()
+            .join(path.trim_start_matches('/'))
+            .expect("a relative path joins onto an http(s) URL")
     }
 
     /// The effective configuration as TOML, secrets masked.

@@ -193,6 +193,16 @@ impl Drop for Key {
     }
 }
 
+/// `bytes` random bytes from the operating system, URL-safe base64 without padding: session
+/// secrets, CSRF tokens and link nonces.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buf);
+    let token = URL_SAFE_NO_PAD.encode(&buf);
+    buf.zeroize();
+    token
+}
+
 /// The subkey for MACs. Its bytes are never shown.
 #[derive(Clone)]
 pub struct SigningKey(Key);

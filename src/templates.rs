@@ -40,6 +40,7 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "dms/change_confirmed.md.j2",
     "dms/dm_closed_fallback.md.j2",
     "dms/flagged.md.j2",
+    "dms/invited.md.j2",
     "dms/reminder.md.j2",
     "dms/waiting_for_room.md.j2",
     "emails/change_confirmed.html.j2",
@@ -50,7 +51,12 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "emails/verification_code.txt.j2",
     "emails/waiting_for_room.html.j2",
     "emails/waiting_for_room.txt.j2",
+    "pages/account.html.j2",
+    "pages/change_code.html.j2",
+    "pages/change_done.html.j2",
+    "pages/change_email.html.j2",
     "pages/layout.html.j2",
+    "pages/message.html.j2",
 ];
 
 const EMAIL_DIR: &str = "emails/";

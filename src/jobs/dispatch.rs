@@ -5,6 +5,7 @@ use async_trait::async_trait;
 
 use crate::app::App;
 use crate::jobs::{ClaimedJob, Dispatch, JobError, plex};
+use crate::services::access::{self, PLACE_WAITING};
 use crate::services::notify::{self, DELIVER, FLAG_FANOUT};
 use crate::services::shares::{INVITE, RECONCILE, REMOVE, ReconcileJob, ShareJob, UPDATE};
 
@@ -34,6 +35,10 @@ impl Dispatch for AppDispatch {
                 .map(drop),
             DELIVER => notify::deliver(app, job, args(job)?).await,
             FLAG_FANOUT => notify::fan_out_flagged(app, args(job)?).await,
+            PLACE_WAITING => access::place_waiting(app)
+                .await
+                .map(drop)
+                .map_err(JobError::retry),
             other => Err(JobError::Fail(anyhow::anyhow!(
                 "this version of Usher has no handler for jobs of kind `{other}`"
             ))),

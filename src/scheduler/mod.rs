@@ -1,5 +1,5 @@
 //! Recurring work of a running installation: the job workers, and a tick that enqueues periodic
-//! jobs (hourly Plex share reconcile now; expiry and reminders join it later). Ticks only enqueue,
+//! jobs (hourly Plex share reconcile, and placing subscribers who waited for room). Ticks only enqueue,
 //! with period-stamped idempotency keys, so a restart or a second process never doubles them.
 
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::jobs::AppDispatch;
+use crate::services::access::enqueue_place_waiting;
 use crate::services::shares::enqueue_reconciles;
 
 /// How often the tick looks for periodic work.
@@ -39,7 +40,10 @@ pub async fn run(app: App, shutdown: CancellationToken) {
 pub async fn tick(app: &App) -> anyhow::Result<usize> {
     let hour = app.clock.now().format("%Y%m%d%H").to_string();
     let mut tx = app.db.begin().await?;
-    let added = enqueue_reconciles(&app.queue, &mut tx, &hour).await?;
+    let mut added = enqueue_reconciles(&app.queue, &mut tx, &hour).await?;
+    if enqueue_place_waiting(app, &mut tx, &hour).await? {
+        added += 1;
+    }
     app.queue.commit(tx).await?;
     Ok(added)
 }

@@ -37,8 +37,40 @@ pub struct AccountStatus {
     pub flagged: bool,
     /// A code is waiting.
     pub code_pending: bool,
+    /// No server had room when a share was due; they are invited as soon as one has.
+    pub waiting_for_room: bool,
     /// Admin notes (shown to admins only).
     pub notes: String,
+}
+
+impl AccountStatus {
+    /// Whether "Re-invite me" applies: paid up, not flagged, a Plex account and a plan on file,
+    /// and no live share or pending invite (access lost, or never placed).
+    pub fn can_reinvite(&self) -> bool {
+        self.active
+            && !self.flagged
+            && self.server.is_none()
+            && self.plex_email.is_some()
+            && self.plan.is_some()
+    }
+
+    fn from_row(r: subscribers::StatusRow) -> Self {
+        Self {
+            subscriber: SubscriberId::new(r.id),
+            name: r.display_name,
+            plex_email: r.plex_email,
+            plan: r.plan,
+            paid_until: r.paid_until,
+            permanent: r.permanent,
+            active: r.permanent || r.paid_now,
+            server: r.server,
+            invite: r.share_state,
+            flagged: r.requires_plex_change,
+            code_pending: r.code_pending,
+            waiting_for_room: r.waiting_for_room,
+            notes: r.notes,
+        }
+    }
 }
 
 /// The subscriber behind a Discord user, with their status; `None` for someone unknown.
@@ -46,20 +78,18 @@ pub async fn status(app: &App, user: DiscordId) -> anyhow::Result<Option<Account
     let mut tx = app.db.read().await?;
     let row = subscribers::find_status_by_discord(&mut tx, user, app.clock.now()).await?;
     tx.rollback().await?;
-    Ok(row.map(|r| AccountStatus {
-        subscriber: SubscriberId::new(r.id),
-        name: r.display_name,
-        plex_email: r.plex_email,
-        plan: r.plan,
-        paid_until: r.paid_until,
-        permanent: r.permanent,
-        active: r.permanent || r.paid_now,
-        server: r.server,
-        invite: r.share_state,
-        flagged: r.requires_plex_change,
-        code_pending: r.code_pending,
-        notes: r.notes,
-    }))
+    Ok(row.map(AccountStatus::from_row))
+}
+
+/// One subscriber's status (the My Account page: the session names the subscriber).
+pub async fn status_of(
+    app: &App,
+    subscriber: SubscriberId,
+) -> anyhow::Result<Option<AccountStatus>> {
+    let mut tx = app.db.read().await?;
+    let row = subscribers::find_status(&mut tx, subscriber, app.clock.now()).await?;
+    tx.rollback().await?;
+    Ok(row.map(AccountStatus::from_row))
 }
 
 /// The subscriber id of a Discord user, if they are one.

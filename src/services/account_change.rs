@@ -17,13 +17,13 @@ use chrono::Duration;
 use crate::app::App;
 use crate::domain::{
     Actor, ChangeRequestId, IdentityState, OwnerAccountId, OwnerAccountState, PlanId, PlexEmail,
-    PlexIdentityId, RetireReason, ServerId, ShareId, ShareState, SubscriberId, VerificationCode,
+    PlexIdentityId, RetireReason, ServerId, ShareId, SubscriberId, VerificationCode,
 };
 use crate::integrations::plex::{PlexError, Validation};
+use crate::services::access;
 use crate::services::notify::{self, Kind};
-use crate::services::placement::{self, Placement, SubscriberContext};
 use crate::services::settings::plex_account_change_enabled;
-use crate::services::shares::{INVITE, REMOVE, enqueue_share_job, load_candidates, plan_needs};
+use crate::services::shares::{REMOVE, enqueue_share_job};
 use crate::store::account_changes::{self, NewChangeRequest};
 use crate::store::{Tx, audit, is_unique_violation, owner_accounts, servers, shares, subscribers};
 
@@ -60,10 +60,10 @@ pub enum ChangeError {
     #[error("that Plex account is already in use")]
     InUse,
     /// plex.tv does not know it.
-    #[error("plex.tv has no account for {0}; sign up at plex.tv with that email first")]
+    #[error("there is no plex.tv account for {0}; sign up at plex.tv with that email first")]
     NotPlexAccount(String),
     /// plex.tv cannot check now.
-    #[error("plex.tv cannot check that account right now; try again in a few minutes")]
+    #[error("we cannot check that account with plex.tv right now; try again in a few minutes")]
     ValidationUnavailable,
     /// Resend too soon.
     #[error("a code was sent less than a minute ago; wait {0} seconds before asking for another")]
@@ -363,7 +363,7 @@ pub async fn verify_change(
     }
     let placed = match row.plan_id {
         Some(plan) => Some(
-            place_and_invite(
+            access::place_and_invite(
                 app,
                 &mut tx,
                 subscriber,
@@ -450,58 +450,6 @@ async fn tell_about_change(
     notify::enqueue_dm(app, tx, subscriber, kind, &detail, &event).await?;
     notify::enqueue_email(app, tx, subscriber, kind, email.as_str(), &detail, &event).await?;
     Ok(())
-}
-
-/// Places the subscriber on the plan they had and queues the invite. `Err(reason)` when nothing
-/// fits: the change stands, and the caller tells the subscriber and the admins.
-async fn place_and_invite(
-    app: &App,
-    tx: &mut Tx,
-    subscriber: SubscriberId,
-    identity: PlexIdentityId,
-    plan: PlanId,
-    previous: Vec<ServerId>,
-    preferred_location: Option<String>,
-) -> Result<Result<ServerId, String>, ChangeError> {
-    let now = app.clock.now();
-    let candidates = load_candidates(tx).await?;
-    let Some(needs) = plan_needs(tx, plan).await? else {
-        return Ok(Err("the plan no longer exists".into()));
-    };
-    // Old shares are on their way out, so there is no current share to keep.
-    let context = SubscriberContext {
-        current: None,
-        previous,
-        preferred_location,
-    };
-    match placement::place_one(&candidates, &context, &needs) {
-        Ok(Placement::Place(server) | Placement::Keep(server)) => {
-            let share =
-                shares::insert_share(tx, subscriber, server, identity, ShareState::Pending, now)
-                    .await?;
-            let owner = candidates
-                .iter()
-                .find(|c| c.id == server)
-                .map(|c| c.owner)
-                .context("placed server is a candidate")?;
-            enqueue_share_job(&app.queue, tx, INVITE, share, owner, "1").await?;
-            Ok(Ok(server))
-        }
-        Err(no_fit) => {
-            let detail = serde_json::json!({ "plan": plan, "reason": no_fit.to_string() });
-            audit::insert_audit(
-                tx,
-                &Actor::System,
-                Some(subscriber),
-                "placement.no_fit",
-                &detail,
-                now,
-            )
-            .await?;
-            tracing::warn!(subscriber = %subscriber, reason = %no_fit, "no server has room for a re-invite");
-            Ok(Err(no_fit.to_string()))
-        }
-    }
 }
 
 /// Flags or unflags one subscriber for a Plex account change. False when nothing changed.

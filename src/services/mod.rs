@@ -1,6 +1,7 @@
 //! Use cases: one function per thing a person does. They take a transaction (the caller commits),
 //! return typed results and typed errors that each door renders its own way.
 
+pub mod access;
 pub mod account;
 pub mod account_change;
 pub mod catalog;
@@ -11,3 +12,4 @@ pub mod plex_admin;
 pub mod recovery;
 pub mod settings;
 pub mod shares;
+pub mod sign_in;

@@ -43,6 +43,8 @@ pub enum Kind {
     WaitingForRoom,
     /// Admins: a re-invite found no server with room.
     AdminNoRoom,
+    /// "A server had room: accept the invite to X" (DM), after waiting for room.
+    Invited,
 }
 
 impl Kind {
@@ -53,9 +55,14 @@ impl Kind {
             Self::ChangeConfirmed => "change_confirmed",
             Self::WaitingForRoom => "waiting_for_room",
             Self::AdminNoRoom => "admin_no_room",
+            Self::Invited => "invited",
         }
     }
 }
+
+/// `custom_id` of the DM button that answers with a fresh My Account sign-in link (links last 15
+/// minutes, DMs are read hours later, so the DM carries this instead of a link).
+pub const OPEN_ACCOUNT_BUTTON: &str = "usher:open-account";
 
 /// Arguments of the deliver job.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -341,6 +348,10 @@ async fn deliver_dm(
         message
             .buttons
             .push(change_button(app, SubscriberId::new(subscriber))?);
+        message.buttons.push(Button {
+            custom_id: OPEN_ACCOUNT_BUTTON.to_owned(),
+            label: "Open My Account".to_owned(),
+        });
     }
     match discord.send_dm(user, &message).await {
         Ok(()) => Ok(Delivery::Sent("dm")),

@@ -15,6 +15,7 @@ use crate::domain::{
     PlanId, ServerId,
 };
 use crate::integrations::plex::{PlexError, Retry};
+use crate::services::access;
 use crate::store::owner_accounts::{self, NewOwnerAccount};
 use crate::store::servers::{self, LibraryFromPlex, NewPlan, NewServer, ServerFlags};
 use crate::store::{Tx, audit, is_unique_violation};
@@ -471,7 +472,10 @@ pub async fn set_server_flags(
         "allow_trials": flags.allow_trials, "max_users": flags.max_users, "location": flags.location,
     });
     audit::insert_audit(&mut tx, actor, None, "server.set", &detail, app.clock.now()).await?;
-    tx.commit().await?;
+    // More room or a newly open server may fit someone who waits.
+    let stamp = format!("server-set-{server}-{}", uuid::Uuid::new_v4().simple());
+    access::enqueue_place_waiting(app, &mut tx, &stamp).await?;
+    app.queue.commit(tx).await?;
     Ok(())
 }
 
@@ -528,7 +532,10 @@ pub async fn assign_library(
         app.clock.now(),
     )
     .await?;
-    tx.commit().await?;
+    // A server that now carries a plan's groups may fit someone who waits.
+    let stamp = format!("library-{library}-{}", uuid::Uuid::new_v4().simple());
+    access::enqueue_place_waiting(app, &mut tx, &stamp).await?;
+    app.queue.commit(tx).await?;
     Ok(())
 }
 

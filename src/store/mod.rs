@@ -14,5 +14,6 @@ pub mod servers;
 pub mod settings;
 pub mod shares;
 pub mod subscribers;
+pub mod web;
 
 pub use db::{Db, Tx, is_unique_violation, migrate_configured, sqlite_options};

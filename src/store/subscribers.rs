@@ -218,9 +218,28 @@ pub struct StatusRow {
     pub requires_plex_change: bool,
     /// A code is waiting (not expired).
     pub code_pending: bool,
+    /// No server had room the last time a share was due.
+    pub waiting_for_room: bool,
     /// Admin notes.
     pub notes: String,
 }
+
+/// The status query, up to its `WHERE`: `$2` is now.
+const STATUS_SQL: &str = "SELECT s.id, s.discord_id, s.display_name, s.contact_email, i.email_norm AS plex_email, \
+    p.name AS plan, sv.name AS server, sh.state AS share_state, \
+    (SELECT MAX(paid_to) FROM payment WHERE subscriber_id = s.id AND status = 'applied') AS paid_until, \
+    EXISTS (SELECT 1 FROM payment WHERE subscriber_id = s.id AND status = 'applied' \
+            AND paid_from <= $2 AND paid_to > $2) AS paid_now, \
+    s.permanent, s.requires_plex_change, \
+    EXISTS (SELECT 1 FROM account_change_request r WHERE r.subscriber_id = s.id AND r.state = 'pending' \
+            AND r.expires_at > $2) AS code_pending, \
+    s.waiting_for_room_since IS NOT NULL AS waiting_for_room, \
+    s.notes \
+    FROM subscriber s \
+    LEFT JOIN plex_identity i ON i.subscriber_id = s.id AND i.state = 'active' \
+    LEFT JOIN plan p ON p.id = s.plan_id \
+    LEFT JOIN share sh ON sh.id = (SELECT MAX(id) FROM share WHERE subscriber_id = s.id AND state <> 'removed') \
+    LEFT JOIN server sv ON sv.id = sh.server_id ";
 
 /// The status of the subscriber with this Discord id.
 pub async fn find_status_by_discord(
@@ -228,26 +247,86 @@ pub async fn find_status_by_discord(
     discord_id: DiscordId,
     now: DateTime<Utc>,
 ) -> Result<Option<StatusRow>, sqlx::Error> {
-    const SQL: &str = "SELECT s.id, s.discord_id, s.display_name, s.contact_email, i.email_norm AS plex_email, \
-        p.name AS plan, sv.name AS server, sh.state AS share_state, \
-        (SELECT MAX(paid_to) FROM payment WHERE subscriber_id = s.id AND status = 'applied') AS paid_until, \
-        EXISTS (SELECT 1 FROM payment WHERE subscriber_id = s.id AND status = 'applied' \
-                AND paid_from <= $2 AND paid_to > $2) AS paid_now, \
-        s.permanent, s.requires_plex_change, \
-        EXISTS (SELECT 1 FROM account_change_request r WHERE r.subscriber_id = s.id AND r.state = 'pending' \
-                AND r.expires_at > $2) AS code_pending, \
-        s.notes \
-        FROM subscriber s \
-        LEFT JOIN plex_identity i ON i.subscriber_id = s.id AND i.state = 'active' \
-        LEFT JOIN plan p ON p.id = s.plan_id \
-        LEFT JOIN share sh ON sh.id = (SELECT MAX(id) FROM share WHERE subscriber_id = s.id AND state <> 'removed') \
-        LEFT JOIN server sv ON sv.id = sh.server_id \
-        WHERE s.discord_id = $1";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
+    let sql = format!("{STATUS_SQL} WHERE s.discord_id = $1");
+    on_tx!(tx, |c| sqlx::query_as(&sql)
         .bind(discord_id.to_db())
         .bind(now)
         .fetch_optional(c)
         .await)
+}
+
+/// The status of one subscriber.
+pub async fn find_status(
+    tx: &mut Tx,
+    id: SubscriberId,
+    now: DateTime<Utc>,
+) -> Result<Option<StatusRow>, sqlx::Error> {
+    let sql = format!("{STATUS_SQL} WHERE s.id = $1");
+    on_tx!(tx, |c| sqlx::query_as(&sql)
+        .bind(id.get())
+        .bind(now)
+        .fetch_optional(c)
+        .await)
+}
+
+/// Marks a subscriber as waiting for a server with room (from now, unless already waiting), or
+/// clears the mark.
+pub async fn update_waiting_for_room(
+    tx: &mut Tx,
+    id: SubscriberId,
+    waiting: bool,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str = "UPDATE subscriber SET waiting_for_room_since = \
+                       CASE WHEN $1 THEN COALESCE(waiting_for_room_since, $2) ELSE NULL END WHERE id = $3";
+    on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(waiting)
+        .bind(now)
+        .bind(id.get())
+        .execute(c)
+        .await
+        .map(|_| ()))
+}
+
+/// A subscriber waiting for a server with room who may be invited now.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WaitingRow {
+    /// Subscriber id.
+    pub id: i64,
+    /// Their plan.
+    pub plan_id: i64,
+    /// Chosen location.
+    pub preferred_location: Option<String>,
+    /// Their active Plex identity.
+    pub identity_id: i64,
+    /// Its email.
+    pub email_norm: String,
+}
+
+/// Subscribers waiting for room who are paid up (or permanent), not flagged, have a plan and an
+/// active Plex identity and no live share on a usable server (a share on a banned owner's server
+/// is access lost, on its way out); longest waiting first.
+pub async fn find_waiting_for_room(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+) -> Result<Vec<WaitingRow>, sqlx::Error> {
+    const SQL: &str = "SELECT s.id, s.plan_id, s.preferred_location, i.id AS identity_id, i.email_norm \
+        FROM subscriber s JOIN plex_identity i ON i.subscriber_id = s.id AND i.state = 'active' \
+        WHERE s.waiting_for_room_since IS NOT NULL AND s.plan_id IS NOT NULL AND NOT s.requires_plex_change \
+        AND (s.permanent OR EXISTS (SELECT 1 FROM payment p WHERE p.subscriber_id = s.id \
+             AND p.status = 'applied' AND p.paid_from <= $1 AND p.paid_to > $1)) \
+        AND NOT EXISTS (SELECT 1 FROM share sh JOIN server sv ON sv.id = sh.server_id \
+             JOIN owner_account o ON o.id = sv.owner_account_id \
+             WHERE sh.subscriber_id = s.id AND sh.state <> 'removed' AND o.state = 'active') \
+        ORDER BY s.waiting_for_room_since, s.id";
+    on_tx!(tx, |c| sqlx::query_as(SQL).bind(now).fetch_all(c).await)
+}
+
+/// Whether any subscriber waits for a server with room.
+pub async fn find_anyone_waiting_for_room(tx: &mut Tx) -> Result<bool, sqlx::Error> {
+    const SQL: &str =
+        "SELECT EXISTS (SELECT 1 FROM subscriber WHERE waiting_for_room_since IS NOT NULL)";
+    on_tx!(tx, |c| sqlx::query_scalar(SQL).fetch_one(c).await)
 }
 
 /// Replaces a subscriber's admin notes. False when there is no such subscriber.

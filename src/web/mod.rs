@@ -1,4 +1,4 @@
-//! The web door: health and metrics now; webhooks and the My Account page mount here too.
+//! The web door: health, metrics and the My Account page ([`account`]); webhooks mount here too.
 //! Handlers call services and render; internal errors become an opaque 500 with a logged cause.
 
 use std::fmt::Write as _;
@@ -14,11 +14,14 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::store;
 
+pub mod account;
+
 /// Every route of the web door.
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(account::routes())
         .with_state(app)
 }
 

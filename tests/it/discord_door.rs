@@ -153,8 +153,9 @@ async fn an_admin_bulk_flags_and_a_subscriber_changes_account_through_discord(ba
             dm.content
         );
         let ids = buttons(&json!({ "components": dm.components }));
-        assert_eq!(ids.len(), 1);
+        assert_eq!(ids.len(), 2);
         assert!(ids[0].starts_with("change-account."), "{}", ids[0]);
+        assert_eq!(ids[1], "usher:open-account");
         dm_buttons.push((dm.id, ids[0].clone()));
     }
     assert_ne!(
@@ -175,6 +176,29 @@ async fn an_admin_bulk_flags_and_a_subscriber_changes_account_through_discord(ba
             .unwrap()
             .contains("someone else")
     );
+
+    // "Open My Account" answers with Alice's own one-time link, as a link button; it signs in once.
+    let open = door
+        .discord
+        .click(&alice, None, "usher:open-account", Some(dm_buttons[0].0));
+    let answer = open.response().await;
+    assert_eq!(answer.kind, 4);
+    assert!(is_ephemeral(&answer));
+    let link = answer.data["components"][0]["components"][0]["url"]
+        .as_str()
+        .expect("a link button")
+        .to_owned();
+    let link = url::Url::parse(&link).unwrap();
+    assert_eq!(link.path(), "/account/login");
+    let login = format!("/account/login?{}", link.query().unwrap());
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let first = no_redirect.get(door.app.url(&login)).send().await.unwrap();
+    assert_eq!(first.status(), 303, "the link signs Alice in");
+    let again = no_redirect.get(door.app.url(&login)).send().await.unwrap();
+    assert_eq!(again.status(), 401, "and only once");
 
     // (b) The button opens the email modal; the email gets a code; the code modal applies it.
     let click = door

@@ -10,6 +10,7 @@ mod discord;
 mod discord_door;
 mod email;
 mod helpers;
+mod my_account;
 mod notify;
 mod plex_admin;
 mod plex_client;

@@ -1,0 +1,112 @@
+//! My Account sign-in links and browser sessions.
+//!
+//! Rule it keeps: a link row is consumed by one conditional UPDATE, so two requests racing with
+//! the same link cannot both sign in; sessions are found only while neither ended nor expired.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::SubscriberId;
+use crate::on_tx;
+use crate::store::Tx;
+
+/// Records an issued sign-in link.
+pub async fn insert_login_link(
+    tx: &mut Tx,
+    nonce: &str,
+    subscriber: SubscriberId,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str = "INSERT INTO web_login_link (nonce, subscriber_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+    on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(nonce)
+        .bind(subscriber.get())
+        .bind(now)
+        .bind(expires_at)
+        .execute(c)
+        .await
+        .map(|_| ()))
+}
+
+/// Marks a link used; true only for the one call that found it unused, unexpired and issued to
+/// `subscriber`.
+pub async fn update_login_link_used(
+    tx: &mut Tx,
+    nonce: &str,
+    subscriber: SubscriberId,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE web_login_link SET used_at = $1 \
+                       WHERE nonce = $2 AND subscriber_id = $3 AND used_at IS NULL AND expires_at > $1";
+    let n = on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(now)
+        .bind(nonce)
+        .bind(subscriber.get())
+        .execute(c)
+        .await?
+        .rows_affected());
+    Ok(n == 1)
+}
+
+/// Records a session by the digest of its cookie secret.
+pub async fn insert_session(
+    tx: &mut Tx,
+    id_digest: &str,
+    subscriber: SubscriberId,
+    csrf_token: &str,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str = "INSERT INTO web_session (id_digest, subscriber_id, csrf_token, created_at, expires_at) \
+                       VALUES ($1, $2, $3, $4, $5)";
+    on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(id_digest)
+        .bind(subscriber.get())
+        .bind(csrf_token)
+        .bind(now)
+        .bind(expires_at)
+        .execute(c)
+        .await
+        .map(|_| ()))
+}
+
+/// A live session.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    /// Whose it is.
+    pub subscriber_id: i64,
+    /// The token every form of this session must carry.
+    pub csrf_token: String,
+}
+
+/// The live session with this digest.
+pub async fn find_session(
+    tx: &mut Tx,
+    id_digest: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<SessionRow>, sqlx::Error> {
+    const SQL: &str = "SELECT subscriber_id, csrf_token FROM web_session \
+                       WHERE id_digest = $1 AND ended_at IS NULL AND expires_at > $2";
+    on_tx!(tx, |c| sqlx::query_as(SQL)
+        .bind(id_digest)
+        .bind(now)
+        .fetch_optional(c)
+        .await)
+}
+
+/// Ends a session (sign-out).
+pub async fn update_session_ended(
+    tx: &mut Tx,
+    id_digest: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str =
+        "UPDATE web_session SET ended_at = $1 WHERE id_digest = $2 AND ended_at IS NULL";
+    let n = on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(now)
+        .bind(id_digest)
+        .execute(c)
+        .await?
+        .rows_affected());
+    Ok(n == 1)
+}
