@@ -204,7 +204,7 @@ pub struct StatusRow {
     pub plex_email: Option<String>,
     /// Plan name.
     pub plan: Option<String>,
-    /// Server of the newest live share.
+    /// Server of the newest live share on an active owner account's server.
     pub server: Option<String>,
     /// That share's state (`pending` or `accepted`).
     pub share_state: Option<String>,
@@ -224,7 +224,8 @@ pub struct StatusRow {
     pub notes: String,
 }
 
-/// The status query, up to its `WHERE`: `$2` is now.
+/// The status query, up to its `WHERE`: `$2` is now. The share shown is the newest live one on a
+/// usable server: a share on a banned owner's server is access already lost.
 const STATUS_SQL: &str = "SELECT s.id, s.discord_id, s.display_name, s.contact_email, i.email_norm AS plex_email, \
     p.name AS plan, sv.name AS server, sh.state AS share_state, \
     (SELECT MAX(paid_to) FROM payment WHERE subscriber_id = s.id AND status = 'applied') AS paid_until, \
@@ -238,7 +239,9 @@ const STATUS_SQL: &str = "SELECT s.id, s.discord_id, s.display_name, s.contact_e
     FROM subscriber s \
     LEFT JOIN plex_identity i ON i.subscriber_id = s.id AND i.state = 'active' \
     LEFT JOIN plan p ON p.id = s.plan_id \
-    LEFT JOIN share sh ON sh.id = (SELECT MAX(id) FROM share WHERE subscriber_id = s.id AND state <> 'removed') \
+    LEFT JOIN share sh ON sh.id = (SELECT MAX(x.id) FROM share x JOIN server xs ON xs.id = x.server_id \
+        JOIN owner_account xo ON xo.id = xs.owner_account_id \
+        WHERE x.subscriber_id = s.id AND x.state <> 'removed' AND xo.state = 'active') \
     LEFT JOIN server sv ON sv.id = sh.server_id ";
 
 /// The status of the subscriber with this Discord id.

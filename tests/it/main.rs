@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_types)]
 
 mod account_change;
+mod browser;
 mod cli;
 mod discord;
 mod discord_door;
