@@ -61,3 +61,24 @@ pub async fn seed_subscribers(tx: &mut usher::store::Tx, n: i64) -> anyhow::Resu
     }
     Ok(())
 }
+
+/// One applied payment per subscriber, covering the month around now (same SQL on both backends).
+pub async fn seed_payments(tx: &mut usher::store::Tx) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    let (from, to) = (
+        now - chrono::Duration::days(3),
+        now + chrono::Duration::days(27),
+    );
+    usher::on_tx!(tx, |c| sqlx::query(
+        "INSERT INTO payment (subscriber_id, provider, provider_txn_id, amount_minor, currency, \
+         paid_from, paid_to, status, created_at) \
+         SELECT id, 'manual', 'seed-' || id, 800, 'USD', $1, $2, 'applied', $3 FROM subscriber"
+    )
+    .bind(from)
+    .bind(to)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ()))?;
+    Ok(())
+}
