@@ -237,7 +237,9 @@ async fn create_invoice(
         }
         (None, None) if get("amount").is_some() => {}
         _ => {
-            return unprocessable("Either source_currency and source_amount or amount is required.");
+            return unprocessable(
+                "Either source_currency and source_amount or amount is required.",
+            );
         }
     }
     let callback_url = get("callback_url");
