@@ -294,7 +294,7 @@ impl FakePayPal {
             .iter_mut()
             .find(|s| s.id == subscription_id)
             .expect("event_subscription: unknown subscription");
-        subscription.status = status.to_owned();
+        status.clone_into(&mut subscription.status);
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
         let resource = json!({
             "id": subscription.id,
@@ -325,7 +325,7 @@ impl FakePayPal {
                 "rel": "self", "method": "GET",
             }],
         });
-        webhook_event(event_type, "subscription", "2.0", resource)
+        webhook_event(event_type, "subscription", "2.0", &resource)
     }
 
     /// `PAYMENT.SALE.COMPLETED` for one billing cycle of a subscription: `total` as PayPal writes
@@ -359,11 +359,11 @@ impl FakePayPal {
                 "rel": "self", "method": "GET",
             }],
         });
-        webhook_event("PAYMENT.SALE.COMPLETED", "sale", "1.0", resource)
+        webhook_event("PAYMENT.SALE.COMPLETED", "sale", "1.0", &resource)
     }
 }
 
-fn webhook_event(event_type: &str, resource_type: &str, version: &str, resource: Value) -> Value {
+fn webhook_event(event_type: &str, resource_type: &str, version: &str, resource: &Value) -> Value {
     json!({
         "id": format!("WH-{}-{}", ids::upper(17), ids::upper(17)),
         "event_version": "1.0",

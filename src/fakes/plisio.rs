@@ -8,7 +8,7 @@
 //! `{"status":"error","data":{…}}` otherwise), `order_number` and `order_name`, a fiat
 //! `source_currency` with a positive decimal `source_amount` (or a crypto `amount`), a valid
 //! `callback_url` when one is given, and a fresh `order_number` (422 for a duplicate); errors carry
-//! their message at `data.message`, as the WooCommerce plugin reads it.
+//! their message at `data.message`, as the `WooCommerce` plugin reads it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

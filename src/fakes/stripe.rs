@@ -299,7 +299,7 @@ impl FakeStripe {
             "success_url": session.success_url,
             "url": null,
         });
-        event("checkout.session.completed", BASIL_API_VERSION, object)
+        event("checkout.session.completed", BASIL_API_VERSION, &object)
     }
 
     /// `invoice.paid` for one period of a subscription, in the basil shape (subscription under
@@ -312,7 +312,7 @@ impl FakeStripe {
         period_end: DateTime<Utc>,
     ) -> Value {
         let invoice = self.invoice(subscription_id, period_start, period_end, true, true);
-        event("invoice.paid", BASIL_API_VERSION, invoice)
+        event("invoice.paid", BASIL_API_VERSION, &invoice)
     }
 
     /// `invoice.paid` in the shape of API versions before basil (`invoice.subscription`,
@@ -324,7 +324,7 @@ impl FakeStripe {
         period_end: DateTime<Utc>,
     ) -> Value {
         let invoice = self.invoice(subscription_id, period_start, period_end, true, false);
-        event("invoice.paid", LEGACY_API_VERSION, invoice)
+        event("invoice.paid", LEGACY_API_VERSION, &invoice)
     }
 
     /// `invoice.payment_failed` for one period, basil shape.
@@ -335,7 +335,7 @@ impl FakeStripe {
         period_end: DateTime<Utc>,
     ) -> Value {
         let invoice = self.invoice(subscription_id, period_start, period_end, false, true);
-        event("invoice.payment_failed", BASIL_API_VERSION, invoice)
+        event("invoice.payment_failed", BASIL_API_VERSION, &invoice)
     }
 
     /// `customer.subscription.updated`, basil shape (the period on the subscription item).
@@ -354,7 +354,7 @@ impl FakeStripe {
             current_period_end,
             None,
         );
-        let mut event = event("customer.subscription.updated", BASIL_API_VERSION, object);
+        let mut event = event("customer.subscription.updated", BASIL_API_VERSION, &object);
         event["data"]["previous_attributes"] =
             json!({"cancel_at_period_end": !cancel_at_period_end});
         event
@@ -368,7 +368,7 @@ impl FakeStripe {
     ) -> Value {
         let object =
             self.subscription_object(subscription_id, "canceled", false, ended_at, Some(ended_at));
-        event("customer.subscription.deleted", BASIL_API_VERSION, object)
+        event("customer.subscription.deleted", BASIL_API_VERSION, &object)
     }
 
     /// `charge.refunded` for the subscription's latest paid invoice, basil shape (no `invoice` on
@@ -399,7 +399,7 @@ impl FakeStripe {
             "refunded": amount_refunded >= amount,
             "status": "succeeded",
         });
-        event("charge.refunded", BASIL_API_VERSION, object)
+        event("charge.refunded", BASIL_API_VERSION, &object)
     }
 
     fn invoice(
@@ -530,7 +530,7 @@ fn subscription<'a>(state: &'a State, id: &str) -> &'a Subscription {
         .expect("unknown subscription: complete a subscription checkout first")
 }
 
-fn event(event_type: &str, api_version: &str, object: Value) -> Value {
+fn event(event_type: &str, api_version: &str, object: &Value) -> Value {
     json!({
         "id": format!("evt_{}", ids::alphanumeric(24)),
         "object": "event",
@@ -562,8 +562,30 @@ fn stripe_error(
     (status, axum::Json(json!({ "error": error }))).into_response()
 }
 
-fn bad_request(code: &str, message: &str, param: &str) -> Response {
-    stripe_error(StatusCode::BAD_REQUEST, Some(code), message, Some(param))
+/// A 400 the validation gives back; becomes Stripe's error body.
+struct Refusal {
+    code: &'static str,
+    message: String,
+    param: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        stripe_error(
+            StatusCode::BAD_REQUEST,
+            Some(self.code),
+            &self.message,
+            Some(&self.param),
+        )
+    }
+}
+
+fn bad_request(code: &'static str, message: &str, param: &str) -> Refusal {
+    Refusal {
+        code,
+        message: message.to_owned(),
+        param: param.to_owned(),
+    }
 }
 
 async fn unknown_route(AxumState(state): AxumState<Shared>, method: Method, uri: Uri) -> Response {
@@ -675,7 +697,7 @@ async fn create_session(
     let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
     let session = match validate(&state, &params, idempotency_key.clone()) {
         Ok(session) => session,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let response = session_json(&session, Utc::now().timestamp());
     state.sessions.push(session);
@@ -689,7 +711,7 @@ fn validate(
     state: &State,
     params: &[(String, String)],
     idempotency_key: Option<String>,
-) -> Result<FakeCheckoutSession, Response> {
+) -> Result<FakeCheckoutSession, Refusal> {
     let get = |key: &str| {
         params
             .iter()
@@ -812,7 +834,7 @@ fn line_item_price(
     params: &[(String, String)],
     get: &impl Fn(&str) -> Option<String>,
     mode: &str,
-) -> Result<FakePrice, Response> {
+) -> Result<FakePrice, Refusal> {
     let price = if let Some(id) = get("line_items[0][price]") {
         state.prices.get(&id).cloned().ok_or_else(|| {
             bad_request(

@@ -1,4 +1,4 @@
-//! Independent oracles for the webhook signatures: the providers' own Python packages (PyPI
+//! Independent oracles for the webhook signatures: the providers' own Python packages (Stripe's
 //! `stripe` and Plisio's official `plisio` SDK) check what Usher signs, and Usher checks what they
 //! sign. Needs `python3` with both packages (`.ci/run` installs the pinned versions); without them
 //! these tests fail, naming the pip command. They never skip.

@@ -1,7 +1,7 @@
 //! JSON that keeps its key order, and the two compact serialisations Plisio's callback hash is
 //! computed over.
 //!
-//! Owns parsing a callback without losing key order (serde_json's `Value` sorts keys unless the
+//! Owns parsing a callback without losing key order (`serde_json`'s `Value` sorts keys unless the
 //! crate-wide `preserve_order` feature is on, which would change every other user of it) and
 //! re-serialising it exactly as Python's `json.dumps(obj, separators=(',', ':'))` and as
 //! JavaScript's `JSON.stringify(obj)` do. Rule kept: each serialisation is byte-identical to its
