@@ -413,3 +413,16 @@ async fn deliveries_signed_too_early_or_too_late_or_with_another_secret_are_refu
         Err(SignatureError::NoMatch)
     );
 }
+
+#[tokio::test]
+async fn concurrent_requests_with_one_idempotency_key_make_one_session() {
+    let fake = fake().await;
+    let client = client(&fake);
+    let request = request(MONTHLY, true, "racing-key");
+    let sessions =
+        futures::future::join_all((0..6).map(|_| client.create_checkout_session(&request))).await;
+    let ids: std::collections::HashSet<_> = sessions.into_iter().map(|s| s.unwrap().id).collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(fake.sessions().len(), 1);
+    assert_eq!(fake.calls(CHECKOUT_ROUTE), 6);
+}

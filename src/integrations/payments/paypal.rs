@@ -687,6 +687,52 @@ mod tests {
     }
 
     #[test]
+    fn api_errors_read_both_error_shapes() {
+        let client = PayPalClient::new(
+            Url::parse("https://api-m.paypal.com").unwrap(),
+            "client-id".into(),
+            SecretString::from("s3cret".to_owned()),
+            "WH-ID".into(),
+        )
+        .unwrap();
+        assert!(matches!(
+            client.error(StatusCode::UNAUTHORIZED, b""),
+            PayPalError::Unauthorized
+        ));
+        assert!(
+            client
+                .error(StatusCode::TOO_MANY_REQUESTS, b"")
+                .is_transient()
+        );
+        assert!(client.error(StatusCode::BAD_GATEWAY, b"").is_transient());
+        let rest = br#"{"name":"UNPROCESSABLE_ENTITY","message":"The requested action could not be performed.",
+            "debug_id":"f1a2b3","details":[{"issue":"SUBSCRIPTION_STATUS_INVALID"}]}"#;
+        match client.error(StatusCode::UNPROCESSABLE_ENTITY, rest) {
+            PayPalError::Refused {
+                status,
+                name,
+                issue,
+                debug_id,
+                ..
+            } => {
+                assert_eq!((status, name.as_str()), (422, "UNPROCESSABLE_ENTITY"));
+                assert_eq!(issue.as_deref(), Some("SUBSCRIPTION_STATUS_INVALID"));
+                assert_eq!(debug_id.as_deref(), Some("f1a2b3"));
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let oauth =
+            br#"{"error":"unsupported_grant_type","error_description":"Grant Type is NULL"}"#;
+        match client.error(StatusCode::BAD_REQUEST, oauth) {
+            PayPalError::Refused { name, message, .. } => {
+                assert_eq!(name, "unsupported_grant_type");
+                assert_eq!(message, "Grant Type is NULL");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn the_client_debug_output_has_no_secret() {
         let client = PayPalClient::new(
             Url::parse("https://api-m.paypal.com").unwrap(),

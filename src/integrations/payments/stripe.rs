@@ -742,6 +742,42 @@ mod tests {
         }
     }
 
+    #[test]
+    fn api_errors_are_classified_by_status_and_scrubbed_of_the_key() {
+        let key = "sk_test_abc123";
+        let client = StripeClient::new(
+            Url::parse("https://api.stripe.com").unwrap(),
+            SecretString::from(key.to_owned()),
+        )
+        .unwrap();
+        assert!(matches!(
+            client.error(StatusCode::UNAUTHORIZED, b"{}"),
+            StripeError::Unauthorized
+        ));
+        for status in [409, 429, 500, 503] {
+            let err = client.error(StatusCode::from_u16(status).unwrap(), b"");
+            assert!(err.is_transient(), "{status}");
+        }
+        let declined = br#"{"error":{"type":"card_error","code":"card_declined",
+            "message":"Your card was declined (sk_test_abc123).","param":null}}"#;
+        match client.error(StatusCode::PAYMENT_REQUIRED, declined) {
+            StripeError::Refused {
+                status,
+                error_type,
+                code,
+                param,
+                message,
+            } => {
+                assert_eq!((status, error_type.as_str()), (402, "card_error"));
+                assert_eq!(code.as_deref(), Some("card_declined"));
+                assert_eq!(param, None);
+                assert_eq!(message, "Your card was declined ([redacted]).");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(!format!("{client:?}").contains(key));
+    }
+
     fn envelope(event_type: &str, object: &Value) -> Vec<u8> {
         serde_json::to_vec(&json!({
             "id": "evt_1QxYz2AbCdEfGh",

@@ -523,6 +523,41 @@ mod tests {
     }
 
     #[test]
+    fn api_errors_read_the_message_where_either_sdk_finds_it() {
+        let client = PlisioClient::new(
+            Url::parse("https://api.plisio.net").unwrap(),
+            SecretString::from(SECRET.to_owned()),
+        )
+        .unwrap();
+        let nested = json!({"status": "error", "data": {"name": "Unprocessable entity",
+            "message": "Invoice with this order_number already exists.", "code": 0}});
+        assert!(matches!(
+            client.error(StatusCode::UNPROCESSABLE_ENTITY, &nested),
+            PlisioError::Refused { status: 422, ref message } if message.contains("order_number")
+        ));
+        let top = json!({"status": "error", "message": "bad key plisio-secret-key"});
+        match client.error(StatusCode::UNAUTHORIZED, &top) {
+            PlisioError::Unauthorized { status, message } => {
+                assert_eq!(status, 401);
+                assert_eq!(message, "bad key [redacted]");
+            }
+            other => panic!("expected an auth error, got {other:?}"),
+        }
+        assert!(
+            client
+                .error(StatusCode::OK, &nested)
+                .to_string()
+                .contains("(200)")
+        );
+        assert!(
+            client
+                .error(StatusCode::SERVICE_UNAVAILABLE, &Value::Null)
+                .is_transient()
+        );
+        assert!(!format!("{client:?}").contains(SECRET));
+    }
+
+    #[test]
     fn statuses_read_and_write_as_plisio_spells_them() {
         for text in [
             "new",
