@@ -127,14 +127,12 @@ async fn measure(label: &str, settings: Settings, n: i64) -> anyhow::Result<()> 
     let _ = server.await;
 
     println!("{label}: {n} subscribers, GET /account, {connections} connections, {seconds} s");
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with("50%")
-            || line.starts_with("90%")
-            || line.starts_with("99%")
-            || line.starts_with("Requests/sec")
+    for row in text.lines().map(str::trim) {
+        if ["50%", "90%", "99%", "Requests/sec"]
+            .iter()
+            .any(|p| row.starts_with(p))
         {
-            println!("  {line}");
+            println!("  {row}");
         }
     }
     Ok(())

@@ -56,6 +56,8 @@ pub struct Settings {
     pub email: EmailSettings,
     /// Durable job queue.
     pub jobs: JobSettings,
+    /// Payment providers.
+    pub payments: PaymentSettings,
 }
 
 /// Database connection settings.
@@ -175,6 +177,73 @@ pub struct JobSettings {
     pub shutdown_grace_secs: u64,
 }
 
+/// Payment providers. A provider whose table is absent is disabled.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentSettings {
+    /// Stripe (cards; Checkout Sessions and signed webhooks).
+    pub stripe: Option<StripeSettings>,
+    /// PayPal (subscriptions; webhooks verified by PayPal).
+    pub paypal: Option<PayPalSettings>,
+    /// Plisio (crypto invoices; signed JSON callbacks).
+    pub plisio: Option<PlisioSettings>,
+}
+
+/// Stripe settings.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeSettings {
+    /// Secret API key (`sk_live_…`, `sk_test_…` or a restricted `rk_…`).
+    #[serde(serialize_with = "mask")]
+    pub secret_key: SecretString,
+    /// Signing secret of the webhook endpoint (`whsec_…`).
+    #[serde(serialize_with = "mask")]
+    pub webhook_secret: SecretString,
+    /// Base URL of the Stripe API (tests point it at a local fake).
+    #[serde(default = "default_stripe_api")]
+    pub api_base_url: Url,
+}
+
+/// PayPal settings.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayPalSettings {
+    /// REST app client id.
+    pub client_id: String,
+    /// REST app secret.
+    #[serde(serialize_with = "mask")]
+    pub client_secret: SecretString,
+    /// Id of the webhook configured in the app (deliveries are verified against it).
+    pub webhook_id: String,
+    /// Base URL of the PayPal API: `https://api-m.sandbox.paypal.com` for the sandbox.
+    #[serde(default = "default_paypal_api")]
+    pub api_base_url: Url,
+}
+
+/// Plisio settings.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlisioSettings {
+    /// The shop's secret key: authenticates API calls and signs callbacks.
+    #[serde(serialize_with = "mask")]
+    pub secret_key: SecretString,
+    /// Base URL of the Plisio API (tests point it at a local fake).
+    #[serde(default = "default_plisio_api")]
+    pub api_base_url: Url,
+}
+
+fn default_stripe_api() -> Url {
+    Url::parse("https://api.stripe.com").expect("constant URL")
+}
+
+fn default_paypal_api() -> Url {
+    Url::parse("https://api-m.paypal.com").expect("constant URL")
+}
+
+fn default_plisio_api() -> Url {
+    Url::parse("https://api.plisio.net").expect("constant URL")
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -188,6 +257,7 @@ impl Default for Settings {
             plex: PlexSettings::default(),
             email: EmailSettings::default(),
             jobs: JobSettings::default(),
+            payments: PaymentSettings::default(),
         }
     }
 }
@@ -338,6 +408,66 @@ impl Settings {
                 "must not exceed jobs.backoff_max_secs",
             );
         }
+        self.check_payments()
+    }
+
+    fn check_payments(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        let http = |url: &Url| matches!(url.scheme(), "http" | "https");
+        if let Some(stripe) = &self.payments.stripe {
+            let key = stripe.secret_key.expose_secret();
+            if !(key.starts_with("sk_") || key.starts_with("rk_")) {
+                return invalid(
+                    "payments.stripe.secret_key",
+                    "must be a Stripe secret key (sk_…) or restricted key (rk_…)",
+                );
+            }
+            if !stripe.webhook_secret.expose_secret().starts_with("whsec_") {
+                return invalid(
+                    "payments.stripe.webhook_secret",
+                    "must be the endpoint's signing secret (whsec_…)",
+                );
+            }
+            if !http(&stripe.api_base_url) {
+                return invalid(
+                    "payments.stripe.api_base_url",
+                    "must be an http:// or https:// URL",
+                );
+            }
+        }
+        if let Some(paypal) = &self.payments.paypal {
+            if paypal.client_id.trim().is_empty() {
+                return invalid("payments.paypal.client_id", "must not be empty");
+            }
+            if paypal.client_secret.expose_secret().trim().is_empty() {
+                return invalid("payments.paypal.client_secret", "must not be empty");
+            }
+            if paypal.webhook_id.trim().is_empty() {
+                return invalid("payments.paypal.webhook_id", "must not be empty");
+            }
+            if !http(&paypal.api_base_url) {
+                return invalid(
+                    "payments.paypal.api_base_url",
+                    "must be an http:// or https:// URL",
+                );
+            }
+        }
+        if let Some(plisio) = &self.payments.plisio {
+            if plisio.secret_key.expose_secret().trim().is_empty() {
+                return invalid("payments.plisio.secret_key", "must not be empty");
+            }
+            if !http(&plisio.api_base_url) {
+                return invalid(
+                    "payments.plisio.api_base_url",
+                    "must be an http:// or https:// URL",
+                );
+            }
+        }
         Ok(())
     }
 
@@ -394,6 +524,10 @@ fn describe(error: figment::Error) -> String {
 }
 
 const MASK: &str = "********";
+
+fn mask<S: Serializer>(_secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(MASK)
+}
 
 #[allow(clippy::ref_option)] // serde's serialize_with hands us `&Option<T>`.
 fn mask_opt<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
@@ -458,6 +592,77 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("[web]"), "{out}");
+    }
+
+    fn payments() -> PaymentSettings {
+        let secret = |text: &str| SecretString::from(text.to_owned());
+        PaymentSettings {
+            stripe: Some(StripeSettings {
+                secret_key: secret("sk_test_stripe-key-must-not-show"),
+                webhook_secret: secret("whsec_hook-secret-must-not-show"),
+                api_base_url: default_stripe_api(),
+            }),
+            paypal: Some(PayPalSettings {
+                client_id: "paypal-client-id".into(),
+                client_secret: secret("paypal-secret-must-not-show"),
+                webhook_id: "8PT597110X687430LKGECATA".into(),
+                api_base_url: default_paypal_api(),
+            }),
+            plisio: Some(PlisioSettings {
+                secret_key: secret("plisio-key-must-not-show"),
+                api_base_url: default_plisio_api(),
+            }),
+        }
+    }
+
+    #[test]
+    fn payment_secrets_are_masked_and_the_rest_printed() {
+        let settings = Settings {
+            payments: payments(),
+            ..Settings::default()
+        };
+        settings.check().unwrap();
+        let out = settings.to_masked_toml();
+        assert!(!out.contains("must-not-show"), "{out}");
+        for shown in [
+            "[payments.stripe]",
+            "paypal-client-id",
+            "8PT597110X687430LKGECATA",
+            "https://api.plisio.net/",
+        ] {
+            assert!(out.contains(shown), "{shown} missing in:\n{out}");
+        }
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("must-not-show"), "{debug}");
+    }
+
+    #[test]
+    fn payment_providers_are_off_unless_configured_and_urls_default() {
+        let settings: Settings = toml::from_str(
+            "[payments.stripe]\nsecret_key = \"sk_test_1\"\nwebhook_secret = \"whsec_1\"\n",
+        )
+        .unwrap();
+        let stripe = settings.payments.stripe.as_ref().unwrap();
+        assert_eq!(stripe.api_base_url.as_str(), "https://api.stripe.com/");
+        assert!(settings.payments.paypal.is_none() && settings.payments.plisio.is_none());
+        assert!(Settings::default().payments.stripe.is_none());
+        let err = toml::from_str::<Settings>("[payments.plisio]\nsecret_key = \"k\"\nkey = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key"), "{err}");
+    }
+
+    #[test]
+    fn a_stripe_webhook_secret_in_the_key_field_names_the_key() {
+        let mut payments = payments();
+        payments.stripe.as_mut().unwrap().secret_key = SecretString::from("whsec_x".to_owned());
+        let settings = Settings {
+            payments,
+            ..Settings::default()
+        };
+        let err = settings.check().unwrap_err().to_string();
+        assert!(err.contains("payments.stripe.secret_key"), "{err}");
+        assert!(!err.contains("whsec_x"), "{err}");
     }
 
     #[test]

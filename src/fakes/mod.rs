@@ -5,4 +5,9 @@
 //! `fakes` feature, never in a release build.
 
 pub mod discord;
+pub mod paypal;
 pub mod plex;
+pub mod plisio;
+pub mod stripe;
+
+mod ids;

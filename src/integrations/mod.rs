@@ -5,4 +5,5 @@
 
 pub mod discord;
 pub mod email;
+pub mod payments;
 pub mod plex;

@@ -1,0 +1,924 @@
+//! A fake of Stripe: `POST /v1/checkout/sessions`, and the webhook deliveries Stripe would send.
+//!
+//! Owns the fake's state (its secret key and webhook secret, registered prices, created sessions,
+//! the subscriptions and customers completed checkouts made, idempotency records, call counters)
+//! and the test-side API: register prices, inspect sessions, complete a checkout and build the
+//! events that follow (in the `2025-03-31.basil` shape, and the older shape where it differs),
+//! signed exactly as Stripe signs them.
+//!
+//! Rule kept: the fake is never looser than Stripe. It wants `Authorization: Bearer` with its own
+//! `sk_test_…` key (401), a form-encoded body (400), the required parameters and no unknown ones
+//! (400 `parameter_missing` / `parameter_unknown`), known prices whose recurrence fits the mode
+//! (400 `resource_missing` / `invalid_request_error`); an `Idempotency-Key` replays the first
+//! response for the same body and refuses another body (400 `idempotency_error`). Validation
+//! failures are not recorded against the key, as with Stripe.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State as AxumState;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use url::Url;
+
+use super::ids;
+use crate::integrations::payments::stripe::sign_header;
+
+/// The route name of the one API call the fake serves, for [`FakeStripe::calls`].
+pub const CHECKOUT_ROUTE: &str = "POST /v1/checkout/sessions";
+
+/// The API version stamped on basil-shaped events.
+pub const BASIL_API_VERSION: &str = "2025-03-31.basil";
+
+/// The API version stamped on old-shaped events (before basil).
+pub const LEGACY_API_VERSION: &str = "2024-06-20";
+
+/// A price registered with [`FakeStripe::add_price`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakePrice {
+    /// `price_…`.
+    pub id: String,
+    /// Whether the price renews (subscription mode only).
+    pub recurring: bool,
+    /// Minor units.
+    pub unit_amount: i64,
+    /// Lower-case ISO code, as Stripe writes it.
+    pub currency: String,
+}
+
+/// A Checkout Session as the fake recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeCheckoutSession {
+    /// `cs_test_…`.
+    pub id: String,
+    /// `payment`, `subscription` or `setup`.
+    pub mode: String,
+    /// The price of line item 0.
+    pub price_id: String,
+    /// The quantity of line item 0.
+    pub quantity: i64,
+    /// `client_reference_id`.
+    pub client_reference_id: Option<String>,
+    /// `customer_email`.
+    pub customer_email: Option<String>,
+    /// `metadata[…]`.
+    pub metadata: BTreeMap<String, String>,
+    /// `subscription_data[metadata][…]`: copied onto the subscription when the checkout completes.
+    pub subscription_metadata: BTreeMap<String, String>,
+    /// `success_url`.
+    pub success_url: String,
+    /// `cancel_url`.
+    pub cancel_url: Option<String>,
+    /// The `Idempotency-Key` it was created with.
+    pub idempotency_key: Option<String>,
+    /// `cus_…`, once completed.
+    pub customer: Option<String>,
+    /// `sub_…`, once completed in subscription mode.
+    pub subscription: Option<String>,
+    /// Minor units: the price times the quantity.
+    pub amount_total: i64,
+    /// Lower-case ISO code.
+    pub currency: String,
+}
+
+#[derive(Debug, Clone)]
+struct Subscription {
+    id: String,
+    customer: String,
+    customer_email: String,
+    price: FakePrice,
+    metadata: BTreeMap<String, String>,
+    invoices: usize,
+    latest_charge: Option<String>,
+    latest_payment_intent: Option<String>,
+}
+
+struct State {
+    base_url: Url,
+    secret_key: String,
+    webhook_secret: String,
+    prices: HashMap<String, FakePrice>,
+    sessions: Vec<FakeCheckoutSession>,
+    subscriptions: Vec<Subscription>,
+    /// Idempotency key → (the body first sent, the response given).
+    idempotency: HashMap<String, (Bytes, Value)>,
+    calls: HashMap<String, usize>,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+fn lock(state: &Shared) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The running fake Stripe.
+pub struct FakeStripe {
+    addr: SocketAddr,
+    state: Shared,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for FakeStripe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeStripe")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for FakeStripe {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeStripe {
+    /// Binds 127.0.0.1 on a free port and serves the fake from a tokio task, with a fresh random
+    /// secret key and webhook secret.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the fake stripe port");
+        let addr = listener.local_addr().expect("the fake stripe address");
+        let state = Arc::new(Mutex::new(State {
+            base_url: Url::parse(&format!("http://{addr}/")).expect("a local URL"),
+            secret_key: format!("sk_test_{}", ids::alphanumeric(99)),
+            webhook_secret: format!("whsec_{}", ids::alphanumeric(32)),
+            prices: HashMap::new(),
+            sessions: Vec::new(),
+            subscriptions: Vec::new(),
+            idempotency: HashMap::new(),
+            calls: HashMap::new(),
+        }));
+        let app = Router::new()
+            .route("/v1/checkout/sessions", post(create_session))
+            .fallback(unknown_route)
+            .with_state(state.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .await
+                .expect("the fake stripe server");
+        });
+        Self { addr, state, task }
+    }
+
+    /// The base URL standing in for `https://api.stripe.com`.
+    pub fn base_url(&self) -> Url {
+        lock(&self.state).base_url.clone()
+    }
+
+    /// The secret API key the fake accepts (`sk_test_…`).
+    pub fn secret_key(&self) -> String {
+        lock(&self.state).secret_key.clone()
+    }
+
+    /// The webhook endpoint's signing secret (`whsec_…`).
+    pub fn webhook_secret(&self) -> String {
+        lock(&self.state).webhook_secret.clone()
+    }
+
+    /// Registers a price; `currency` in any case.
+    pub fn add_price(&self, id: &str, recurring: bool, unit_amount: i64, currency: &str) {
+        let price = FakePrice {
+            id: id.to_owned(),
+            recurring,
+            unit_amount,
+            currency: currency.to_ascii_lowercase(),
+        };
+        lock(&self.state).prices.insert(id.to_owned(), price);
+    }
+
+    /// Every session created, oldest first.
+    pub fn sessions(&self) -> Vec<FakeCheckoutSession> {
+        lock(&self.state).sessions.clone()
+    }
+
+    /// Requests that reached a route (`"POST /v1/checkout/sessions"`), refused ones included;
+    /// unknown routes count under `"METHOD /path"` as requested.
+    pub fn calls(&self, route: &str) -> usize {
+        lock(&self.state).calls.get(route).copied().unwrap_or(0)
+    }
+
+    /// Requests that reached the fake, refused and unknown ones included.
+    pub fn total_calls(&self) -> usize {
+        lock(&self.state).calls.values().sum()
+    }
+
+    /// A webhook delivery of `event` signed now: the body (pretty-printed, as Stripe sends it) and
+    /// the `Stripe-Signature` header.
+    pub fn signed(&self, event: &Value) -> (Vec<u8>, String) {
+        self.signed_at(event, Utc::now().timestamp())
+    }
+
+    /// A webhook delivery of `event` signed at unix time `t` (for stale or future signatures, or
+    /// a test clock).
+    pub fn signed_at(&self, event: &Value, t: i64) -> (Vec<u8>, String) {
+        let body = serde_json::to_vec_pretty(event).expect("an event serialises");
+        let header = sign_header(&body, &self.webhook_secret(), t);
+        (body, header)
+    }
+
+    /// Completes a session as a buyer paying would: creates the customer and, in subscription
+    /// mode, the subscription (carrying `subscription_data[metadata]`), and returns the
+    /// `checkout.session.completed` event.
+    pub fn complete_checkout(&self, session_id: &str) -> Value {
+        let mut state = lock(&self.state);
+        let price = {
+            let session = state
+                .sessions
+                .iter()
+                .find(|s| s.id == session_id)
+                .expect("complete_checkout: unknown session");
+            state.prices[&session.price_id].clone()
+        };
+        let customer = format!("cus_{}", ids::alphanumeric(14));
+        let session_index = state
+            .sessions
+            .iter()
+            .position(|s| s.id == session_id)
+            .expect("the session exists");
+        let session = &mut state.sessions[session_index];
+        assert!(
+            session.customer.is_none(),
+            "complete_checkout: {session_id} is already complete"
+        );
+        session.customer = Some(customer.clone());
+        let email = session
+            .customer_email
+            .clone()
+            .unwrap_or_else(|| "buyer@example.com".into());
+        if session.mode == "subscription" {
+            session.subscription = Some(format!("sub_{}", ids::alphanumeric(24)));
+        }
+        let session = session.clone();
+        if let Some(subscription) = &session.subscription {
+            state.subscriptions.push(Subscription {
+                id: subscription.clone(),
+                customer: customer.clone(),
+                customer_email: email.clone(),
+                price,
+                metadata: session.subscription_metadata.clone(),
+                invoices: 0,
+                latest_charge: None,
+                latest_payment_intent: None,
+            });
+        }
+        let object = json!({
+            "id": session.id,
+            "object": "checkout.session",
+            "amount_subtotal": session.amount_total,
+            "amount_total": session.amount_total,
+            "cancel_url": session.cancel_url,
+            "client_reference_id": session.client_reference_id,
+            "created": Utc::now().timestamp() - 60,
+            "currency": session.currency,
+            "customer": customer,
+            "customer_details": {"email": email, "name": "Test Buyer", "phone": null,
+                "tax_exempt": "none", "tax_ids": []},
+            "customer_email": session.customer_email,
+            "expires_at": Utc::now().timestamp() + 86_340,
+            "invoice": null,
+            "livemode": false,
+            "metadata": session.metadata,
+            "mode": session.mode,
+            "payment_intent": if session.mode == "payment" {
+                Value::from(format!("pi_{}", ids::alphanumeric(24)))
+            } else {
+                Value::Null
+            },
+            "payment_status": "paid",
+            "status": "complete",
+            "subscription": session.subscription,
+            "success_url": session.success_url,
+            "url": null,
+        });
+        event("checkout.session.completed", BASIL_API_VERSION, &object)
+    }
+
+    /// `invoice.paid` for one period of a subscription, in the basil shape (subscription under
+    /// `parent.subscription_details`). The first invoice of a subscription has `billing_reason`
+    /// `subscription_create`, later ones `subscription_cycle`.
+    pub fn event_invoice_paid(
+        &self,
+        subscription_id: &str,
+        period_start: DateTime<Utc>,
+        period_end: DateTime<Utc>,
+    ) -> Value {
+        let invoice = self.invoice(subscription_id, period_start, period_end, true, true);
+        event("invoice.paid", BASIL_API_VERSION, &invoice)
+    }
+
+    /// `invoice.paid` in the shape of API versions before basil (`invoice.subscription`,
+    /// `subscription_details`, `charge` and `payment_intent` on the invoice).
+    pub fn event_invoice_paid_legacy(
+        &self,
+        subscription_id: &str,
+        period_start: DateTime<Utc>,
+        period_end: DateTime<Utc>,
+    ) -> Value {
+        let invoice = self.invoice(subscription_id, period_start, period_end, true, false);
+        event("invoice.paid", LEGACY_API_VERSION, &invoice)
+    }
+
+    /// `invoice.payment_failed` for one period, basil shape.
+    pub fn event_invoice_payment_failed(
+        &self,
+        subscription_id: &str,
+        period_start: DateTime<Utc>,
+        period_end: DateTime<Utc>,
+    ) -> Value {
+        let invoice = self.invoice(subscription_id, period_start, period_end, false, true);
+        event("invoice.payment_failed", BASIL_API_VERSION, &invoice)
+    }
+
+    /// `customer.subscription.updated`, basil shape (the period on the subscription item).
+    /// `status` is Stripe's (`active`, `past_due`, `canceled`…).
+    pub fn event_subscription_updated(
+        &self,
+        subscription_id: &str,
+        status: &str,
+        cancel_at_period_end: bool,
+        current_period_end: DateTime<Utc>,
+    ) -> Value {
+        let object = self.subscription_object(
+            subscription_id,
+            status,
+            cancel_at_period_end,
+            current_period_end,
+            None,
+        );
+        let mut event = event("customer.subscription.updated", BASIL_API_VERSION, &object);
+        event["data"]["previous_attributes"] =
+            json!({"cancel_at_period_end": !cancel_at_period_end});
+        event
+    }
+
+    /// `customer.subscription.deleted`, basil shape: the subscription ended at `ended_at`.
+    pub fn event_subscription_deleted(
+        &self,
+        subscription_id: &str,
+        ended_at: DateTime<Utc>,
+    ) -> Value {
+        let object =
+            self.subscription_object(subscription_id, "canceled", false, ended_at, Some(ended_at));
+        event("customer.subscription.deleted", BASIL_API_VERSION, &object)
+    }
+
+    /// `charge.refunded` for the subscription's latest paid invoice, basil shape (no `invoice` on
+    /// the charge): `amount_refunded` of the price refunded so far.
+    pub fn event_charge_refunded(&self, subscription_id: &str, amount_refunded: i64) -> Value {
+        let state = lock(&self.state);
+        let subscription = subscription(&state, subscription_id);
+        let charge = subscription
+            .latest_charge
+            .clone()
+            .expect("event_charge_refunded: no invoice was paid for this subscription");
+        let amount = subscription.price.unit_amount;
+        let object = json!({
+            "id": charge,
+            "object": "charge",
+            "amount": amount,
+            "amount_captured": amount,
+            "amount_refunded": amount_refunded,
+            "captured": true,
+            "created": Utc::now().timestamp(),
+            "currency": subscription.price.currency,
+            "customer": subscription.customer,
+            "livemode": false,
+            "metadata": {},
+            "paid": true,
+            "payment_intent": subscription.latest_payment_intent,
+            "receipt_email": subscription.customer_email,
+            "refunded": amount_refunded >= amount,
+            "status": "succeeded",
+        });
+        event("charge.refunded", BASIL_API_VERSION, &object)
+    }
+
+    fn invoice(
+        &self,
+        subscription_id: &str,
+        period_start: DateTime<Utc>,
+        period_end: DateTime<Utc>,
+        paid: bool,
+        basil: bool,
+    ) -> Value {
+        let mut state = lock(&self.state);
+        let index = state
+            .subscriptions
+            .iter()
+            .position(|s| s.id == subscription_id)
+            .expect("invoice event: unknown subscription");
+        let charge = format!("ch_{}", ids::alphanumeric(24));
+        let payment_intent = format!("pi_{}", ids::alphanumeric(24));
+        let subscription = &mut state.subscriptions[index];
+        subscription.invoices += 1;
+        if paid {
+            subscription.latest_charge = Some(charge.clone());
+            subscription.latest_payment_intent = Some(payment_intent.clone());
+        }
+        let subscription = subscription.clone();
+        let amount = subscription.price.unit_amount;
+        let invoice_id = format!("in_{}", ids::alphanumeric(24));
+        let billing_reason = if subscription.invoices == 1 {
+            "subscription_create"
+        } else {
+            "subscription_cycle"
+        };
+        let line = json!({
+            "id": format!("il_{}", ids::alphanumeric(24)),
+            "object": "line_item",
+            "amount": amount,
+            "currency": subscription.price.currency,
+            "description": "1 × Plex access",
+            "metadata": subscription.metadata,
+            "period": {"start": period_start.timestamp(), "end": period_end.timestamp()},
+            "quantity": 1,
+        });
+        let mut invoice = json!({
+            "id": invoice_id,
+            "object": "invoice",
+            "amount_due": amount,
+            "amount_paid": if paid { amount } else { 0 },
+            "amount_remaining": if paid { 0 } else { amount },
+            "attempt_count": 1,
+            "billing_reason": billing_reason,
+            "collection_method": "charge_automatically",
+            "created": period_start.timestamp(),
+            "currency": subscription.price.currency,
+            "customer": subscription.customer,
+            "customer_email": subscription.customer_email,
+            "lines": {"object": "list", "data": [line], "has_more": false,
+                "url": format!("/v1/invoices/{invoice_id}/lines")},
+            "livemode": false,
+            "metadata": {},
+            "period_start": period_start.timestamp(),
+            "period_end": period_start.timestamp(),
+            "status": if paid { "paid" } else { "open" },
+            "total": amount,
+        });
+        if basil {
+            invoice["parent"] = json!({
+                "type": "subscription_details",
+                "quote_details": null,
+                "subscription_details": {
+                    "metadata": subscription.metadata,
+                    "subscription": subscription.id,
+                },
+            });
+        } else {
+            invoice["subscription"] = json!(subscription.id);
+            invoice["subscription_details"] = json!({"metadata": subscription.metadata});
+            invoice["charge"] = if paid { json!(charge) } else { Value::Null };
+            invoice["payment_intent"] = json!(payment_intent);
+        }
+        invoice
+    }
+
+    fn subscription_object(
+        &self,
+        subscription_id: &str,
+        status: &str,
+        cancel_at_period_end: bool,
+        current_period_end: DateTime<Utc>,
+        ended_at: Option<DateTime<Utc>>,
+    ) -> Value {
+        let state = lock(&self.state);
+        let subscription = subscription(&state, subscription_id);
+        let period_start = current_period_end - chrono::Duration::days(30);
+        json!({
+            "id": subscription.id,
+            "object": "subscription",
+            "cancel_at_period_end": cancel_at_period_end,
+            "canceled_at": ended_at.map(|t| t.timestamp()),
+            "collection_method": "charge_automatically",
+            "created": period_start.timestamp(),
+            "currency": subscription.price.currency,
+            "customer": subscription.customer,
+            "ended_at": ended_at.map(|t| t.timestamp()),
+            "items": {"object": "list", "has_more": false, "data": [{
+                "id": format!("si_{}", ids::alphanumeric(14)),
+                "object": "subscription_item",
+                "current_period_start": period_start.timestamp(),
+                "current_period_end": current_period_end.timestamp(),
+                "price": {"id": subscription.price.id, "object": "price",
+                    "currency": subscription.price.currency,
+                    "unit_amount": subscription.price.unit_amount,
+                    "recurring": {"interval": "month", "interval_count": 1}},
+                "quantity": 1,
+                "subscription": subscription.id,
+            }]},
+            "livemode": false,
+            "metadata": subscription.metadata,
+            "status": status,
+        })
+    }
+}
+
+fn subscription<'a>(state: &'a State, id: &str) -> &'a Subscription {
+    state
+        .subscriptions
+        .iter()
+        .find(|s| s.id == id)
+        .expect("unknown subscription: complete a subscription checkout first")
+}
+
+fn event(event_type: &str, api_version: &str, object: &Value) -> Value {
+    json!({
+        "id": format!("evt_{}", ids::alphanumeric(24)),
+        "object": "event",
+        "api_version": api_version,
+        "created": Utc::now().timestamp(),
+        "data": {"object": object},
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "type": event_type,
+    })
+}
+
+/// Stripe's error body.
+fn stripe_error(
+    status: StatusCode,
+    code: Option<&str>,
+    message: &str,
+    param: Option<&str>,
+) -> Response {
+    let mut error = json!({"type": "invalid_request_error", "message": message});
+    if let Some(code) = code {
+        error["code"] = json!(code);
+        error["doc_url"] = json!(format!("https://stripe.com/docs/error-codes/{code}"));
+    }
+    if let Some(param) = param {
+        error["param"] = json!(param);
+    }
+    (status, axum::Json(json!({ "error": error }))).into_response()
+}
+
+/// A 400 the validation gives back; becomes Stripe's error body.
+struct Refusal {
+    code: &'static str,
+    message: String,
+    param: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        stripe_error(
+            StatusCode::BAD_REQUEST,
+            Some(self.code),
+            &self.message,
+            Some(&self.param),
+        )
+    }
+}
+
+fn bad_request(code: &'static str, message: &str, param: &str) -> Refusal {
+    Refusal {
+        code,
+        message: message.to_owned(),
+        param: param.to_owned(),
+    }
+}
+
+async fn unknown_route(AxumState(state): AxumState<Shared>, method: Method, uri: Uri) -> Response {
+    *lock(&state)
+        .calls
+        .entry(format!("{method} {}", uri.path()))
+        .or_default() += 1;
+    stripe_error(
+        StatusCode::NOT_FOUND,
+        None,
+        &format!("Unrecognized request URL ({method}: {}).", uri.path()),
+        None,
+    )
+}
+
+/// Top-level parameters the fake knows (the part of a key before its first `[`).
+const KNOWN_PARAMS: &[&str] = &[
+    "allow_promotion_codes",
+    "cancel_url",
+    "client_reference_id",
+    "customer",
+    "customer_email",
+    "expand",
+    "line_items",
+    "locale",
+    "metadata",
+    "mode",
+    "payment_intent_data",
+    "payment_method_types",
+    "subscription_data",
+    "success_url",
+];
+
+#[allow(clippy::needless_pass_by_value)] // axum extractors are taken by value
+async fn create_session(
+    AxumState(state): AxumState<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut state = lock(&state);
+    *state.calls.entry(CHECKOUT_ROUTE.into()).or_default() += 1;
+
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match bearer {
+        None => {
+            return stripe_error(
+                StatusCode::UNAUTHORIZED,
+                None,
+                "You did not provide an API key. You need to provide your API key in the \
+                 Authorization header, using Bearer auth (e.g. 'Authorization: Bearer \
+                 YOUR_SECRET_KEY').",
+                None,
+            );
+        }
+        Some(key) if key != state.secret_key => {
+            let tail: String = key
+                .chars()
+                .rev()
+                .take(4)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            return stripe_error(
+                StatusCode::UNAUTHORIZED,
+                None,
+                &format!("Invalid API Key provided: sk_test_****{tail}"),
+                None,
+            );
+        }
+        Some(_) => {}
+    }
+    let form_encoded = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form_encoded {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            "Invalid request: the body must be application/x-www-form-urlencoded.",
+            None,
+        );
+    }
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(key) = &idempotency_key
+        && let Some((first_body, response)) = state.idempotency.get(key)
+    {
+        if *first_body == body {
+            return (StatusCode::OK, axum::Json(response.clone())).into_response();
+        }
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            Some("idempotency_error"),
+            &format!(
+                "Keys for idempotent requests can only be used with the same parameters they \
+                 were first used with. Try using a key other than '{key}' if you meant to \
+                 execute a different request."
+            ),
+            None,
+        );
+    }
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let session = match validate(&state, &params, idempotency_key.clone()) {
+        Ok(session) => session,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let response = session_json(&session, Utc::now().timestamp());
+    state.sessions.push(session);
+    if let Some(key) = idempotency_key {
+        state.idempotency.insert(key, (body, response.clone()));
+    }
+    (StatusCode::OK, axum::Json(response)).into_response()
+}
+
+fn validate(
+    state: &State,
+    params: &[(String, String)],
+    idempotency_key: Option<String>,
+) -> Result<FakeCheckoutSession, Refusal> {
+    let get = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    for (key, _) in params {
+        let top = key.split('[').next().unwrap_or(key);
+        if !KNOWN_PARAMS.contains(&top) {
+            return Err(bad_request(
+                "parameter_unknown",
+                &format!("Received unknown parameter: {key}"),
+                key,
+            ));
+        }
+    }
+    let Some(mode) = get("mode") else {
+        return Err(bad_request(
+            "parameter_missing",
+            "Missing required param: mode.",
+            "mode",
+        ));
+    };
+    if !matches!(mode.as_str(), "payment" | "subscription" | "setup") {
+        return Err(bad_request(
+            "parameter_invalid_string",
+            "Invalid mode: must be one of payment, setup, or subscription",
+            "mode",
+        ));
+    }
+    let Some(success_url) = get("success_url") else {
+        return Err(bad_request(
+            "parameter_missing",
+            "Missing required param: success_url.",
+            "success_url",
+        ));
+    };
+    for (param, value) in [
+        ("success_url", Some(&success_url)),
+        ("cancel_url", get("cancel_url").as_ref()),
+    ] {
+        if let Some(value) = value
+            && Url::parse(value).is_err()
+        {
+            return Err(bad_request("url_invalid", "Not a valid URL", param));
+        }
+    }
+    let metadata = prefixed(params, "metadata[");
+    let subscription_metadata = prefixed(params, "subscription_data[metadata][");
+    for (key, value) in metadata.iter().chain(&subscription_metadata) {
+        if key.chars().count() > 40 || value.chars().count() > 500 {
+            return Err(bad_request(
+                "parameter_invalid_string_too_long",
+                "Metadata keys are at most 40 characters and values at most 500.",
+                "metadata",
+            ));
+        }
+    }
+    let has_subscription_data = params
+        .iter()
+        .any(|(k, _)| k.starts_with("subscription_data"));
+    if has_subscription_data && mode != "subscription" {
+        return Err(bad_request(
+            "parameter_invalid_string",
+            &format!("You can not pass `subscription_data` in `{mode}` mode."),
+            "subscription_data",
+        ));
+    }
+    if get("customer").is_some() && get("customer_email").is_some() {
+        return Err(bad_request(
+            "parameter_invalid_string",
+            "You may only specify one of these parameters: customer, customer_email.",
+            "customer",
+        ));
+    }
+    let client_reference_id = get("client_reference_id");
+    if client_reference_id
+        .as_ref()
+        .is_some_and(|id| id.chars().count() > 200)
+    {
+        return Err(bad_request(
+            "parameter_invalid_string_too_long",
+            "Invalid string: must be at most 200 characters",
+            "client_reference_id",
+        ));
+    }
+    let price = line_item_price(state, params, &get, &mode)?;
+    let quantity = get("line_items[0][quantity]")
+        .and_then(|q| q.parse::<i64>().ok())
+        .filter(|q| *q > 0);
+    let Some(quantity) = quantity else {
+        return Err(bad_request(
+            "parameter_missing",
+            "Quantity is required. Add `quantity` to `line_items[0]`",
+            "line_items[0][quantity]",
+        ));
+    };
+    Ok(FakeCheckoutSession {
+        id: format!("cs_test_{}", ids::alphanumeric(58)),
+        mode,
+        price_id: price.id.clone(),
+        quantity,
+        client_reference_id,
+        customer_email: get("customer_email"),
+        metadata,
+        subscription_metadata,
+        success_url,
+        cancel_url: get("cancel_url"),
+        idempotency_key,
+        customer: None,
+        subscription: None,
+        amount_total: price.unit_amount * quantity,
+        currency: price.currency,
+    })
+}
+
+/// The price of line item 0: a registered `price`, or an inline `price_data`.
+fn line_item_price(
+    state: &State,
+    params: &[(String, String)],
+    get: &impl Fn(&str) -> Option<String>,
+    mode: &str,
+) -> Result<FakePrice, Refusal> {
+    let price = if let Some(id) = get("line_items[0][price]") {
+        state.prices.get(&id).cloned().ok_or_else(|| {
+            bad_request(
+                "resource_missing",
+                &format!("No such price: '{id}'"),
+                "line_items[0][price]",
+            )
+        })?
+    } else if params
+        .iter()
+        .any(|(k, _)| k.starts_with("line_items[0][price_data]"))
+    {
+        let currency = get("line_items[0][price_data][currency]");
+        let amount = get("line_items[0][price_data][unit_amount]").and_then(|a| a.parse().ok());
+        let (Some(currency), Some(unit_amount)) = (currency, amount) else {
+            return Err(bad_request(
+                "parameter_missing",
+                "Missing required param: line_items[0][price_data][currency] or [unit_amount].",
+                "line_items[0][price_data]",
+            ));
+        };
+        FakePrice {
+            id: format!("price_{}", ids::alphanumeric(24)),
+            recurring: get("line_items[0][price_data][recurring][interval]").is_some(),
+            unit_amount,
+            currency: currency.to_ascii_lowercase(),
+        }
+    } else {
+        return Err(bad_request(
+            "parameter_missing",
+            "Missing required param: line_items.",
+            "line_items",
+        ));
+    };
+    if mode == "subscription" && !price.recurring {
+        return Err(bad_request(
+            "parameter_invalid_string",
+            "You must provide at least one recurring price in `subscription` mode when using \
+             prices.",
+            "line_items[0][price]",
+        ));
+    }
+    if mode == "payment" && price.recurring {
+        return Err(bad_request(
+            "parameter_invalid_string",
+            "You specified `payment` mode but passed a recurring price. Either switch to \
+             `subscription` mode or use only one-time prices.",
+            "line_items[0][price]",
+        ));
+    }
+    Ok(price)
+}
+
+/// `prefix` + `key]` parameters as a map (`metadata[usher_ref]` → `usher_ref`).
+fn prefixed(params: &[(String, String)], prefix: &str) -> BTreeMap<String, String> {
+    params
+        .iter()
+        .filter_map(|(k, v)| {
+            let key = k.strip_prefix(prefix)?.strip_suffix(']')?;
+            (!key.contains('[')).then(|| (key.to_owned(), v.clone()))
+        })
+        .collect()
+}
+
+fn session_json(session: &FakeCheckoutSession, now: i64) -> Value {
+    json!({
+        "id": session.id,
+        "object": "checkout.session",
+        "amount_subtotal": session.amount_total,
+        "amount_total": session.amount_total,
+        "cancel_url": session.cancel_url,
+        "client_reference_id": session.client_reference_id,
+        "created": now,
+        "currency": session.currency,
+        "customer": null,
+        "customer_email": session.customer_email,
+        "expires_at": now + 86_400,
+        "livemode": false,
+        "metadata": session.metadata,
+        "mode": session.mode,
+        "payment_status": "unpaid",
+        "status": "open",
+        "subscription": null,
+        "success_url": session.success_url,
+        "url": format!("https://checkout.stripe.com/c/pay/{}", session.id),
+    })
+}
