@@ -150,7 +150,12 @@ async fn a_flagged_subscriber_changes_plex_account_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    let email = browser.find(Locator::Css("#email")).await.unwrap();
+    // Clicks navigate asynchronously: wait for the next page's element, never find it at once.
+    let email = browser
+        .wait()
+        .for_element(Locator::Css("#email"))
+        .await
+        .expect("the email form");
     email.send_keys("Browser.Fresh@Example.com").await.unwrap();
     screenshot(&browser, "2-email-form").await;
     browser
