@@ -11,6 +11,9 @@ use crate::config::Settings;
 use crate::crypto::{Cipher, SecretKey, Signer, SigningKey};
 use crate::integrations::discord::DiscordRest;
 use crate::integrations::email::Mailer;
+use crate::integrations::payments::paypal::PayPalClient;
+use crate::integrations::payments::plisio::PlisioClient;
+use crate::integrations::payments::stripe::StripeClient;
 use crate::integrations::plex::{PlexConfig, PlexTvClient};
 use crate::jobs::Queue;
 use crate::store::Db;
@@ -41,6 +44,52 @@ pub struct App {
     pub mailer: Mailer,
     /// Discord's REST API for DMs and alerts; `None` when no bot token is configured.
     pub discord: Option<DiscordRest>,
+    /// Payment providers; each `None` when not configured.
+    pub payments: PaymentClients,
+}
+
+/// The configured payment providers' API clients.
+#[derive(Clone, Debug, Default)]
+pub struct PaymentClients {
+    /// Stripe (Checkout Sessions).
+    pub stripe: Option<StripeClient>,
+    /// PayPal (subscriptions, webhook verification with a cached token).
+    pub paypal: Option<PayPalClient>,
+    /// Plisio (invoices).
+    pub plisio: Option<PlisioClient>,
+}
+
+impl PaymentClients {
+    fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let p = &settings.payments;
+        Ok(Self {
+            stripe: p
+                .stripe
+                .as_ref()
+                .map(|s| StripeClient::new(s.api_base_url.clone(), s.secret_key.clone()))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("building the Stripe client: {e}"))?,
+            paypal: p
+                .paypal
+                .as_ref()
+                .map(|s| {
+                    PayPalClient::new(
+                        s.api_base_url.clone(),
+                        s.client_id.clone(),
+                        s.client_secret.clone(),
+                        s.webhook_id.clone(),
+                    )
+                })
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("building the PayPal client: {e}"))?,
+            plisio: p
+                .plisio
+                .as_ref()
+                .map(|s| PlisioClient::new(s.api_base_url.clone(), s.secret_key.clone()))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("building the Plisio client: {e}"))?,
+        })
+    }
 }
 
 /// Settings-table key of the installation's stable `X-Plex-Client-Identifier`.
@@ -81,6 +130,7 @@ impl App {
             .token
             .as_ref()
             .map(|token| DiscordRest::new(token, settings.discord.api_base_url.as_deref()));
+        let payments = PaymentClients::from_settings(&settings)?;
         let queue = Queue::new(
             db.clone(),
             Arc::clone(&clock),
@@ -99,6 +149,7 @@ impl App {
             plex,
             mailer,
             discord,
+            payments,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod export;
 pub mod jobs;
 pub mod notifications;
 pub mod owner_accounts;
+pub mod payments;
 pub mod recovery;
 pub mod servers;
 pub mod settings;

@@ -1,4 +1,5 @@
-//! The web door: health, metrics and the My Account page ([`account`]); webhooks mount here too.
+//! The web door: health, metrics, the My Account page ([`account`]) and the payment webhooks
+//! ([`webhooks`]).
 //! Handlers call services and render; internal errors become an opaque 500 with a logged cause.
 
 use std::fmt::Write as _;
@@ -15,6 +16,7 @@ use crate::app::App;
 use crate::store;
 
 pub mod account;
+pub mod webhooks;
 
 /// Every route of the web door.
 pub fn router(app: App) -> Router {
@@ -22,6 +24,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(account::routes())
+        .merge(webhooks::routes())
         .with_state(app)
 }
 

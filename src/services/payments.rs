@@ -1,0 +1,319 @@
+//! Payments from the providers' webhooks: recorded once, matched to a subscriber, turned into paid
+//! time, and access given.
+//!
+//! Rules it keeps (PRODUCT.md "Everyday lifecycle", "Never"; issue 5):
+//! - An event is processed once per (provider, event id) and a payment recorded once per
+//!   (provider, transaction id); a replay changes nothing. Everything an event causes (payment,
+//!   extension, invite, DM) commits in ONE transaction with the jobs it queues.
+//! - Matching, in order: our checkout reference → the linked provider subscription → the payer's
+//!   email (exactly one subscriber). Otherwise the payment is kept as **unmatched** for the admins.
+//!   A payment that names a provider subscription not linked yet is linked (and applied) when the
+//!   subscription's activation arrives, so events arriving out of order end in the same interval.
+//! - Paid intervals: a payment adds one plan period [from, to) with from = max(now, current end).
+//!   Active = permanent, or now inside an applied interval.
+//! - Refunds: a full refund marks the payment `refunded` and its interval stops counting; the other
+//!   intervals stay as they are (later ones are not moved earlier). A partial refund is audited and
+//!   changes no access. Cancellation (`customer.subscription.deleted`, PayPal `CANCELLED`/
+//!   `EXPIRED`/`SUSPENDED`) stops renewal; paid time already bought is honoured to its end.
+//! - A flagged subscriber's payment is recorded and extends their time (money is never lost), but
+//!   no invite is sent until the Plex account change is done.
+
+use anyhow::Context as _;
+
+use crate::app::App;
+use crate::domain::{Actor, BillingPeriod, PlanId, PlexIdentityId, Provider, SubscriberId};
+use crate::services::access;
+use crate::services::notify::{self, Kind};
+use crate::store::payments::{self, LinkSubscription, NewPayment, Target};
+use crate::store::{Tx, audit, shares, subscribers};
+
+/// What a provider event means to Usher, whatever the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentEvent {
+    /// Money came in.
+    Paid {
+        /// The provider's transaction id (invoice, sale, invoice txn).
+        txn_id: String,
+        /// Our checkout reference, when the event carries it.
+        reference: Option<String>,
+        /// The provider subscription it belongs to.
+        subscription: Option<String>,
+        /// The provider's customer.
+        customer: Option<String>,
+        /// The payer's email.
+        payer_email: Option<String>,
+        /// Amount in minor units.
+        amount_minor: i64,
+        /// ISO currency.
+        currency: String,
+    },
+    /// A provider subscription started (it names our reference).
+    SubscriptionStarted {
+        /// Our checkout reference.
+        reference: Option<String>,
+        /// The provider's subscription id.
+        subscription: String,
+        /// The provider's customer.
+        customer: Option<String>,
+        /// The provider's status.
+        status: String,
+    },
+    /// A provider subscription changed status.
+    SubscriptionStatus {
+        /// The provider's subscription id.
+        subscription: String,
+        /// The provider's status.
+        status: String,
+        /// It will charge again by itself.
+        renewing: bool,
+    },
+    /// A payment was refunded.
+    Refunded {
+        /// The transaction, when the event names it.
+        txn_id: Option<String>,
+        /// The customer, to find it otherwise.
+        customer: Option<String>,
+        /// Whole amount refunded (false: partial).
+        full: bool,
+    },
+}
+
+/// What processing a delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processed {
+    /// First delivery: applied.
+    Applied,
+    /// Seen before: nothing changed.
+    Replay,
+}
+
+/// Processes one verified delivery: records the event, applies what it means, and commits it all
+/// with the jobs it queues, once.
+pub async fn process(
+    app: &App,
+    provider: Provider,
+    event_id: &str,
+    event_type: &str,
+    events: &[PaymentEvent],
+) -> anyhow::Result<Processed> {
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    if !payments::insert_webhook_event(&mut tx, provider.as_str(), event_id, event_type, now)
+        .await?
+    {
+        return Ok(Processed::Replay);
+    }
+    for event in events {
+        apply(app, &mut tx, provider, event).await?;
+    }
+    app.queue.commit(tx).await?;
+    Ok(Processed::Applied)
+}
+
+async fn apply(
+    app: &App,
+    tx: &mut Tx,
+    provider: Provider,
+    event: &PaymentEvent,
+) -> anyhow::Result<()> {
+    let now = app.clock.now();
+    let actor = Actor::Webhook(provider);
+    let p = provider.as_str();
+    match event {
+        PaymentEvent::Paid {
+            txn_id,
+            reference,
+            subscription,
+            customer,
+            payer_email,
+            amount_minor,
+            currency,
+        } => {
+            let new = NewPayment {
+                provider: p,
+                txn_id,
+                amount_minor: *amount_minor,
+                currency,
+                payer_email: payer_email.as_deref(),
+                provider_subscription: subscription.as_deref(),
+                customer: customer.as_deref(),
+                reference: reference.as_deref(),
+            };
+            let Some(payment) = payments::insert_payment(tx, &new, now).await? else {
+                return Ok(()); // The same transaction from another event (e.g. a re-sent invoice).
+            };
+            let target = match_target(
+                tx,
+                p,
+                reference.as_deref(),
+                subscription.as_deref(),
+                payer_email.as_deref(),
+            )
+            .await?;
+            if let Some(target) = target {
+                apply_payment(app, tx, &actor, payment, target).await?;
+            } else {
+                let detail = serde_json::json!({ "payment": payment, "txn": txn_id });
+                audit::insert_audit(tx, &actor, None, "payment.unmatched", &detail, now).await?;
+                tracing::warn!(provider = p, payment, "a payment matched no subscriber");
+            }
+        }
+        PaymentEvent::SubscriptionStarted {
+            reference,
+            subscription,
+            customer,
+            status,
+        } => {
+            let target = match reference {
+                Some(reference) => payments::find_checkout(tx, reference).await?,
+                None => payments::find_provider_subscription(tx, p, subscription).await?,
+            };
+            let Some(target) = target else {
+                let detail = serde_json::json!({ "subscription": subscription });
+                audit::insert_audit(tx, &actor, None, "subscription.unmatched", &detail, now)
+                    .await?;
+                return Ok(());
+            };
+            let link = LinkSubscription {
+                provider: p,
+                subscription,
+                target,
+                customer: customer.as_deref(),
+                status,
+                renewing: true,
+            };
+            payments::upsert_provider_subscription(tx, &link, now).await?;
+            // Payments that came before the activation apply now, in the order they came.
+            for payment in payments::find_unmatched_of_subscription(tx, p, subscription).await? {
+                apply_payment(app, tx, &actor, payment, target).await?;
+            }
+        }
+        PaymentEvent::SubscriptionStatus {
+            subscription,
+            status,
+            renewing,
+        } => {
+            payments::update_provider_subscription_status(
+                tx,
+                p,
+                subscription,
+                status,
+                *renewing,
+                now,
+            )
+            .await?;
+        }
+        PaymentEvent::Refunded {
+            txn_id,
+            customer,
+            full,
+        } => {
+            let detail = serde_json::json!({ "txn": txn_id, "full": full });
+            if *full
+                && let Some(subscriber) =
+                    payments::update_refunded(tx, p, txn_id.as_deref(), customer.as_deref()).await?
+            {
+                let id = SubscriberId::new(subscriber);
+                audit::insert_audit(tx, &actor, Some(id), "payment.refunded", &detail, now).await?;
+            } else {
+                audit::insert_audit(tx, &actor, None, "payment.refund_noted", &detail, now).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn match_target(
+    tx: &mut Tx,
+    provider: &str,
+    reference: Option<&str>,
+    subscription: Option<&str>,
+    payer_email: Option<&str>,
+) -> anyhow::Result<Option<Target>> {
+    if let Some(reference) = reference
+        && let Some(target) = payments::find_checkout(tx, reference).await?
+    {
+        return Ok(Some(target));
+    }
+    if let Some(subscription) = subscription {
+        // A subscription not linked yet: wait for its activation rather than guess by email.
+        return Ok(payments::find_provider_subscription(tx, provider, subscription).await?);
+    }
+    if let Some(email) = payer_email
+        && let Some((subscriber, Some(plan))) = payments::find_by_payer_email(tx, email).await?
+    {
+        return Ok(Some((subscriber, plan)));
+    }
+    Ok(None)
+}
+
+/// Gives an unmatched payment its subscriber, plan and interval, and access when due.
+async fn apply_payment(
+    app: &App,
+    tx: &mut Tx,
+    actor: &Actor,
+    payment: i64,
+    target: Target,
+) -> anyhow::Result<()> {
+    let now = app.clock.now();
+    let subscriber = SubscriberId::new(target.0);
+    let plan = PlanId::new(target.1);
+    payments::lock_subscriber(tx, subscriber).await?;
+    let offer = payments::find_plan_offer(tx, plan)
+        .await?
+        .context("the paid plan exists")?;
+    let period: BillingPeriod = offer.period.parse().context("stored billing period")?;
+    let from = payments::find_paid_until(tx, subscriber)
+        .await?
+        .map_or(now, |end| end.max(now));
+    let to = period.after(from);
+    if !payments::update_payment_applied(tx, payment, target, from, to).await? {
+        return Ok(());
+    }
+    subscribers::update_subscriber_plan(tx, subscriber, Some(plan), now).await?;
+    let detail = serde_json::json!({ "payment": payment, "plan": plan, "from": from, "to": to });
+    audit::insert_audit(tx, actor, Some(subscriber), "payment.applied", &detail, now).await?;
+
+    // Access: invite when they have none on a usable server, unless flagged (the change comes
+    // first) or without a Plex account on file.
+    let row = subscribers::find_subscriber(tx, subscriber)
+        .await?
+        .context("the subscriber exists")?;
+    let has_access = shares::find_live_shares_of(tx, subscriber)
+        .await?
+        .iter()
+        .any(|s| s.owner_state == "active");
+    if !row.requires_plex_change
+        && !has_access
+        && let Some(identity) = subscribers::find_active_identity(tx, subscriber).await?
+    {
+        let previous = shares::find_previous_servers(tx, subscriber).await?;
+        let placed = access::place_and_invite(
+            app,
+            tx,
+            subscriber,
+            PlexIdentityId::new(identity.id),
+            plan,
+            previous,
+            row.preferred_location,
+        )
+        .await?;
+        if let Err(reason) = placed {
+            // Marked waiting: the hourly placement invites them when a server has room.
+            let detail = serde_json::json!({
+                "plex_account": identity.email_norm, "plan_name": offer.name, "reason": reason,
+            });
+            let event = format!("paid-{payment}");
+            notify::enqueue_admin_alert(
+                app,
+                tx,
+                Some(subscriber),
+                Kind::AdminNoRoom,
+                &detail,
+                &event,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
