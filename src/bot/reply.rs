@@ -1,6 +1,7 @@
 //! How failures reach people: a refusal or a service's user-facing error is shown as it is; any
 //! other error becomes "Something went wrong (ref XXXX)" with the cause logged under that ref.
 
+use crate::domain::as_sentence;
 use crate::services::account::NoteError;
 use crate::services::account_change::{BulkFlagError, ChangeError};
 use crate::services::plex_admin::AdminError;
@@ -20,23 +21,23 @@ impl Refusal {
 /// The message for the user when `error` is meant for them; `None` for unexpected failures.
 pub fn user_message(error: &anyhow::Error) -> Option<String> {
     if let Some(refusal) = error.downcast_ref::<Refusal>() {
-        return Some(capitalise(&refusal.to_string()));
+        return Some(as_sentence(&refusal.to_string()));
     }
     if let Some(err) = error.downcast_ref::<ChangeError>() {
-        return (!matches!(err, ChangeError::Unexpected(_))).then(|| capitalise(&err.to_string()));
+        return (!matches!(err, ChangeError::Unexpected(_))).then(|| as_sentence(&err.to_string()));
     }
     if let Some(err) = error.downcast_ref::<BulkFlagError>() {
         return (!matches!(err, BulkFlagError::Unexpected(_)))
-            .then(|| capitalise(&err.to_string()));
+            .then(|| as_sentence(&err.to_string()));
     }
     if let Some(err) = error.downcast_ref::<AdminError>() {
-        return (!matches!(err, AdminError::Unexpected(_))).then(|| capitalise(&err.to_string()));
+        return (!matches!(err, AdminError::Unexpected(_))).then(|| as_sentence(&err.to_string()));
     }
     if let Some(err) = error.downcast_ref::<NoteError>() {
-        return (!matches!(err, NoteError::Unexpected(_))).then(|| capitalise(&err.to_string()));
+        return (!matches!(err, NoteError::Unexpected(_))).then(|| as_sentence(&err.to_string()));
     }
     if let Some(err) = error.downcast_ref::<crate::domain::DiscordIdError>() {
-        return Some(capitalise(&err.to_string()));
+        return Some(as_sentence(&err.to_string()));
     }
     None
 }
@@ -58,18 +59,4 @@ pub fn reply_failure(error: &anyhow::Error) -> String {
 /// A short random reference that ties a user-facing apology to a log line.
 pub fn short_ref() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase()
-}
-
-fn capitalise(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => {
-            let mut out: String = first.to_uppercase().chain(chars).collect();
-            if !out.ends_with(['.', '!', '?']) {
-                out.push('.');
-            }
-            out
-        }
-        None => String::new(),
-    }
 }

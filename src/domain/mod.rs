@@ -9,6 +9,7 @@ mod ids;
 mod money;
 mod plex_email;
 mod states;
+mod text;
 
 pub use actor::Actor;
 pub use code::{VerificationCode, VerificationCodeError};
@@ -23,3 +24,4 @@ pub use states::{
     BillingPeriod, IdentityState, JobState, OwnerAccountState, ParseStateError, Provider,
     RetireReason, ShareState,
 };
+pub use text::as_sentence;

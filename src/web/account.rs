@@ -9,7 +9,8 @@
 //! - Pages never show tokens, codes or links' secrets, and are sent `no-store`.
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -18,7 +19,7 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
-use crate::domain::{Actor, PlexEmail, VerificationCode};
+use crate::domain::{Actor, PlexEmail, VerificationCode, as_sentence};
 use crate::services::access::{self, Reinvited};
 use crate::services::account::{self, AccountStatus};
 use crate::services::account_change::{self, ChangeError};
@@ -134,19 +135,31 @@ async fn require_session(app: &App, jar: &CookieJar) -> Result<Session, Response
     }
 }
 
-/// The session, if the form's CSRF token is the session's; otherwise the refusal page.
-async fn require_form_session(app: &App, jar: &CookieJar, csrf: &str) -> Result<Session, Response> {
-    let session = require_session(app, jar).await?;
-    if !constant_time_eq(csrf.as_bytes(), session.csrf_token.as_bytes()) {
-        tracing::warn!(subscriber = %session.subscriber, "My Account form refused: CSRF token missing or wrong");
-        return Err(message(
-            app,
-            StatusCode::FORBIDDEN,
-            "Form expired",
-            "This form did not come from your current My Account page, so nothing was changed. Reload My Account and try again.",
-        ));
+/// A request's live session; without one the request is answered with the sign-in page.
+struct SignedIn(Session);
+
+impl FromRequestParts<App> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Response> {
+        require_session(app, &CookieJar::from_headers(&parts.headers))
+            .await
+            .map(SignedIn)
     }
-    Ok(session)
+}
+
+/// The refusal page when a form's CSRF token is not the session's; `None` when it is.
+fn csrf_refusal(app: &App, session: &Session, csrf: &str) -> Option<Response> {
+    if constant_time_eq(csrf.as_bytes(), session.csrf_token.as_bytes()) {
+        return None;
+    }
+    tracing::warn!(subscriber = %session.subscriber, "My Account form refused: CSRF token missing or wrong");
+    Some(message(
+        app,
+        StatusCode::FORBIDDEN,
+        "Form expired",
+        "This form did not come from your current My Account page, so nothing was changed. Reload My Account and try again.",
+    ))
 }
 
 /// Compares two byte strings without an early exit (CSRF tokens).
@@ -221,11 +234,7 @@ async fn load_status(app: &App, session: &Session) -> Result<AccountStatus, Resp
     }
 }
 
-async fn show_account(State(app): State<App>, jar: CookieJar) -> Response {
-    let session = match require_session(&app, &jar).await {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
+async fn show_account(State(app): State<App>, SignedIn(session): SignedIn) -> Response {
     match load_status(&app, &session).await {
         Ok(status) => account_page(&session, &status, None, None).render(&app),
         Err(page) => page,
@@ -282,10 +291,11 @@ struct CsrfForm {
 
 async fn logout(
     State(app): State<App>,
+    SignedIn(session): SignedIn,
     jar: CookieJar,
     axum::Form(form): axum::Form<CsrfForm>,
 ) -> Response {
-    if let Err(page) = require_form_session(&app, &jar, &form.csrf).await {
+    if let Some(page) = csrf_refusal(&app, &session, &form.csrf) {
         return page;
     }
     if let Some(cookie) = jar.get(SESSION_COOKIE)
@@ -319,24 +329,11 @@ fn code_page(session: &Session, notice: Option<&str>, error: Option<&str>) -> Pa
     )
 }
 
-/// A service's refusal as a sentence for the page.
-fn sentence(err: &dyn std::fmt::Display) -> String {
-    let text = err.to_string();
-    let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |first| {
-        format!("{}{}.", first.to_uppercase(), chars.as_str())
-    })
-}
-
-async fn change_form(State(app): State<App>, jar: CookieJar) -> Response {
-    let session = match require_session(&app, &jar).await {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
+async fn change_form(State(app): State<App>, SignedIn(session): SignedIn) -> Response {
     match account_change::can_start(&app, session.subscriber).await {
         Ok(()) => email_form(&session, None, "").render(&app),
         Err(ChangeError::Unexpected(err)) => internal(&err),
-        Err(err) => refuse_on_account(&app, &session, &sentence(&err)).await,
+        Err(err) => refuse_on_account(&app, &session, &as_sentence(&err.to_string())).await,
     }
 }
 
@@ -360,13 +357,12 @@ struct EmailForm {
 
 async fn change_submit(
     State(app): State<App>,
-    jar: CookieJar,
+    SignedIn(session): SignedIn,
     axum::Form(form): axum::Form<EmailForm>,
 ) -> Response {
-    let session = match require_form_session(&app, &jar, &form.csrf).await {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
+    if let Some(page) = csrf_refusal(&app, &session, &form.csrf) {
+        return page;
+    }
     let email = match PlexEmail::parse(&form.email) {
         Ok(email) => email,
         Err(err) => {
@@ -380,20 +376,27 @@ async fn change_submit(
     match account_change::request_change(&app, &actor, session.subscriber, &email).await {
         Ok(_) => Redirect::to("/account/change/code").into_response(),
         Err(ChangeError::Unexpected(err)) => internal(&err),
-        Err(err) => email_form(&session, Some(&sentence(&err)), form.email.trim())
-            .status(StatusCode::BAD_REQUEST)
-            .render(&app),
+        Err(err) => email_form(
+            &session,
+            Some(&as_sentence(&err.to_string())),
+            form.email.trim(),
+        )
+        .status(StatusCode::BAD_REQUEST)
+        .render(&app),
     }
 }
 
-async fn code_form(State(app): State<App>, jar: CookieJar) -> Response {
-    let session = match require_session(&app, &jar).await {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
+async fn code_form(State(app): State<App>, SignedIn(session): SignedIn) -> Response {
     match load_status(&app, &session).await {
         Ok(status) if status.code_pending => code_page(&session, None, None).render(&app),
-        Ok(_) => refuse_on_account(&app, &session, &sentence(&ChangeError::NoPendingRequest)).await,
+        Ok(_) => {
+            refuse_on_account(
+                &app,
+                &session,
+                &as_sentence(&ChangeError::NoPendingRequest.to_string()),
+            )
+            .await
+        }
         Err(page) => page,
     }
 }
@@ -408,13 +411,12 @@ struct CodeForm {
 
 async fn code_submit(
     State(app): State<App>,
-    jar: CookieJar,
+    SignedIn(session): SignedIn,
     axum::Form(form): axum::Form<CodeForm>,
 ) -> Response {
-    let session = match require_form_session(&app, &jar, &form.csrf).await {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
+    if let Some(page) = csrf_refusal(&app, &session, &form.csrf) {
+        return page;
+    }
     let Ok(code) = VerificationCode::parse(&form.code) else {
         return code_page(
             &session,
@@ -443,23 +445,22 @@ async fn code_submit(
         }
         Err(ChangeError::Unexpected(err)) => internal(&err),
         Err(err @ (ChangeError::WrongCode(_) | ChangeError::Expired)) => {
-            code_page(&session, None, Some(&sentence(&err)))
+            code_page(&session, None, Some(&as_sentence(&err.to_string())))
                 .status(StatusCode::BAD_REQUEST)
                 .render(&app)
         }
-        Err(err) => refuse_on_account(&app, &session, &sentence(&err)).await,
+        Err(err) => refuse_on_account(&app, &session, &as_sentence(&err.to_string())).await,
     }
 }
 
 async fn code_resend(
     State(app): State<App>,
-    jar: CookieJar,
+    SignedIn(session): SignedIn,
     axum::Form(form): axum::Form<CsrfForm>,
 ) -> Response {
-    let session = match require_form_session(&app, &jar, &form.csrf).await {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
+    if let Some(page) = csrf_refusal(&app, &session, &form.csrf) {
+        return page;
+    }
     let actor = Actor::Subscriber(session.subscriber);
     match account_change::resend_code(&app, &actor, session.subscriber).await {
         Ok(_) => code_page(
@@ -470,23 +471,22 @@ async fn code_resend(
         .render(&app),
         Err(ChangeError::Unexpected(err)) => internal(&err),
         Err(err @ ChangeError::ResendTooSoon(_)) => {
-            code_page(&session, None, Some(&sentence(&err)))
+            code_page(&session, None, Some(&as_sentence(&err.to_string())))
                 .status(StatusCode::TOO_MANY_REQUESTS)
                 .render(&app)
         }
-        Err(err) => refuse_on_account(&app, &session, &sentence(&err)).await,
+        Err(err) => refuse_on_account(&app, &session, &as_sentence(&err.to_string())).await,
     }
 }
 
 async fn reinvite(
     State(app): State<App>,
-    jar: CookieJar,
+    SignedIn(session): SignedIn,
     axum::Form(form): axum::Form<CsrfForm>,
 ) -> Response {
-    let session = match require_form_session(&app, &jar, &form.csrf).await {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
+    if let Some(page) = csrf_refusal(&app, &session, &form.csrf) {
+        return page;
+    }
     let actor = Actor::Subscriber(session.subscriber);
     let (notice, error) = match access::reinvite(&app, &actor, session.subscriber).await {
         Ok(Reinvited::Invited(server)) => (
@@ -502,7 +502,7 @@ async fn reinvite(
             )),
         ),
         Err(access::ReinviteError::Unexpected(err)) => return internal(&err),
-        Err(err) => return refuse_on_account(&app, &session, &sentence(&err)).await,
+        Err(err) => return refuse_on_account(&app, &session, &as_sentence(&err.to_string())).await,
     };
     match load_status(&app, &session).await {
         Ok(status) => {

@@ -136,7 +136,7 @@ fn stripe_events(kind: StripeEventKind) -> Vec<PaymentEvent> {
                     | SubscriptionStatus::Trialing
                     | SubscriptionStatus::PastDue
             ) && !s.cancel_at_period_end,
-            status: format!("{:?}", s.status).to_lowercase(),
+            status: s.status.as_str().to_owned(),
             subscription: s.id,
         }],
         StripeEventKind::SubscriptionDeleted(s) => vec![PaymentEvent::SubscriptionStatus {
@@ -183,13 +183,9 @@ async fn paypal_webhook(State(app): State<App>, headers: HeaderMap, body: Bytes)
             customer: None,
             status: "active".into(),
         }],
-        PayPalEventKind::SubscriptionCancelled(s)
-        | PayPalEventKind::SubscriptionSuspended(s)
-        | PayPalEventKind::SubscriptionExpired(s) => vec![PaymentEvent::SubscriptionStatus {
-            subscription: s.subscription_id,
-            status: event.event_type.to_lowercase(),
-            renewing: false,
-        }],
+        PayPalEventKind::SubscriptionCancelled(s) => paypal_stopped(s, "CANCELLED"),
+        PayPalEventKind::SubscriptionSuspended(s) => paypal_stopped(s, "SUSPENDED"),
+        PayPalEventKind::SubscriptionExpired(s) => paypal_stopped(s, "EXPIRED"),
         PayPalEventKind::SaleCompleted(sale) => vec![PaymentEvent::Paid {
             txn_id: sale.sale_id,
             reference: sale.custom.filter(|c| !c.is_empty()),
@@ -209,6 +205,15 @@ async fn paypal_webhook(State(app): State<App>, headers: HeaderMap, body: Bytes)
         &events,
     )
     .await
+}
+
+/// A PayPal subscription that no longer renews, with PayPal's status word.
+fn paypal_stopped(s: paypal::PayPalSubscriptionEvent, status: &str) -> Vec<PaymentEvent> {
+    vec![PaymentEvent::SubscriptionStatus {
+        subscription: s.subscription_id,
+        status: status.to_owned(),
+        renewing: false,
+    }]
 }
 
 async fn plisio_webhook(State(app): State<App>, body: Bytes) -> Response {

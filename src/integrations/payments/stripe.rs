@@ -278,6 +278,23 @@ pub enum SubscriptionStatus {
     Unrecognised(String),
 }
 
+impl SubscriptionStatus {
+    /// Stripe's own word for the status (what an unrecognised one said).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Incomplete => "incomplete",
+            Self::IncompleteExpired => "incomplete_expired",
+            Self::Trialing => "trialing",
+            Self::Active => "active",
+            Self::PastDue => "past_due",
+            Self::Canceled => "canceled",
+            Self::Unpaid => "unpaid",
+            Self::Paused => "paused",
+            Self::Unrecognised(other) => other,
+        }
+    }
+}
+
 /// A refunded charge (`data.object` of `charge.refunded`). Map it by `customer`: since basil a
 /// charge no longer names its invoice.
 #[derive(Debug, Clone, PartialEq, Eq)]
