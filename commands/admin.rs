@@ -385,27 +385,66 @@ pub async fn settings(_ctx: Context<'_>) -> Result<(), Error> {
 #[poise::command(slash_command, rename = "show")]
 pub async fn settings_show(ctx: Context<'_>) -> Result<(), Error> {
     let on = settings::plex_account_change(ctx.data()).await?;
+    let lifecycle = settings::lifecycle(ctx.data()).await?;
     let text = format!(
-        "**Plex account change processing**: {}",
-        if on { "on" } else { "off" }
+        "**Plex account change processing**: {}\n**Reminder days** (before the paid time ends): {}\n**Share grace days** (a lapsed subscriber's place on their server is kept this long): {}",
+        if on { "on" } else { "off" },
+        lifecycle.reminder_days_text(),
+        lifecycle.share_grace_days,
     );
     say(ctx, text).await
 }
 
-/// Changes a setting.
+/// Changes settings: name one or more.
 #[poise::command(slash_command, rename = "set")]
 pub async fn settings_set(
     ctx: Context<'_>,
     #[description = "Plex account change processing (lets flagged subscribers change accounts)"]
-    plex_account_change: bool,
+    plex_account_change: Option<bool>,
+    #[description = "Days before the paid time ends that reminders go out, e.g. 3,1 (or none)"]
+    reminder_days: Option<String>,
+    #[description = "Days a lapsed subscriber's place on their server is kept before the share is deleted"]
+    share_grace_days: Option<i64>,
 ) -> Result<(), Error> {
     let actor = admin_actor(ctx.author().id)?;
-    settings::set_plex_account_change(ctx.data(), &actor, plex_account_change).await?;
-    let text = format!(
-        "Plex account change processing is now **{}**.",
-        if plex_account_change { "on" } else { "off" }
-    );
-    say(ctx, text).await
+    let mut lines = Vec::new();
+    if reminder_days.is_some() || share_grace_days.is_some() {
+        // Checked before anything changes: a bad value refuses the whole command.
+        let now = settings::set_lifecycle(
+            ctx.data(),
+            &actor,
+            reminder_days.as_deref(),
+            share_grace_days,
+        )
+        .await
+        .map_err(|e| match e {
+            settings::SettingError::Unexpected(err) => Error::from(err),
+            other => Refusal::new(other.to_string()).into(),
+        })?;
+        if reminder_days.is_some() {
+            lines.push(format!(
+                "Reminder days are now **{}**.",
+                now.reminder_days_text()
+            ));
+        }
+        if share_grace_days.is_some() {
+            lines.push(format!(
+                "Share grace days are now **{}**.",
+                now.share_grace_days
+            ));
+        }
+    }
+    if let Some(on) = plex_account_change {
+        settings::set_plex_account_change(ctx.data(), &actor, on).await?;
+        lines.push(format!(
+            "Plex account change processing is now **{}**.",
+            if on { "on" } else { "off" }
+        ));
+    }
+    if lines.is_empty() {
+        return Err(Refusal::new("name at least one setting to change").into());
+    }
+    say(ctx, lines.join("\n")).await
 }
 
 // ---- /admin plex-account --------------------------------------------------------------------

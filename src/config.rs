@@ -98,6 +98,11 @@ pub struct DiscordSettings {
     /// Channel where the bot mentions a subscriber whose DMs are closed; none: the recovery board
     /// alone shows it.
     pub fallback_channel_id: Option<u64>,
+    /// Guild where subscribers get the subscriber roles.
+    pub subscriber_guild_id: Option<u64>,
+    /// Roles given to subscribers while their subscription is active and taken when it ends
+    /// (the bot needs Manage Roles, and its own role above these).
+    pub subscriber_role_ids: Vec<u64>,
     /// Base URL of Discord's API, for tests against a local fake only. Unset in production: the
     /// bot then talks to discord.com with Discord's rate limits honoured.
     pub api_base_url: Option<String>,
@@ -377,6 +382,14 @@ impl Settings {
             return invalid(
                 "public_url",
                 "must be the site root without a path (e.g. https://usher.example.com): My Account and the webhooks are served at /account and /webhooks",
+            );
+        }
+        if !self.discord.subscriber_role_ids.is_empty()
+            && self.discord.subscriber_guild_id.is_none()
+        {
+            return invalid(
+                "discord.subscriber_guild_id",
+                "must name the guild of discord.subscriber_role_ids",
             );
         }
         if !(self.plex.requests_per_second.is_finite() && self.plex.requests_per_second > 0.0) {

@@ -21,7 +21,7 @@ mod gateway;
 mod rest;
 mod wire;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -35,6 +35,14 @@ use tokio::task::JoinHandle;
 pub mod codes {
     /// Unknown channel.
     pub const UNKNOWN_CHANNEL: i64 = 10_003;
+    /// Unknown guild.
+    pub const UNKNOWN_GUILD: i64 = 10_004;
+    /// Unknown member (the user is not in the guild).
+    pub const UNKNOWN_MEMBER: i64 = 10_007;
+    /// Unknown role.
+    pub const UNKNOWN_ROLE: i64 = 10_011;
+    /// Missing permissions (e.g. the role is above the bot's highest role).
+    pub const MISSING_PERMISSIONS: i64 = 50_013;
     /// Unknown message.
     pub const UNKNOWN_MESSAGE: i64 = 10_008;
     /// Unknown user.
@@ -274,6 +282,11 @@ struct State {
     messages: Vec<RecordedMessage>,
     failing_dms: HashSet<u64>,
     interactions: HashMap<u64, Interaction>,
+    /// Roles that exist, per guild; roles the bot may not manage (above its own).
+    guild_roles: HashMap<u64, BTreeSet<u64>>,
+    locked_roles: HashSet<u64>,
+    /// Guild members (guild, user) and the roles each holds.
+    members: BTreeMap<(u64, u64), BTreeSet<u64>>,
     /// Every dispatch the test sent (event name, `d`), in order.
     dispatched: Vec<(String, Value)>,
     gateway: Gateway,
@@ -428,6 +441,9 @@ impl FakeDiscord {
             messages: Vec::new(),
             failing_dms: HashSet::new(),
             interactions: HashMap::new(),
+            guild_roles: HashMap::new(),
+            locked_roles: HashSet::new(),
+            members: BTreeMap::new(),
             dispatched: Vec::new(),
             gateway: Gateway::default(),
         };
@@ -489,6 +505,37 @@ impl FakeDiscord {
         mutate(&self.inner, |s| {
             s.users.insert(user.id, user.clone());
         });
+    }
+
+    /// Makes `role` exist in `guild` (the subscriber role the installation configures).
+    pub fn add_guild_role(&self, guild: u64, role: u64) {
+        mutate(&self.inner, |s| {
+            s.guild_roles.entry(guild).or_default().insert(role);
+        });
+    }
+
+    /// Puts `role` above the bot's highest role: changing it is refused with 50013, as Discord
+    /// does.
+    pub fn lock_role(&self, role: u64) {
+        mutate(&self.inner, |s| {
+            s.locked_roles.insert(role);
+        });
+    }
+
+    /// Makes a known user a member of `guild` (also adds the user) with no roles.
+    pub fn add_member(&self, guild: u64, user: &FakeUser) {
+        mutate(&self.inner, |s| {
+            s.users.insert(user.id, user.clone());
+            s.members.entry((guild, user.id)).or_default();
+        });
+    }
+
+    /// The roles a guild member holds now, ascending; `None` when not a member.
+    pub fn member_roles(&self, guild: u64, user: u64) -> Option<Vec<u64>> {
+        lock(&self.inner)
+            .members
+            .get(&(guild, user))
+            .map(|roles| roles.iter().copied().collect())
     }
 
     /// Creates a text channel in a guild and returns its id.

@@ -12,6 +12,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 /// Discord's JSON error code for "Cannot send messages to this user" (DMs closed or no shared
 /// guild).
 pub const CANNOT_MESSAGE_USER: isize = 50007;
+/// Discord's JSON error code for "Unknown Member" (the user is not in the guild).
+pub const UNKNOWN_MEMBER: isize = 10007;
 
 /// A button on a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,9 @@ pub enum DiscordError {
     /// The user does not accept DMs from the bot (Discord code 50007).
     #[error("Discord will not deliver messages to this user (DMs closed, code 50007)")]
     CannotMessageUser,
+    /// The user is not a member of the guild (Discord code 10007).
+    #[error("the user is not a member of the guild (code 10007)")]
+    NotAMember,
     /// Worth trying again later: rate limited, Discord unavailable, network trouble.
     #[error("Discord is unavailable for now: {0}")]
     Transient(String),
@@ -82,6 +87,32 @@ impl DiscordRest {
             .await
             .map_err(classify)?;
         Ok(())
+    }
+
+    /// Gives `user` the role `role` in `guild` (no change when they hold it already).
+    pub async fn add_role(&self, guild: u64, user: u64, role: u64) -> Result<(), DiscordError> {
+        self.http
+            .add_member_role(
+                serenity::GuildId::new(guild),
+                serenity::UserId::new(user),
+                serenity::RoleId::new(role),
+                Some("Usher: subscription active"),
+            )
+            .await
+            .map_err(classify)
+    }
+
+    /// Takes the role `role` in `guild` from `user` (no change when they do not hold it).
+    pub async fn remove_role(&self, guild: u64, user: u64, role: u64) -> Result<(), DiscordError> {
+        self.http
+            .remove_member_role(
+                serenity::GuildId::new(guild),
+                serenity::UserId::new(user),
+                serenity::RoleId::new(role),
+                Some("Usher: subscription ended"),
+            )
+            .await
+            .map_err(classify)
     }
 
     /// Posts `message` in a guild channel (admin alerts, DM fallbacks).
@@ -135,6 +166,8 @@ fn classify(err: serenity::Error) -> DiscordError {
             let status = response.status_code.as_u16();
             if response.error.code == CANNOT_MESSAGE_USER {
                 DiscordError::CannotMessageUser
+            } else if response.error.code == UNKNOWN_MEMBER {
+                DiscordError::NotAMember
             } else if status == 429 || status >= 500 {
                 DiscordError::Transient(format!("HTTP {status}: {}", response.error.message))
             } else {

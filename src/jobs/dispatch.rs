@@ -6,8 +6,11 @@ use async_trait::async_trait;
 use crate::app::App;
 use crate::jobs::{ClaimedJob, Dispatch, JobError, plex};
 use crate::services::access::{self, PLACE_WAITING};
+use crate::services::lifecycle::{self, RoleJob, SWEEP, SYNC_ROLES};
 use crate::services::notify::{self, DELIVER, FLAG_FANOUT};
-use crate::services::shares::{INVITE, RECONCILE, REMOVE, ReconcileJob, ShareJob, UPDATE};
+use crate::services::shares::{
+    INVITE, RECONCILE, RELEASE, REMOVE, ReconcileJob, SUSPEND, ShareJob, UPDATE,
+};
 
 /// Runs the application's jobs.
 #[derive(Debug, Clone)]
@@ -30,6 +33,13 @@ impl Dispatch for AppDispatch {
             INVITE => plex::invite(app, args::<ShareJob>(job)?.share).await,
             UPDATE => plex::update(app, args::<ShareJob>(job)?.share).await,
             REMOVE => plex::remove(app, args::<ShareJob>(job)?.share).await,
+            SUSPEND => plex::suspend(app, args::<ShareJob>(job)?.share).await,
+            RELEASE => plex::release(app, args::<ShareJob>(job)?.share).await,
+            SWEEP => lifecycle::sweep(app)
+                .await
+                .map(drop)
+                .map_err(JobError::retry),
+            SYNC_ROLES => lifecycle::sync_roles(app, args::<RoleJob>(job)?.subscriber).await,
             RECONCILE => plex::reconcile(app, args::<ReconcileJob>(job)?.server)
                 .await
                 .map(drop),

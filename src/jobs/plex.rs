@@ -16,7 +16,7 @@ use anyhow::anyhow;
 use secrecy::SecretString;
 
 use crate::app::App;
-use crate::domain::{Actor, PlanId, ServerId, ShareId, ShareState};
+use crate::domain::{Actor, PlanId, ServerId, ShareId, ShareState, SubscriberId};
 use crate::integrations::plex::{
     Invite, PlexError, PlexSectionId, Retry, ShareSettings, ShareState as PlexShareState,
     ShareUpdate, SharedServer, SharedServerId,
@@ -24,9 +24,9 @@ use crate::integrations::plex::{
 use crate::jobs::JobError;
 use crate::services::placement::{self, SubscriberContext};
 use crate::services::shares::{load_candidates, plan_needs};
-use crate::store::audit;
 use crate::store::servers::{self, ServerFlags};
 use crate::store::shares::{self, ShareContext};
+use crate::store::{audit, lifecycle};
 
 /// How a plex.tv failure decides the job's fate.
 fn classify(err: PlexError) -> JobError {
@@ -138,8 +138,12 @@ async fn existing_share(
 /// Sends the invite for a pending share.
 pub async fn invite(app: &App, share: ShareId) -> Result<(), JobError> {
     let ctx = context(app, share).await?;
-    if ctx.state == ShareState::Removed.as_str() || ctx.plex_share_id.is_some() {
-        return Ok(()); // Cancelled meanwhile, or already sent: nothing to do twice.
+    if ctx.state == ShareState::Removed.as_str()
+        || ctx.plex_share_id.is_some()
+        || ctx.suspended_at.is_some()
+    {
+        // Cancelled or suspended (the paid time ended) meanwhile, or already sent: nothing to do.
+        return Ok(());
     }
     let token = owner_token(app, &ctx)?;
     let library_ids = sections(app, &ctx).await?;
@@ -228,7 +232,7 @@ pub async fn update(app: &App, share: ShareId) -> Result<(), JobError> {
     let Some(plex_share) = ctx.plex_share_id.and_then(|id| u64::try_from(id).ok()) else {
         return Ok(()); // Not invited yet: the invite will carry the current libraries.
     };
-    if ctx.state == ShareState::Removed.as_str() {
+    if ctx.state == ShareState::Removed.as_str() || ctx.suspended_at.is_some() {
         return Ok(());
     }
     let token = owner_token(app, &ctx)?;
@@ -274,6 +278,69 @@ pub async fn remove(app: &App, share: ShareId) -> Result<(), JobError> {
         .await
         .map_err(db)?;
     tx.commit().await.map_err(db)
+}
+
+/// Removes a lapsed subscriber's library access: deletes the shared server on plex.tv and marks the
+/// share suspended, keeping its row (and the subscriber's place on the server) for the grace days.
+/// A subscriber who is active again by the time it runs (renewed) is left alone. A share whose
+/// invite was sent but not recorded yet is found by re-reading the server's shares. On a banned
+/// or removed owner account nothing is called (the recovery flow owns those shares).
+pub async fn suspend(app: &App, share: ShareId) -> Result<(), JobError> {
+    let ctx = context(app, share).await?;
+    if ctx.state == ShareState::Removed.as_str() || ctx.suspended_at.is_some() {
+        return Ok(());
+    }
+    let now = app.clock.now();
+    let standing = {
+        let mut tx = app.db.read().await.map_err(db)?;
+        lifecycle::find_standing(&mut tx, SubscriberId::new(ctx.subscriber_id), now)
+            .await
+            .map_err(db)?
+    };
+    if standing.is_none_or(|s| s.active || !s.paying) {
+        return Ok(()); // Renewed since the sweep (or never paid): access stays.
+    }
+    if ctx.owner_state == "active" {
+        let token = owner_token(app, &ctx)?;
+        let plex_share = match ctx.plex_share_id.and_then(|id| u64::try_from(id).ok()) {
+            Some(id) => Some(SharedServerId(id)),
+            None => existing_share(app, &token, &ctx).await?.map(|s| s.id),
+        };
+        if let Some(plex_share) = plex_share {
+            match app.plex.delete_share(&token, plex_share).await {
+                Ok(()) | Err(PlexError::NotFound { .. }) => {}
+                Err(err) => return Err(classify(err)),
+            }
+        }
+    }
+    let mut tx = app.db.begin().await.map_err(db)?;
+    if lifecycle::update_share_suspended(&mut tx, share, now)
+        .await
+        .map_err(db)?
+    {
+        let detail = serde_json::json!({ "share": share, "server": ctx.server_id });
+        audit::insert_audit(
+            &mut tx,
+            &Actor::System,
+            Some(SubscriberId::new(ctx.subscriber_id)),
+            "share.access_removed",
+            &detail,
+            now,
+        )
+        .await
+        .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)
+}
+
+/// Gives up a suspended share's place after the grace days: marks it removed (deleting any plex.tv
+/// share a late invite left behind). A share whose access came back meanwhile is left alone.
+pub async fn release(app: &App, share: ShareId) -> Result<(), JobError> {
+    let ctx = context(app, share).await?;
+    if ctx.suspended_at.is_none() {
+        return Ok(()); // Restored (renewed) or already removed.
+    }
+    remove(app, share).await
 }
 
 /// Drift found by one reconcile of a server.

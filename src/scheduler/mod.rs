@@ -1,5 +1,6 @@
 //! Recurring work of a running installation: the job workers, and a tick that enqueues periodic
-//! jobs (hourly Plex share reconcile, and placing subscribers who waited for room). Ticks only enqueue,
+//! jobs (hourly Plex share reconcile, placing subscribers who waited for room, and the lifecycle
+//! sweep: expiry, reminders, roles). Ticks only enqueue,
 //! with period-stamped idempotency keys, so a restart or a second process never doubles them.
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::jobs::AppDispatch;
 use crate::services::access::enqueue_place_waiting;
+use crate::services::lifecycle::enqueue_sweep;
 use crate::services::shares::enqueue_reconciles;
 
 /// How often the tick looks for periodic work.
@@ -42,6 +44,9 @@ pub async fn tick(app: &App) -> anyhow::Result<usize> {
     let mut tx = app.db.begin().await?;
     let mut added = enqueue_reconciles(&app.queue, &mut tx, &hour).await?;
     if enqueue_place_waiting(app, &mut tx, &hour).await? {
+        added += 1;
+    }
+    if enqueue_sweep(app, &mut tx, &hour).await? {
         added += 1;
     }
     app.queue.commit(tx).await?;

@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use crate::app::App;
 use crate::domain::{Actor, PlanId, PlexIdentityId, ServerId, ShareState, SubscriberId};
 use crate::jobs::NewJob;
+use crate::services::lifecycle;
 use crate::services::notify::{self, Kind};
 use crate::services::placement::{self, Placement, SubscriberContext};
 use crate::services::shares::{INVITE, enqueue_share_job, load_candidates, plan_needs};
@@ -146,6 +147,25 @@ pub async fn reinvite(
         } else {
             ReinviteError::InvitePending(server)
         });
+    }
+    // A share whose access was removed when the paid time ended keeps its place: give it back.
+    if lifecycle::restore_access(app, &mut tx, subscriber).await? > 0 {
+        let server = subscribers::find_status(&mut tx, subscriber, now)
+            .await?
+            .and_then(|s| s.server)
+            .unwrap_or_default();
+        let detail = serde_json::json!({ "outcome": "restored", "server": server });
+        audit::insert_audit(
+            &mut tx,
+            actor,
+            Some(subscriber),
+            "access.reinvite",
+            &detail,
+            now,
+        )
+        .await?;
+        app.queue.commit(tx).await?;
+        return Ok(Reinvited::Invited(server));
     }
     let row = subscribers::find_subscriber(&mut tx, subscriber)
         .await?

@@ -21,6 +21,7 @@ use crate::integrations::discord::{Button, DiscordError, OutgoingMessage};
 use crate::integrations::email::MailError;
 use crate::jobs::{ClaimedJob, JobError, NewJob};
 use crate::store::Tx;
+use crate::store::lifecycle;
 use crate::store::notifications::{self, NewNotification, NotificationRow};
 
 /// Job kind: deliver one notification.
@@ -45,6 +46,12 @@ pub enum Kind {
     AdminNoRoom,
     /// "A server had room: accept the invite to X" (DM), after waiting for room.
     Invited,
+    /// "Your subscription ends in N days" (DM and email); not sent once renewed.
+    Reminder,
+    /// "Your subscription ended; access removed; your place is kept until …" (DM).
+    Expired,
+    /// "We received your payment; paid until …" (DM).
+    Receipt,
 }
 
 impl Kind {
@@ -56,6 +63,9 @@ impl Kind {
             Self::WaitingForRoom => "waiting_for_room",
             Self::AdminNoRoom => "admin_no_room",
             Self::Invited => "invited",
+            Self::Reminder => "reminder",
+            Self::Expired => "expired",
+            Self::Receipt => "receipt",
         }
     }
 }
@@ -80,20 +90,23 @@ pub struct FanoutJob {
     pub after: i64,
 }
 
-async fn enqueue(app: &App, tx: &mut Tx, new: &NewNotification<'_>) -> Result<(), sqlx::Error> {
+/// Records the notification and queues its delivery; false when this one was queued before.
+async fn enqueue(app: &App, tx: &mut Tx, new: &NewNotification<'_>) -> Result<bool, sqlx::Error> {
     let now = app.clock.now();
-    if let Some(id) = notifications::insert_notification(tx, new, now).await? {
-        let job = NewJob::new(
-            DELIVER,
-            &DeliverJob { notification: id },
-            format!("{DELIVER}:{id}"),
-        );
-        app.queue.enqueue(tx, &job).await?;
-    }
-    Ok(())
+    let Some(id) = notifications::insert_notification(tx, new, now).await? else {
+        return Ok(false);
+    };
+    let job = NewJob::new(
+        DELIVER,
+        &DeliverJob { notification: id },
+        format!("{DELIVER}:{id}"),
+    );
+    app.queue.enqueue(tx, &job).await?;
+    Ok(true)
 }
 
-/// Queues a DM to a subscriber, once per `event` (e.g. the change request id).
+/// Queues a DM to a subscriber, once per `event` (e.g. the change request id); false when it was
+/// queued before.
 pub async fn enqueue_dm(
     app: &App,
     tx: &mut Tx,
@@ -101,7 +114,7 @@ pub async fn enqueue_dm(
     kind: Kind,
     detail: &serde_json::Value,
     event: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let key = format!("dm:{}:{subscriber}:{event}", kind.as_str());
     let new = NewNotification {
         subscriber: Some(subscriber),
@@ -123,7 +136,7 @@ pub async fn enqueue_email(
     to: &str,
     detail: &serde_json::Value,
     event: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let key = format!("email:{}:{subscriber}:{event}", kind.as_str());
     let new = NewNotification {
         subscriber: Some(subscriber),
@@ -144,7 +157,7 @@ pub async fn enqueue_admin_alert(
     kind: Kind,
     detail: &serde_json::Value,
     event: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let key = format!("admin:{}:{event}", kind.as_str());
     let new = NewNotification {
         subscriber,
@@ -174,6 +187,7 @@ pub async fn enqueue_flagged(
         &event,
     )
     .await
+    .map(drop)
 }
 
 /// Queues the fan-out of a confirmed bulk flag: the confirm stays one statement whatever its size,
@@ -305,12 +319,56 @@ async fn attempt(app: &App, row: &NotificationRow) -> anyhow::Result<Delivery> {
             map.insert("mention".into(), format!("<@{id}>").into());
         }
     }
+    if let Some(why) = stale(app, row, &vars).await? {
+        return Ok(Delivery::Undeliverable(why));
+    }
     match row.channel.as_str() {
         "dm" => deliver_dm(app, row, &vars).await,
         "email" => deliver_email(app, row, &vars).await,
         "admin" => deliver_admin(app, row, &vars).await,
         other => Ok(Delivery::Failed(format!("unknown channel `{other}`"))),
     }
+}
+
+/// Why a queued lifecycle message no longer holds when it is delivered: a reminder after the
+/// subscriber renewed (their paid end moved) or set up automatic renewal, an "expired" message
+/// after they paid again.
+async fn stale(
+    app: &App,
+    row: &NotificationRow,
+    vars: &serde_json::Value,
+) -> anyhow::Result<Option<String>> {
+    let reminder = row.kind == Kind::Reminder.as_str();
+    if !(reminder || row.kind == Kind::Expired.as_str()) {
+        return Ok(None);
+    }
+    let Some(subscriber) = row.subscriber_id else {
+        return Ok(None);
+    };
+    let standing = {
+        let mut tx = app.db.read().await?;
+        lifecycle::find_standing(&mut tx, SubscriberId::new(subscriber), app.clock.now()).await?
+    };
+    let Some(standing) = standing else {
+        return Ok(None);
+    };
+    if reminder {
+        let queued_for: Option<DateTime<Utc>> =
+            serde_json::from_value(vars["ends_at"].clone()).ok();
+        if standing.renewing {
+            return Ok(Some("the subscription renews automatically now".into()));
+        }
+        if queued_for.is_some() && standing.ended_at != queued_for {
+            return Ok(Some(
+                "the subscriber renewed before the reminder went out".into(),
+            ));
+        }
+    } else if standing.active {
+        return Ok(Some(
+            "the subscriber paid again before the message went out".into(),
+        ));
+    }
+    Ok(None)
 }
 
 async fn deliver_dm(
@@ -380,7 +438,9 @@ async fn deliver_dm(
             Ok(Delivery::DmClosed { fallback_posted })
         }
         Err(DiscordError::Transient(why)) => Err(anyhow::anyhow!(why)),
-        Err(err @ DiscordError::Refused(_)) => Ok(Delivery::Failed(err.to_string())),
+        Err(err @ (DiscordError::Refused(_) | DiscordError::NotAMember)) => {
+            Ok(Delivery::Failed(err.to_string()))
+        }
     }
 }
 

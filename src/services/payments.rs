@@ -21,9 +21,11 @@
 use anyhow::Context as _;
 
 use crate::app::App;
-use crate::domain::{Actor, BillingPeriod, PlanId, PlexIdentityId, Provider, SubscriberId};
-use crate::services::access;
+use crate::domain::{
+    Actor, BillingPeriod, Currency, Money, PlanId, PlexIdentityId, Provider, SubscriberId,
+};
 use crate::services::notify::{self, Kind};
+use crate::services::{access, lifecycle};
 use crate::store::payments::{self, LinkSubscription, NewPayment, Target};
 use crate::store::{Tx, audit, shares, subscribers};
 
@@ -273,16 +275,45 @@ async fn apply_payment(
     subscribers::update_subscriber_plan(tx, subscriber, Some(plan), now).await?;
     let detail = serde_json::json!({ "payment": payment, "plan": plan, "from": from, "to": to });
     audit::insert_audit(tx, actor, Some(subscriber), "payment.applied", &detail, now).await?;
-
-    // Access: invite when they have none on a usable server, unless flagged (the change comes
-    // first) or without a Plex account on file.
     let row = subscribers::find_subscriber(tx, subscriber)
         .await?
         .context("the subscriber exists")?;
+
+    // The receipt, and the subscriber roles (the job reads their standing when it runs).
+    let (minor, currency, provider) = payments::find_payment_amount(tx, payment)
+        .await?
+        .context("the payment exists")?;
+    let amount = Currency::parse(&currency).map_or_else(
+        |_| format!("{minor} {currency}"),
+        |c| Money::new(minor, c).to_string(),
+    );
+    let provider = match provider.as_str() {
+        "stripe" => "Stripe",
+        "paypal" => "PayPal",
+        "plisio" => "Plisio",
+        _ => "recorded by an admin",
+    };
+    let receipt = serde_json::json!({
+        "amount": amount,
+        "plan_name": offer.name,
+        "provider": provider,
+        "paid_until": lifecycle::human_date(to),
+        "flagged": row.requires_plex_change,
+    });
+    let event = format!("payment-{payment}");
+    notify::enqueue_dm(app, tx, subscriber, Kind::Receipt, &receipt, &event).await?;
+    lifecycle::enqueue_role_sync(app, tx, subscriber, &event).await?;
+
+    // Access: a share whose access was removed when the paid time ended comes back on its server;
+    // otherwise invite when they have none on a usable server, unless flagged (the change comes
+    // first) or without a Plex account on file.
+    if !row.requires_plex_change && lifecycle::restore_access(app, tx, subscriber).await? > 0 {
+        return Ok(());
+    }
     let has_access = shares::find_live_shares_of(tx, subscriber)
         .await?
         .iter()
-        .any(|s| s.owner_state == "active");
+        .any(|s| s.owner_state == "active" && !s.suspended);
     if !row.requires_plex_change
         && !has_access
         && let Some(identity) = subscribers::find_active_identity(tx, subscriber).await?

@@ -38,3 +38,205 @@ pub async fn plex_account_change(app: &App) -> anyhow::Result<bool> {
     tx.rollback().await?;
     Ok(on)
 }
+
+/// Key of the reminder days ("3,1": a reminder 3 days and 1 day before the paid time ends).
+const REMINDER_DAYS: &str = "reminder_days";
+/// Key of the days a share keeps its place on its server after its access was removed.
+const SHARE_GRACE_DAYS: &str = "share_grace_days";
+/// Reminders when nothing is set: 3 days and 1 day before the end.
+pub const DEFAULT_REMINDER_DAYS: [u32; 2] = [3, 1];
+/// Grace days when nothing is set.
+pub const DEFAULT_SHARE_GRACE_DAYS: u32 = 7;
+/// Most reminders per paid interval, and the furthest ahead one may be.
+const MAX_REMINDERS: usize = 5;
+const MAX_REMINDER_DAY: u32 = 60;
+const MAX_GRACE_DAYS: u32 = 365;
+
+/// How the everyday lifecycle runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// Days before the end that a reminder goes out, largest first; empty: no reminders.
+    pub reminder_days: Vec<u32>,
+    /// Days a share whose access was removed keeps its place on the server before it is deleted.
+    pub share_grace_days: u32,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            reminder_days: DEFAULT_REMINDER_DAYS.to_vec(),
+            share_grace_days: DEFAULT_SHARE_GRACE_DAYS,
+        }
+    }
+}
+
+impl Lifecycle {
+    /// The reminder days as an admin writes them (`3, 1`, or `none`).
+    pub fn reminder_days_text(&self) -> String {
+        if self.reminder_days.is_empty() {
+            return "none".to_owned();
+        }
+        self.reminder_days
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Why a lifecycle setting was refused; each is a message for the admin.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingError {
+    /// The reminder list does not parse.
+    #[error(
+        "reminder days must be whole days between 1 and {MAX_REMINDER_DAY} separated by commas, e.g. `3,1`, or `none`; `{0}` is not"
+    )]
+    BadReminderDays(String),
+    /// Too many reminders.
+    #[error("at most {MAX_REMINDERS} reminders per paid period; `{0}` has more")]
+    TooManyReminders(String),
+    /// Grace days out of range.
+    #[error(
+        "the days a share is kept after access ends must be between 0 and {MAX_GRACE_DAYS}; {0} is not"
+    )]
+    BadGraceDays(i64),
+    /// Nothing to change.
+    #[error("name at least one setting to change")]
+    Nothing,
+    /// Anything else.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for SettingError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Unexpected(anyhow::Error::new(err).context("database"))
+    }
+}
+
+/// Parses reminder days: `3,1`, `1, 3, 7`, `none` (no reminders). Sorted largest first, no
+/// duplicates.
+pub fn parse_reminder_days(text: &str) -> Result<Vec<u32>, SettingError> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("none") || text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut days = Vec::new();
+    for part in text.split(',') {
+        let day: u32 = part
+            .trim()
+            .parse()
+            .map_err(|_| SettingError::BadReminderDays(text.to_owned()))?;
+        if !(1..=MAX_REMINDER_DAY).contains(&day) {
+            return Err(SettingError::BadReminderDays(text.to_owned()));
+        }
+        if !days.contains(&day) {
+            days.push(day);
+        }
+    }
+    if days.len() > MAX_REMINDERS {
+        return Err(SettingError::TooManyReminders(text.to_owned()));
+    }
+    days.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(days)
+}
+
+/// The lifecycle settings, read in the caller's transaction. A stored value that no longer
+/// parses (edited by hand) falls back to the default, with a warning.
+pub async fn lifecycle_in(tx: &mut Tx) -> Result<Lifecycle, sqlx::Error> {
+    let mut out = Lifecycle::default();
+    if let Some(text) = settings::find_setting(tx, REMINDER_DAYS).await? {
+        match parse_reminder_days(&text) {
+            Ok(days) => out.reminder_days = days,
+            Err(err) => tracing::warn!(error = %err, "ignoring the stored reminder days"),
+        }
+    }
+    if let Some(text) = settings::find_setting(tx, SHARE_GRACE_DAYS).await? {
+        match text.parse::<u32>() {
+            Ok(days) if days <= MAX_GRACE_DAYS => out.share_grace_days = days,
+            _ => tracing::warn!(value = %text, "ignoring the stored share grace days"),
+        }
+    }
+    Ok(out)
+}
+
+/// The lifecycle settings.
+pub async fn lifecycle(app: &App) -> anyhow::Result<Lifecycle> {
+    let mut tx = app.db.read().await?;
+    let out = lifecycle_in(&mut tx).await?;
+    tx.rollback().await?;
+    Ok(out)
+}
+
+/// Changes the reminder days and/or the share grace days; audited. Returns the settings now.
+pub async fn set_lifecycle(
+    app: &App,
+    actor: &Actor,
+    reminder_days: Option<&str>,
+    share_grace_days: Option<i64>,
+) -> Result<Lifecycle, SettingError> {
+    if reminder_days.is_none() && share_grace_days.is_none() {
+        return Err(SettingError::Nothing);
+    }
+    let days = reminder_days.map(parse_reminder_days).transpose()?;
+    let grace = share_grace_days
+        .map(|d| {
+            u32::try_from(d)
+                .ok()
+                .filter(|d| *d <= MAX_GRACE_DAYS)
+                .ok_or(SettingError::BadGraceDays(d))
+        })
+        .transpose()?;
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    let mut current = lifecycle_in(&mut tx).await?;
+    if let Some(days) = days {
+        current.reminder_days = days;
+        let value = current.reminder_days_text().replace(' ', "");
+        settings::upsert_setting(&mut tx, REMINDER_DAYS, &value, now).await?;
+        let detail = serde_json::json!({ "setting": REMINDER_DAYS, "value": value });
+        audit::insert_audit(&mut tx, actor, None, "setting.set", &detail, now).await?;
+    }
+    if let Some(grace) = grace {
+        current.share_grace_days = grace;
+        let value = grace.to_string();
+        settings::upsert_setting(&mut tx, SHARE_GRACE_DAYS, &value, now).await?;
+        let detail = serde_json::json!({ "setting": SHARE_GRACE_DAYS, "value": value });
+        audit::insert_audit(&mut tx, actor, None, "setting.set", &detail, now).await?;
+    }
+    tx.commit().await?;
+    Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reminder_days_parse_sorted_and_deduplicated() {
+        assert_eq!(parse_reminder_days("3,1").unwrap(), vec![3, 1]);
+        assert_eq!(parse_reminder_days(" 1, 7 ,3,3").unwrap(), vec![7, 3, 1]);
+        assert_eq!(parse_reminder_days("none").unwrap(), Vec::<u32>::new());
+        assert_eq!(parse_reminder_days("").unwrap(), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn bad_reminder_days_are_refused_by_name() {
+        for bad in ["0", "61", "3;1", "three", "-1", "1,,2", "1.5"] {
+            let err = parse_reminder_days(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{bad}`")), "{bad}: {err}");
+        }
+        let err = parse_reminder_days("1,2,3,4,5,6").unwrap_err();
+        assert!(matches!(err, SettingError::TooManyReminders(_)), "{err}");
+    }
+
+    #[test]
+    fn the_text_form_reads_back() {
+        let l = Lifecycle::default();
+        assert_eq!(l.reminder_days_text(), "3, 1");
+        assert_eq!(
+            parse_reminder_days(&l.reminder_days_text()).unwrap(),
+            l.reminder_days
+        );
+    }
+}

@@ -57,6 +57,11 @@ pub const INVITE: &str = "plex.invite";
 pub const UPDATE: &str = "plex.update_share";
 /// Job kind: delete a share on plex.tv.
 pub const REMOVE: &str = "plex.remove_share";
+/// Job kind: remove a lapsed subscriber's library access (the paid time ended), keeping the share
+/// row and its place on the server.
+pub const SUSPEND: &str = "plex.suspend_share";
+/// Job kind: give up a suspended share's place after the grace days (mark it removed).
+pub const RELEASE: &str = "plex.release_share";
 
 /// Job kind: compare a server's shares with plex.tv's and record drift.
 pub const RECONCILE: &str = "plex.reconcile";

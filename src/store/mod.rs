@@ -7,6 +7,7 @@ pub mod bulk_flags;
 mod db;
 pub mod export;
 pub mod jobs;
+pub mod lifecycle;
 pub mod notifications;
 pub mod owner_accounts;
 pub mod payments;

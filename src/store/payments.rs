@@ -272,6 +272,18 @@ pub async fn update_payment_applied(
     Ok(n == 1)
 }
 
+/// A payment's amount, currency and provider.
+pub async fn find_payment_amount(
+    tx: &mut Tx,
+    payment: i64,
+) -> Result<Option<(i64, String, String)>, sqlx::Error> {
+    const SQL: &str = "SELECT amount_minor, currency, provider FROM payment WHERE id = $1";
+    on_tx!(tx, |c| sqlx::query_as(SQL)
+        .bind(payment)
+        .fetch_optional(c)
+        .await)
+}
+
 /// Unmatched payments that name a provider subscription, oldest first.
 pub async fn find_unmatched_of_subscription(
     tx: &mut Tx,

@@ -48,6 +48,8 @@ pub struct ShareContext {
     pub state: String,
     /// plex.tv's shared-server id, once invited.
     pub plex_share_id: Option<i64>,
+    /// When its library access was removed because the paid time ended (none: it has access).
+    pub suspended_at: Option<DateTime<Utc>>,
     /// Subscriber.
     pub subscriber_id: i64,
     /// Their plan, if any.
@@ -71,7 +73,7 @@ pub async fn find_share_context(
     tx: &mut Tx,
     id: ShareId,
 ) -> Result<Option<ShareContext>, sqlx::Error> {
-    const SQL: &str = "SELECT sh.id, sh.state, sh.plex_share_id, sh.subscriber_id, sub.plan_id, sh.server_id, \
+    const SQL: &str = "SELECT sh.id, sh.state, sh.plex_share_id, sh.suspended_at, sh.subscriber_id, sub.plan_id, sh.server_id, \
                        s.machine_id, s.owner_account_id, o.state AS owner_state, o.token_enc, i.email_norm \
                        FROM share sh JOIN server s ON s.id = sh.server_id \
                        JOIN owner_account o ON o.id = s.owner_account_id \
@@ -217,6 +219,8 @@ pub struct SubscriberShare {
     pub owner_account_id: i64,
     /// Its state.
     pub owner_state: String,
+    /// Its library access was removed because the paid time ended.
+    pub suspended: bool,
 }
 
 /// A subscriber's live shares.
@@ -224,7 +228,8 @@ pub async fn find_live_shares_of(
     tx: &mut Tx,
     subscriber: SubscriberId,
 ) -> Result<Vec<SubscriberShare>, sqlx::Error> {
-    const SQL: &str = "SELECT sh.id, sh.server_id, s.owner_account_id, o.state AS owner_state FROM share sh \
+    const SQL: &str = "SELECT sh.id, sh.server_id, s.owner_account_id, o.state AS owner_state, \
+                       sh.suspended_at IS NOT NULL AS suspended FROM share sh \
                        JOIN server s ON s.id = sh.server_id JOIN owner_account o ON o.id = s.owner_account_id \
                        WHERE sh.subscriber_id = $1 AND sh.state <> 'removed' ORDER BY sh.id";
     on_tx!(tx, |c| sqlx::query_as(SQL)

@@ -146,6 +146,8 @@ pub async fn update_subscriber_plan(
 pub struct SubscriberRow {
     /// Row id.
     pub id: i64,
+    /// Discord id as stored.
+    pub discord_id: i64,
     /// Display name.
     pub display_name: String,
     /// Plan.
@@ -161,7 +163,7 @@ pub async fn find_subscriber(
     tx: &mut Tx,
     id: SubscriberId,
 ) -> Result<Option<SubscriberRow>, sqlx::Error> {
-    const SQL: &str = "SELECT id, display_name, plan_id, requires_plex_change, preferred_location FROM subscriber WHERE id = $1";
+    const SQL: &str = "SELECT id, discord_id, display_name, plan_id, requires_plex_change, preferred_location FROM subscriber WHERE id = $1";
     on_tx!(tx, |c| sqlx::query_as(SQL)
         .bind(id.get())
         .fetch_optional(c)
@@ -225,7 +227,8 @@ pub struct StatusRow {
 }
 
 /// The status query, up to its `WHERE`: `$2` is now. The share shown is the newest live one on a
-/// usable server: a share on a banned owner's server is access already lost.
+/// usable server: a share on a banned owner's server, or one whose access was removed when the paid
+/// time ended, is access already lost.
 const STATUS_SQL: &str = "SELECT s.id, s.discord_id, s.display_name, s.contact_email, i.email_norm AS plex_email, \
     p.name AS plan, sv.name AS server, sh.state AS share_state, \
     (SELECT MAX(paid_to) FROM payment WHERE subscriber_id = s.id AND status = 'applied') AS paid_until, \
@@ -241,7 +244,8 @@ const STATUS_SQL: &str = "SELECT s.id, s.discord_id, s.display_name, s.contact_e
     LEFT JOIN plan p ON p.id = s.plan_id \
     LEFT JOIN share sh ON sh.id = (SELECT MAX(x.id) FROM share x JOIN server xs ON xs.id = x.server_id \
         JOIN owner_account xo ON xo.id = xs.owner_account_id \
-        WHERE x.subscriber_id = s.id AND x.state <> 'removed' AND xo.state = 'active') \
+        WHERE x.subscriber_id = s.id AND x.state <> 'removed' AND x.suspended_at IS NULL \
+        AND xo.state = 'active') \
     LEFT JOIN server sv ON sv.id = sh.server_id ";
 
 /// The status of the subscriber with this Discord id.

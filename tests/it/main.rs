@@ -11,6 +11,7 @@ mod discord;
 mod discord_door;
 mod email;
 mod helpers;
+mod lifecycle;
 mod my_account;
 mod notify;
 mod payments_flow;

@@ -56,6 +56,10 @@ pub(super) fn router(inner: Weak<Inner>) -> Router {
             "/interactions/{interaction}/{token}/callback",
             post(callback),
         )
+        .route(
+            "/guilds/{guild}/members/{user}/roles/{role}",
+            axum::routing::put(add_member_role).delete(remove_member_role),
+        )
         .route("/webhooks/{app}/{token}", post(followup))
         .route(
             "/webhooks/{app}/{token}/messages/{message}",
@@ -303,6 +307,58 @@ async fn create_dm(
         let channel = s.dm_channel(recipient);
         Json(wire::dm_channel(channel, &user)).into_response()
     })
+}
+
+/// `PUT` (add) or `DELETE` (remove) one role of a guild member. Discord answers 204 with no body
+/// either way, also when the member already had (or lacked) the role; unknown guild, member or role
+/// is a 404 with its own code, and a role above the bot's is 403 with 50013.
+fn change_member_role(inner: &Inner, raw: &(String, String, String), add: bool) -> Response {
+    let (guild, user, role) = match (snowflake(&raw.0), snowflake(&raw.1), snowflake(&raw.2)) {
+        (Ok(g), Ok(u), Ok(r)) => (g, u, r),
+        (Err(response), ..) | (_, Err(response), _) | (.., Err(response)) => return response,
+    };
+    mutate(inner, |s| {
+        let Some(roles) = s.guild_roles.get(&guild) else {
+            return error(StatusCode::NOT_FOUND, codes::UNKNOWN_GUILD, "Unknown Guild");
+        };
+        if !roles.contains(&role) {
+            return error(StatusCode::NOT_FOUND, codes::UNKNOWN_ROLE, "Unknown Role");
+        }
+        if s.locked_roles.contains(&role) {
+            return error(
+                StatusCode::FORBIDDEN,
+                codes::MISSING_PERMISSIONS,
+                "Missing Permissions",
+            );
+        }
+        let Some(held) = s.members.get_mut(&(guild, user)) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                codes::UNKNOWN_MEMBER,
+                "Unknown Member",
+            );
+        };
+        if add {
+            held.insert(role);
+        } else {
+            held.remove(&role);
+        }
+        StatusCode::NO_CONTENT.into_response()
+    })
+}
+
+async fn add_member_role(
+    Extension(inner): Extension<Shared>,
+    Path(raw): Path<(String, String, String)>,
+) -> Response {
+    change_member_role(&inner, &raw, true)
+}
+
+async fn remove_member_role(
+    Extension(inner): Extension<Shared>,
+    Path(raw): Path<(String, String, String)>,
+) -> Response {
+    change_member_role(&inner, &raw, false)
 }
 
 async fn get_channel(Extension(inner): Extension<Shared>, Path(channel): Path<String>) -> Response {
