@@ -510,8 +510,8 @@ async fn reconcile_records_accepted_vanished_and_unknown_shares(backend: Backend
 
     assert_eq!(
         usher::scheduler::tick(&app.app).await.unwrap(),
-        1,
-        "one reconcile per server"
+        2,
+        "one reconcile per server, and the lifecycle sweep"
     );
     assert_eq!(
         usher::scheduler::tick(&app.app).await.unwrap(),
@@ -545,7 +545,7 @@ async fn reconcile_records_accepted_vanished_and_unknown_shares(backend: Backend
     app.clock.advance(chrono::Duration::hours(1));
     assert_eq!(
         usher::scheduler::tick(&app.app).await.unwrap(),
-        1,
+        2,
         "again the next hour"
     );
 }
