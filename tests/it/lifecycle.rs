@@ -168,8 +168,12 @@ impl Life {
     }
 
     fn dms(&self, i: u64, needle: &str) -> usize {
+        self.dms_to(100 + i, needle)
+    }
+
+    fn dms_to(&self, user: u64, needle: &str) -> usize {
         self.discord
-            .messages_to(100 + i)
+            .messages_to(user)
             .iter()
             .filter(|m| m.content.contains(needle))
             .count()
@@ -365,4 +369,148 @@ async fn a_paid_month_runs_its_course_and_renewals_change_it(backend: Backend) {
     assert_eq!(l.dms(0, "ends in"), 2);
 }
 
-crate::on_both_backends!(a_paid_month_runs_its_course_and_renewals_change_it);
+/// A reminder queued just before a renewal is not delivered: the delivery sees the end moved.
+async fn a_reminder_queued_before_a_renewal_is_dropped(backend: Backend) {
+    let (l, ids) = life(backend, &["ana"]).await;
+    l.pay("ana", "in_ana_1").await;
+    let end = l.app.clock.now() + Duration::days(31);
+    l.app.clock.advance(l.until(end - Duration::days(2)));
+    let swept = usher::services::lifecycle::sweep(&l.app.app).await.unwrap();
+    assert_eq!(swept.reminded, 1, "{swept:?}");
+    // The renewal lands before the deliveries run.
+    let renewal = PaymentEvent::Paid {
+        txn_id: "in_ana_2".into(),
+        reference: None,
+        subscription: None,
+        customer: None,
+        payer_email: Some("ana@example.com".into()),
+        amount_minor: 800,
+        currency: "USD".into(),
+    };
+    payments::process(
+        &l.app.app,
+        Provider::Stripe,
+        "evt_2",
+        "invoice.paid",
+        &[renewal],
+    )
+    .await
+    .unwrap();
+    l.run_jobs().await;
+    assert_eq!(l.dms(0, "ends in"), 0, "no reminder after the renewal");
+    assert_eq!(l.mails("ana", "ends in"), 0);
+    let mut tx = l.app.app.db.read().await.unwrap();
+    let states: Vec<(String, String)> = usher::on_tx!(&mut tx, |c| {
+        sqlx::query_as(
+        "SELECT channel, state FROM notification WHERE kind = 'reminder' AND subscriber_id = $1 ORDER BY channel"
+    )
+    .bind(ids[0].get())
+    .fetch_all(c)
+    .await
+    .unwrap()
+    });
+    assert_eq!(
+        states,
+        [
+            ("dm".to_owned(), "undeliverable".to_owned()),
+            ("email".to_owned(), "undeliverable".to_owned())
+        ]
+    );
+}
+
+/// A role the bot may not manage parks the role job with the reason (an admin must act), and a
+/// subscriber who left the guild is skipped without failing.
+async fn role_trouble_parks_with_the_reason_and_leavers_are_skipped(backend: Backend) {
+    let (l, _) = life(backend, &["ana"]).await;
+    l.discord.lock_role(ROLE);
+    let event = PaymentEvent::Paid {
+        txn_id: "in_ana_1".into(),
+        reference: None,
+        subscription: None,
+        customer: None,
+        payer_email: Some("ana@example.com".into()),
+        amount_minor: 800,
+        currency: "USD".into(),
+    };
+    payments::process(
+        &l.app.app,
+        Provider::Stripe,
+        "evt_1",
+        "invoice.paid",
+        &[event],
+    )
+    .await
+    .unwrap();
+    let dispatch = AppDispatch::new(l.app.app.clone());
+    while l.app.app.queue.run_due(&dispatch).await.unwrap() > 0 {}
+    let mut tx = l.app.app.db.read().await.unwrap();
+    let parked: Vec<(String, Option<String>)> = usher::on_tx!(&mut tx, |c| sqlx::query_as(
+        "SELECT state, last_error FROM job WHERE kind = 'discord.sync_roles'"
+    )
+    .fetch_all(c)
+    .await
+    .unwrap());
+    drop(tx);
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].0, "parked");
+    let why = parked[0].1.clone().unwrap();
+    assert!(
+        why.contains("Manage Roles") && why.contains("Missing Permissions"),
+        "{why}"
+    );
+    assert_eq!(l.plex_shares("ana"), 1, "the invite went out regardless");
+
+    // bob left the guild: his payment's role job finishes without giving anything.
+    let (l, ids) = life(backend, &["bob"]).await;
+    let mut tx = l.app.app.db.begin().await.unwrap();
+    usher::on_tx!(&mut tx, |c| sqlx::query(
+        "UPDATE subscriber SET discord_id = 999 WHERE id = $1"
+    )
+    .bind(ids[0].get())
+    .execute(c)
+    .await
+    .map(drop)
+    .unwrap());
+    tx.commit().await.unwrap();
+    l.discord.add_user(&FakeUser::new(999, "bob-left"));
+    l.pay("bob", "in_bob_1").await;
+    assert_eq!(l.discord.member_roles(GUILD, 999), None, "not a member");
+    assert_eq!(l.plex_shares("bob"), 1);
+    assert_eq!(l.dms_to(999, "We received"), 1, "the receipt still went");
+}
+
+/// Bad lifecycle settings are refused by name and change nothing.
+async fn bad_lifecycle_settings_change_nothing(backend: Backend) {
+    let (l, _) = life(backend, &[]).await;
+    let before = settings::lifecycle(&l.app.app).await.unwrap();
+    for (days, grace) in [
+        (Some("3;1"), None),
+        (Some("0"), Some(3)),
+        (Some("1,2,3,4,5,6"), None),
+        (None, Some(-1)),
+        (Some("2"), Some(366)),
+        (None, None),
+    ] {
+        let err = settings::set_lifecycle(&l.app.app, &admin(), days, grace)
+            .await
+            .unwrap_err();
+        assert!(
+            !matches!(err, settings::SettingError::Unexpected(_)),
+            "{days:?} {grace:?}: {err}"
+        );
+        assert_eq!(settings::lifecycle(&l.app.app).await.unwrap(), before);
+    }
+    let now = settings::set_lifecycle(&l.app.app, &admin(), Some("7, 1"), Some(0))
+        .await
+        .unwrap();
+    assert_eq!(now.reminder_days, vec![7, 1]);
+    assert_eq!(now.share_grace_days, 0);
+    assert_eq!(settings::lifecycle(&l.app.app).await.unwrap(), now);
+}
+
+crate::on_both_backends!(
+    a_paid_month_runs_its_course_and_renewals_change_it,
+    a_reminder_queued_before_a_renewal_is_dropped,
+    role_trouble_parks_with_the_reason_and_leavers_are_skipped,
+    bad_lifecycle_settings_change_nothing,
+);
