@@ -42,6 +42,7 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "dms/expired.md.j2",
     "dms/flagged.md.j2",
     "dms/invited.md.j2",
+    "dms/payment_failed.md.j2",
     "dms/receipt.md.j2",
     "dms/reminder.md.j2",
     "dms/waiting_for_room.md.j2",
@@ -363,6 +364,47 @@ mod tests {
         assert!(!three.text.contains(" or at "), "no renew link was given");
         let dm = templates.render("dms/reminder.md.j2", ctx(3)).unwrap();
         assert!(dm.contains("**3 days**"), "{dm}");
+    }
+
+    #[test]
+    fn lifecycle_dms_say_what_happens_next() {
+        let templates = Templates::load(None).unwrap();
+        let expired = |grace: u32| {
+            templates
+                .render(
+                    "dms/expired.md.j2",
+                    json!({"plan_name": "Standard", "ended_on": "1 April 2026, 12:00 UTC",
+                           "grace_days": grace, "kept_until": "8 April 2026, 12:30 UTC"}),
+                )
+                .unwrap()
+        };
+        assert!(
+            expired(7).contains("kept until 8 April 2026"),
+            "{}",
+            expired(7)
+        );
+        assert!(!expired(0).contains("kept until"), "{}", expired(0));
+        let receipt = templates
+            .render(
+                "dms/receipt.md.j2",
+                json!({"amount": "8.00 USD", "plan_name": "Standard", "provider": "Stripe",
+                       "paid_until": "1 May 2026", "flagged": true}),
+            )
+            .unwrap();
+        assert!(
+            receipt.contains("**8.00 USD**") && receipt.contains("/plex change-account"),
+            "{receipt}"
+        );
+        let failed = templates
+            .render(
+                "dms/payment_failed.md.j2",
+                json!({"amount": "8.00 USD", "provider": "Stripe", "paid_until": null}),
+            )
+            .unwrap();
+        assert!(
+            failed.contains("did not go through") && !failed.contains("continues"),
+            "{failed}"
+        );
     }
 
     #[test]

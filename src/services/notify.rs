@@ -52,6 +52,8 @@ pub enum Kind {
     Expired,
     /// "We received your payment; paid until …" (DM).
     Receipt,
+    /// "Your renewal payment failed; the provider retries; update your payment method" (DM).
+    PaymentFailed,
 }
 
 impl Kind {
@@ -66,6 +68,7 @@ impl Kind {
             Self::Reminder => "reminder",
             Self::Expired => "expired",
             Self::Receipt => "receipt",
+            Self::PaymentFailed => "payment_failed",
         }
     }
 }

@@ -69,6 +69,20 @@ pub enum PaymentEvent {
         /// It will charge again by itself.
         renewing: bool,
     },
+    /// A renewal charge failed; the provider retries by itself. Warns the subscriber, changes no
+    /// access (their paid time runs to its end).
+    PaymentFailed {
+        /// The provider subscription it belongs to.
+        subscription: Option<String>,
+        /// Our checkout reference, when the event carries it.
+        reference: Option<String>,
+        /// The provider's transaction (invoice) id.
+        txn_id: String,
+        /// Amount due, in minor units.
+        amount_minor: i64,
+        /// ISO currency.
+        currency: String,
+    },
     /// A payment was refunded.
     Refunded {
         /// The transaction, when the event names it.
@@ -205,6 +219,41 @@ async fn apply(
             )
             .await?;
         }
+        PaymentEvent::PaymentFailed {
+            subscription,
+            reference,
+            txn_id,
+            amount_minor,
+            currency,
+        } => {
+            let target =
+                match_target(tx, p, reference.as_deref(), subscription.as_deref(), None).await?;
+            let Some((subscriber, _)) = target else {
+                return Ok(()); // Nobody of ours: nothing to warn.
+            };
+            let subscriber = SubscriberId::new(subscriber);
+            let amount = Currency::parse(currency).map_or_else(
+                |_| format!("{amount_minor} {currency}"),
+                |c| Money::new(*amount_minor, c).to_string(),
+            );
+            let paid_until = payments::find_paid_until(tx, subscriber).await?;
+            let detail = serde_json::json!({
+                "amount": amount,
+                "provider": provider_label(p),
+                "paid_until": paid_until.map(lifecycle::human_date),
+            });
+            let audit_detail = serde_json::json!({ "txn": txn_id });
+            audit::insert_audit(
+                tx,
+                &actor,
+                Some(subscriber),
+                "payment.failed",
+                &audit_detail,
+                now,
+            )
+            .await?;
+            notify::enqueue_dm(app, tx, subscriber, Kind::PaymentFailed, &detail, txn_id).await?;
+        }
         PaymentEvent::Refunded {
             txn_id,
             customer,
@@ -223,6 +272,16 @@ async fn apply(
         }
     }
     Ok(())
+}
+
+/// A provider's name as subscribers know it.
+fn provider_label(provider: &str) -> &'static str {
+    match provider {
+        "stripe" => "Stripe",
+        "paypal" => "PayPal",
+        "plisio" => "Plisio",
+        _ => "recorded by an admin",
+    }
 }
 
 async fn match_target(
@@ -287,12 +346,7 @@ async fn apply_payment(
         |_| format!("{minor} {currency}"),
         |c| Money::new(minor, c).to_string(),
     );
-    let provider = match provider.as_str() {
-        "stripe" => "Stripe",
-        "paypal" => "PayPal",
-        "plisio" => "Plisio",
-        _ => "recorded by an admin",
-    };
+    let provider = provider_label(&provider);
     let receipt = serde_json::json!({
         "amount": amount,
         "plan_name": offer.name,

@@ -149,10 +149,16 @@ fn stripe_events(kind: StripeEventKind) -> Vec<PaymentEvent> {
             customer: c.customer,
             full: c.refunded,
         }],
-        // Payment failures are Stripe's to retry; nothing changes until it gives up (deleted).
-        StripeEventKind::InvoicePaid(_)
-        | StripeEventKind::InvoicePaymentFailed(_)
-        | StripeEventKind::Other => Vec::new(),
+        // Stripe retries a failed renewal by itself: the subscriber is warned, nothing is revoked
+        // (the paid time runs to its end; Stripe deletes the subscription when it gives up).
+        StripeEventKind::InvoicePaymentFailed(i) => vec![PaymentEvent::PaymentFailed {
+            subscription: i.subscription,
+            reference: i.metadata_ref,
+            txn_id: i.invoice_id,
+            amount_minor: i.amount_due,
+            currency: i.currency.as_str().to_owned(),
+        }],
+        StripeEventKind::InvoicePaid(_) | StripeEventKind::Other => Vec::new(),
     }
 }
 

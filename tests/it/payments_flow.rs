@@ -171,8 +171,25 @@ async fn a_checkout_then_payment_extends_once_however_often_it_is_delivered(back
             .active
     );
 
-    // A renewal a month later extends from the end, contiguous.
+    // A failed renewal charge warns the subscriber once (replays add nothing) and changes no
+    // paid time: Stripe retries by itself.
     app.clock.advance(Duration::days(29));
+    let failed = stripe.event_invoice_payment_failed(&sub, until, until + Duration::days(30));
+    for _ in 0..3 {
+        assert_eq!(deliver_event(&app, &stripe, &failed).await, 200);
+    }
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM notification WHERE kind = 'payment_failed' AND channel = 'dm'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(paid_until(&app, me).await.unwrap(), until);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM payment").await, 1);
+
+    // A renewal extends from the end, contiguous.
     let renewal = stripe.event_invoice_paid(&sub, until, until + Duration::days(30));
     assert_eq!(deliver_event(&app, &stripe, &renewal).await, 200);
     assert_eq!(
