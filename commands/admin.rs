@@ -192,7 +192,7 @@ async fn autocomplete_plan(
     )
 }
 
-fn parse_id(raw: &str, what: &str) -> Result<i64, Error> {
+pub(super) fn parse_id(raw: &str, what: &str) -> Result<i64, Error> {
     raw.trim()
         .parse::<i64>()
         .ok()

@@ -383,3 +383,20 @@ pub async fn update_plan_provider_ids(
         .rows_affected());
     Ok(n == 1)
 }
+
+/// A plan with what selling it needs, for listings.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PlanOfferRow {
+    /// Row id.
+    pub id: i64,
+    /// The rest.
+    #[sqlx(flatten)]
+    pub offer: PlanOffer,
+}
+
+/// Every plan as a checkout sees it, by name.
+pub async fn find_plan_offers(tx: &mut Tx) -> Result<Vec<PlanOfferRow>, sqlx::Error> {
+    const SQL: &str = "SELECT id, name, price_minor, currency, period, active, stripe_price_id, paypal_plan_id \
+                       FROM plan ORDER BY name";
+    on_tx!(tx, |c| sqlx::query_as(SQL).fetch_all(c).await)
+}
