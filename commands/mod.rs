@@ -15,6 +15,7 @@ use crate::domain::{Actor, DiscordId};
 
 mod account;
 mod admin;
+mod admin_payments;
 mod help;
 mod plex;
 mod subscribe;
