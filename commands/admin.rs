@@ -46,7 +46,8 @@ const TOKEN_INPUT: &str = "token";
         "plex_account",
         "server",
         "group",
-        "plan"
+        "plan",
+        "super::admin_payments::payments"
     )
 )]
 pub async fn admin(_ctx: Context<'_>) -> Result<(), Error> {
