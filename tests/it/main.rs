@@ -13,6 +13,7 @@ mod email;
 mod helpers;
 mod my_account;
 mod notify;
+mod payments_commands;
 mod payments_flow;
 mod payments_oracle;
 mod payments_paypal;
