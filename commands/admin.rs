@@ -46,7 +46,8 @@ const TOKEN_INPUT: &str = "token";
         "plex_account",
         "server",
         "group",
-        "plan"
+        "plan",
+        "super::admin_payments::payments"
     )
 )]
 pub async fn admin(_ctx: Context<'_>) -> Result<(), Error> {
@@ -180,7 +181,7 @@ async fn autocomplete_owner(
     admin_choices(ctx, partial, items)
 }
 
-async fn autocomplete_plan(
+pub(super) async fn autocomplete_plan(
     ctx: Context<'_>,
     partial: &str,
 ) -> serenity::CreateAutocompleteResponse {
@@ -192,7 +193,7 @@ async fn autocomplete_plan(
     )
 }
 
-fn parse_id(raw: &str, what: &str) -> Result<i64, Error> {
+pub(super) fn parse_id(raw: &str, what: &str) -> Result<i64, Error> {
     raw.trim()
         .parse::<i64>()
         .ok()
@@ -781,8 +782,11 @@ pub async fn group_assign(
 
 // ---- /admin plan ----------------------------------------------------------------------------
 
-/// Plans: create, list.
-#[poise::command(slash_command, subcommands("plan_create", "plan_list"))]
+/// Plans: create, list, set provider ids.
+#[poise::command(
+    slash_command,
+    subcommands("plan_create", "plan_list", "super::admin_payments::plan_set_provider")
+)]
 pub async fn plan(_ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
 }
@@ -829,19 +833,13 @@ pub async fn plan_create(
     say(ctx, text).await
 }
 
-/// Lists plans.
+/// Lists plans, with the providers that sell each.
 #[poise::command(slash_command, rename = "list")]
 pub async fn plan_list(ctx: Context<'_>) -> Result<(), Error> {
-    let plans = catalog::plans(ctx.data()).await?;
+    let plans = crate::services::checkout::offers(ctx.data()).await?;
     let mut text = String::new();
     for p in &plans {
-        let _ = writeln!(
-            text,
-            "`{}` **{}**{}",
-            p.id,
-            p.name,
-            if p.active { "" } else { " (not offered)" }
-        );
+        let _ = writeln!(text, "{}", super::admin_payments::plan_line(p));
     }
     if text.is_empty() {
         text = "No plans yet: create one with `/admin plan create`.".into();

@@ -15,14 +15,22 @@ use crate::domain::{Actor, DiscordId};
 
 mod account;
 mod admin;
+mod admin_payments;
 mod help;
 mod plex;
+mod subscribe;
 
 /// Every command the bot registers: the single registry.
 pub fn all() -> Vec<poise::Command<crate::bot::Data, Error>> {
     let mut admin = admin::admin();
     require_admin(&mut admin);
-    vec![help::help(), account::account(), plex::plex(), admin]
+    vec![
+        help::help(),
+        account::account(),
+        subscribe::subscribe(),
+        plex::plex(),
+        admin,
+    ]
 }
 
 /// Marks a command as admin-only (read by the tests).

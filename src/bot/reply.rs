@@ -4,6 +4,8 @@
 use crate::domain::as_sentence;
 use crate::services::account::NoteError;
 use crate::services::account_change::{BulkFlagError, ChangeError};
+use crate::services::checkout::CheckoutError;
+use crate::services::payments::AssignError;
 use crate::services::plex_admin::AdminError;
 
 /// A door-level "no" with its reason, shown to the user as is.
@@ -35,6 +37,13 @@ pub fn user_message(error: &anyhow::Error) -> Option<String> {
     }
     if let Some(err) = error.downcast_ref::<NoteError>() {
         return (!matches!(err, NoteError::Unexpected(_))).then(|| as_sentence(&err.to_string()));
+    }
+    if let Some(err) = error.downcast_ref::<CheckoutError>() {
+        return (!matches!(err, CheckoutError::Unexpected(_)))
+            .then(|| as_sentence(&err.to_string()));
+    }
+    if let Some(err) = error.downcast_ref::<AssignError>() {
+        return (!matches!(err, AssignError::Unexpected(_))).then(|| as_sentence(&err.to_string()));
     }
     if let Some(err) = error.downcast_ref::<crate::domain::DiscordIdError>() {
         return Some(as_sentence(&err.to_string()));

@@ -8,6 +8,7 @@ mod discord;
 mod ids;
 mod money;
 mod plex_email;
+mod provider_ids;
 mod states;
 mod text;
 
@@ -20,6 +21,7 @@ pub use ids::{
 };
 pub use money::{Currency, CurrencyError, Money, MoneyError};
 pub use plex_email::{PlexEmail, PlexEmailError};
+pub use provider_ids::{PaypalPlanId, ProviderIdError, StripePriceId};
 pub use states::{
     BillingPeriod, IdentityState, JobState, OwnerAccountState, ParseStateError, Provider,
     RetireReason, ShareState,

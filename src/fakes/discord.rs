@@ -836,6 +836,14 @@ impl FakeDiscord {
             if let Some(g) = command["guild_id"].as_str() {
                 data["guild_id"] = json!(g);
             }
+            // Discord resolves user options (type 6) to their user objects, as serenity expects.
+            let users: serde_json::Map<String, Value> = user_option_ids(&options)
+                .into_iter()
+                .filter_map(|id| s.users.get(&id).map(|u| (id.to_string(), wire::user(u))))
+                .collect();
+            if !users.is_empty() {
+                data["resolved"] = json!({ "users": users });
+            }
             if !options.is_null() {
                 data["options"] = options;
             }
@@ -853,6 +861,24 @@ impl FakeDiscord {
             cursor: Arc::new(AtomicUsize::new(0)),
         }
     }
+}
+
+/// The ids given to user options (type 6) anywhere in an option tree.
+fn user_option_ids(options: &Value) -> Vec<u64> {
+    options
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|option| {
+            let own = (option["type"] == 6)
+                .then(|| match &option["value"] {
+                    Value::String(id) => id.parse().ok(),
+                    other => other.as_u64(),
+                })
+                .flatten();
+            own.into_iter().chain(user_option_ids(&option["options"]))
+        })
+        .collect()
 }
 
 struct NewInteraction {

@@ -2,7 +2,8 @@
 //!
 //! Rules it keeps: refused while the subscriber is flagged for a Plex account change (PRODUCT.md
 //! "Ban recovery" 5: no subscribing or renewing until the change is done), for a plan not offered,
-//! and for a provider not configured. Our reference goes to the provider (Stripe
+//! for a provider not configured and for a plan without its id at that provider, all before
+//! anything is recorded or any provider is called. Our reference goes to the provider (Stripe
 //! `client_reference_id` and metadata, PayPal `custom_id`, Plisio `order_number`) and is recorded
 //! before the call, so the webhook finds the subscriber and plan whatever order things happen in.
 
@@ -10,10 +11,11 @@ use url::Url;
 
 use crate::app::App;
 use crate::crypto::random_token;
-use crate::domain::{Actor, Currency, Money, PlanId, Provider, SubscriberId};
+use crate::domain::{Actor, BillingPeriod, Currency, Money, PlanId, Provider, SubscriberId};
 use crate::integrations::payments::paypal::SubscriptionRequest;
 use crate::integrations::payments::plisio::InvoiceRequest;
 use crate::integrations::payments::stripe::CheckoutRequest;
+use crate::store::payments::PlanOffer;
 use crate::store::{audit, payments, subscribers};
 
 /// Why no payment link was made; each is a message for the subscriber.
@@ -39,6 +41,15 @@ pub enum CheckoutError {
     /// The provider failed.
     #[error("{0} is not answering right now; try again in a few minutes")]
     ProviderDown(&'static str),
+    /// No provider is configured at all.
+    #[error("payments are not set up here yet; ask the admins")]
+    NoProviders,
+    /// No configured provider sells the plan.
+    #[error("the plan {0} cannot be paid for here yet; ask the admins")]
+    NotSoldHere(String),
+    /// Several providers sell the plan and none was chosen.
+    #[error("choose how to pay for {0}: {1}")]
+    ChooseProvider(String, String),
     /// Anything else.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -50,7 +61,8 @@ impl From<sqlx::Error> for CheckoutError {
     }
 }
 
-fn provider_name(provider: Provider) -> &'static str {
+/// A provider's name as people write it.
+pub fn provider_name(provider: Provider) -> &'static str {
     match provider {
         Provider::Stripe => "Stripe",
         Provider::Paypal => "PayPal",
@@ -82,6 +94,7 @@ pub async fn start_checkout(
             .await?
             .filter(|o| o.active)
             .ok_or(CheckoutError::PlanNotOffered)?;
+        sells(app, provider, &offer)?;
         let email = subscribers::find_active_identity(&mut tx, subscriber)
             .await?
             .map(|i| i.email_norm);
@@ -189,4 +202,162 @@ pub async fn start_checkout(
     payments::update_checkout_provider_ref(&mut tx, &reference, &provider_ref).await?;
     tx.commit().await?;
     Ok(url)
+}
+
+/// Whether `provider` can take payment for `offer` here: configured, and (Stripe, PayPal) the
+/// plan has its id there. Plisio invoices any amount, so it sells every plan once configured.
+fn sells(app: &App, provider: Provider, offer: &PlanOffer) -> Result<(), CheckoutError> {
+    let name = provider_name(provider);
+    let (configured, has_id) = match provider {
+        Provider::Stripe => (
+            app.payments.stripe.is_some(),
+            offer.stripe_price_id.is_some(),
+        ),
+        Provider::Paypal => (
+            app.payments.paypal.is_some(),
+            offer.paypal_plan_id.is_some(),
+        ),
+        Provider::Plisio => (app.payments.plisio.is_some(), true),
+        Provider::Manual => (false, false),
+    };
+    if !configured {
+        return Err(CheckoutError::ProviderOff(name));
+    }
+    if !has_id {
+        return Err(CheckoutError::NotAtProvider(offer.name.clone(), name));
+    }
+    Ok(())
+}
+
+/// The providers configured here, in a stable order.
+pub fn configured_providers(app: &App) -> Vec<Provider> {
+    let p = &app.payments;
+    [
+        (Provider::Stripe, p.stripe.is_some()),
+        (Provider::Paypal, p.paypal.is_some()),
+        (Provider::Plisio, p.plisio.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(provider, on)| on.then_some(provider))
+    .collect()
+}
+
+/// A plan as it is sold: its price and period, its ids at the providers, and the configured
+/// providers that can take payment for it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// The plan.
+    pub plan: PlanId,
+    /// Its name.
+    pub name: String,
+    /// Price per period.
+    pub price: Money,
+    /// Billing period.
+    pub period: BillingPeriod,
+    /// Offered to subscribers.
+    pub active: bool,
+    /// Stripe price id, when set.
+    pub stripe_price_id: Option<String>,
+    /// PayPal plan id, when set.
+    pub paypal_plan_id: Option<String>,
+    /// Configured providers that sell it now (none while the plan is not offered).
+    pub providers: Vec<Provider>,
+}
+
+impl Offer {
+    fn from_row(app: &App, id: i64, offer: PlanOffer) -> anyhow::Result<Self> {
+        let currency = Currency::parse(&offer.currency)
+            .map_err(|_| anyhow::anyhow!("stored plan currency of plan {id}"))?;
+        let period: BillingPeriod = offer
+            .period
+            .parse()
+            .map_err(|_| anyhow::anyhow!("stored billing period of plan {id}"))?;
+        let providers = configured_providers(app)
+            .into_iter()
+            .filter(|p| offer.active && sells(app, *p, &offer).is_ok())
+            .collect();
+        Ok(Self {
+            plan: PlanId::new(id),
+            price: Money::new(offer.price_minor, currency),
+            period,
+            active: offer.active,
+            providers,
+            name: offer.name,
+            stripe_price_id: offer.stripe_price_id,
+            paypal_plan_id: offer.paypal_plan_id,
+        })
+    }
+}
+
+/// Every plan with the providers that sell it, by name (`/subscribe`'s list shows the active ones
+/// some provider sells; `/admin plan list` shows them all).
+pub async fn offers(app: &App) -> anyhow::Result<Vec<Offer>> {
+    let mut tx = app.db.read().await?;
+    let rows = payments::find_plan_offers(&mut tx).await?;
+    tx.rollback().await?;
+    rows.into_iter()
+        .map(|row| Offer::from_row(app, row.id, row.offer))
+        .collect()
+}
+
+/// A payment link and what it buys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutLink {
+    /// The provider's page to pay on.
+    pub url: Url,
+    /// The plan bought.
+    pub offer: Offer,
+    /// The provider paid with.
+    pub provider: Provider,
+}
+
+/// `/subscribe`: a payment link for the subscriber's own purchase of `plan`, with `provider` or,
+/// when none is chosen, the one provider that sells the plan. Refusals come in the order a
+/// subscriber can act on them: not a subscriber, flagged, plan not offered, then the provider.
+pub async fn subscribe(
+    app: &App,
+    subscriber: SubscriberId,
+    plan: PlanId,
+    provider: Option<Provider>,
+) -> Result<CheckoutLink, CheckoutError> {
+    let offer = {
+        let mut tx = app.db.read().await?;
+        let row = subscribers::find_subscriber(&mut tx, subscriber)
+            .await?
+            .ok_or(CheckoutError::NotSubscriber)?;
+        if row.requires_plex_change {
+            return Err(CheckoutError::Flagged);
+        }
+        let offer = payments::find_plan_offer(&mut tx, plan)
+            .await?
+            .filter(|o| o.active)
+            .ok_or(CheckoutError::PlanNotOffered)?;
+        tx.rollback().await?;
+        Offer::from_row(app, plan.get(), offer)?
+    };
+    let provider = match (provider, offer.providers.as_slice()) {
+        (Some(chosen), _) => chosen,
+        (None, [only]) => *only,
+        (None, []) if configured_providers(app).is_empty() => {
+            return Err(CheckoutError::NoProviders);
+        }
+        (None, []) => return Err(CheckoutError::NotSoldHere(offer.name)),
+        (None, several) => {
+            let names: Vec<_> = several.iter().map(|p| provider_name(*p)).collect();
+            return Err(CheckoutError::ChooseProvider(offer.name, names.join(", ")));
+        }
+    };
+    let url = start_checkout(
+        app,
+        &Actor::Subscriber(subscriber),
+        subscriber,
+        plan,
+        provider,
+    )
+    .await?;
+    Ok(CheckoutLink {
+        url,
+        offer,
+        provider,
+    })
 }

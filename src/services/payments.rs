@@ -19,10 +19,12 @@
 //!   no invite is sent until the Plex account change is done.
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 
 use crate::app::App;
 use crate::domain::{
-    Actor, BillingPeriod, Currency, Money, PlanId, PlexIdentityId, Provider, SubscriberId,
+    Actor, BillingPeriod, Currency, Money, PaymentId, PlanId, PlexIdentityId, Provider,
+    SubscriberId,
 };
 use crate::services::notify::{self, Kind};
 use crate::services::{access, lifecycle};
@@ -401,4 +403,170 @@ async fn apply_payment(
         }
     }
     Ok(())
+}
+
+// ---- the admins' side of unmatched payments ---------------------------------------------------
+
+/// A payment no subscriber was found for, as the admins see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmatchedPayment {
+    /// Usher's id (what `/admin payments assign` takes).
+    pub id: PaymentId,
+    /// Provider.
+    pub provider: String,
+    /// Provider's transaction id.
+    pub txn_id: String,
+    /// Amount.
+    pub amount: Money,
+    /// Payer's email, as the provider gave it.
+    pub payer_email: Option<String>,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+}
+
+/// Every unmatched payment, oldest first.
+pub async fn unmatched(app: &App) -> anyhow::Result<Vec<UnmatchedPayment>> {
+    let mut tx = app.db.read().await?;
+    let rows = payments::find_unmatched(&mut tx).await?;
+    tx.rollback().await?;
+    rows.into_iter()
+        .map(|r| {
+            let currency = Currency::parse(&r.currency)
+                .map_err(|_| anyhow::anyhow!("stored currency of payment {}", r.id))?;
+            Ok(UnmatchedPayment {
+                id: PaymentId::new(r.id),
+                provider: r.provider,
+                txn_id: r.provider_txn_id,
+                amount: Money::new(r.amount_minor, currency),
+                payer_email: r.payer_email,
+                received_at: r.created_at,
+            })
+        })
+        .collect()
+}
+
+/// Why an unmatched payment was not assigned; each is a message for the admin.
+#[derive(Debug, thiserror::Error)]
+pub enum AssignError {
+    /// No such payment.
+    #[error("there is no payment #{0}")]
+    NoSuchPayment(PaymentId),
+    /// Matched already (by an admin or a webhook).
+    #[error("payment #{0} is already matched to a subscriber; nothing changed")]
+    AlreadyMatched(PaymentId),
+    /// Refunded.
+    #[error("payment #{0} was refunded; nothing changed")]
+    Refunded(PaymentId),
+    /// No such subscriber.
+    #[error("that user is not a subscriber")]
+    NotSubscriber,
+    /// The subscriber has no plan and none was given.
+    #[error("{0} has no plan yet; give the plan this payment is for")]
+    NoPlan(String),
+    /// No such plan.
+    #[error("there is no plan #{0}")]
+    NoSuchPlan(PlanId),
+    /// Anything else.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for AssignError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Unexpected(anyhow::Error::new(err).context("database"))
+    }
+}
+
+/// What assigning a payment did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assigned {
+    /// The payment.
+    pub payment: PaymentId,
+    /// Its provider.
+    pub provider: String,
+    /// Its amount.
+    pub amount: Money,
+    /// The subscriber's name.
+    pub subscriber: String,
+    /// The plan it pays for.
+    pub plan: String,
+    /// The paid interval it added.
+    pub paid_from: DateTime<Utc>,
+    /// End of that interval.
+    pub paid_to: DateTime<Utc>,
+    /// The subscriber must change Plex account before any invite.
+    pub flagged: bool,
+}
+
+/// An admin gives an unmatched payment to `subscriber` for `plan` (default: their plan). In one
+/// transaction it locks the subscriber and the payment (in the order webhooks take them), checks
+/// the payment is still unmatched (a concurrent assign or a late webhook match then finds it
+/// applied and changes nothing), applies it as a webhook match would (interval from max(now,
+/// end), invite when due) and audits it with the admin.
+pub async fn assign_unmatched(
+    app: &App,
+    actor: &Actor,
+    payment: PaymentId,
+    subscriber: SubscriberId,
+    plan: Option<PlanId>,
+) -> Result<Assigned, AssignError> {
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    payments::lock_subscriber(&mut tx, subscriber).await?;
+    let who = subscribers::find_subscriber(&mut tx, subscriber)
+        .await?
+        .ok_or(AssignError::NotSubscriber)?;
+    let row = payments::find_payment_locked(&mut tx, payment)
+        .await?
+        .ok_or(AssignError::NoSuchPayment(payment))?;
+    match row.status.as_str() {
+        "unmatched" => {}
+        "refunded" => return Err(AssignError::Refunded(payment)),
+        _ => return Err(AssignError::AlreadyMatched(payment)),
+    }
+    let plan = plan
+        .or(who.plan_id.map(PlanId::new))
+        .ok_or_else(|| AssignError::NoPlan(who.display_name.clone()))?;
+    let offer = payments::find_plan_offer(&mut tx, plan)
+        .await?
+        .ok_or(AssignError::NoSuchPlan(plan))?;
+    apply_payment(
+        app,
+        &mut tx,
+        actor,
+        payment.get(),
+        (subscriber.get(), plan.get()),
+    )
+    .await?;
+    let applied = payments::find_payment_locked(&mut tx, payment)
+        .await?
+        .context("the assigned payment exists")?;
+    let (Some(paid_from), Some(paid_to)) = (applied.paid_from, applied.paid_to) else {
+        return Err(anyhow::anyhow!("payment {payment} was not applied").into());
+    };
+    let detail = serde_json::json!({
+        "payment": payment, "provider": row.provider, "txn": row.provider_txn_id, "plan": plan,
+    });
+    audit::insert_audit(
+        &mut tx,
+        actor,
+        Some(subscriber),
+        "payment.assigned",
+        &detail,
+        now,
+    )
+    .await?;
+    app.queue.commit(tx).await?;
+    let currency = Currency::parse(&row.currency)
+        .map_err(|_| anyhow::anyhow!("stored currency of payment {payment}"))?;
+    Ok(Assigned {
+        payment,
+        provider: row.provider,
+        amount: Money::new(row.amount_minor, currency),
+        subscriber: who.display_name,
+        plan: offer.name,
+        paid_from,
+        paid_to,
+        flagged: who.requires_plex_change,
+    })
 }

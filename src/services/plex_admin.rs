@@ -12,13 +12,13 @@ use secrecy::SecretString;
 use crate::app::App;
 use crate::domain::{
     Actor, BillingPeriod, LibraryGroupId, LibraryId, Money, OwnerAccountId, OwnerAccountState,
-    PlanId, ServerId,
+    PaypalPlanId, PlanId, ServerId, StripePriceId,
 };
 use crate::integrations::plex::{PlexError, Retry};
 use crate::services::access;
 use crate::store::owner_accounts::{self, NewOwnerAccount};
 use crate::store::servers::{self, LibraryFromPlex, NewPlan, NewServer, ServerFlags};
-use crate::store::{Tx, audit, is_unique_violation};
+use crate::store::{Tx, audit, is_unique_violation, payments};
 
 /// Plex refuses shares at about 99 users including Home users.
 pub const MAX_USERS_CEILING: i32 = 99;
@@ -94,6 +94,11 @@ pub enum AdminError {
     /// A plan needs at least one stream.
     #[error("a plan allows at least one stream")]
     BadStreams,
+    /// Neither provider id was given.
+    #[error(
+        "give `stripe_price` or `paypal_plan` (or `none` in one to stop selling the plan there)"
+    )]
+    NoProviderId,
     /// plex.tv is down or rate limiting.
     #[error("plex.tv is not answering right now; try again in a minute")]
     PlexUnavailable,
@@ -705,4 +710,62 @@ pub async fn edit_plan(
     audit::insert_audit(&mut tx, actor, None, "plan.edit", &detail, now).await?;
     app.queue.commit(tx).await?;
     Ok(updates)
+}
+
+/// A change to one of a plan's provider ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderIdChange<T> {
+    /// Sell the plan under this id.
+    Set(T),
+    /// Stop selling the plan through that provider.
+    Clear,
+}
+
+/// A plan's provider ids after a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanProviderIds {
+    /// The plan's name.
+    pub name: String,
+    /// Stripe price id.
+    pub stripe_price_id: Option<String>,
+    /// PayPal plan id.
+    pub paypal_plan_id: Option<String>,
+}
+
+/// Sets or clears the ids a plan is sold under at Stripe and PayPal (`None` keeps one as it is).
+pub async fn set_plan_provider_ids(
+    app: &App,
+    actor: &Actor,
+    plan: PlanId,
+    stripe: Option<ProviderIdChange<StripePriceId>>,
+    paypal: Option<ProviderIdChange<PaypalPlanId>>,
+) -> Result<PlanProviderIds, AdminError> {
+    fn raw<T: AsRef<str>>(change: Option<&ProviderIdChange<T>>) -> Option<&str> {
+        change.map(|c| match c {
+            ProviderIdChange::Set(id) => id.as_ref(),
+            ProviderIdChange::Clear => "",
+        })
+    }
+    if stripe.is_none() && paypal.is_none() {
+        return Err(AdminError::NoProviderId);
+    }
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    let (stripe, paypal) = (raw(stripe.as_ref()), raw(paypal.as_ref()));
+    if !payments::update_plan_provider_ids(&mut tx, plan, stripe, paypal).await? {
+        return Err(AdminError::NoSuchPlan(plan));
+    }
+    let offer = payments::find_plan_offer(&mut tx, plan)
+        .await?
+        .ok_or(AdminError::NoSuchPlan(plan))?;
+    let detail = serde_json::json!({
+        "plan": plan, "stripe_price_id": offer.stripe_price_id, "paypal_plan_id": offer.paypal_plan_id,
+    });
+    audit::insert_audit(&mut tx, actor, None, "plan.provider_ids", &detail, now).await?;
+    tx.commit().await?;
+    Ok(PlanProviderIds {
+        name: offer.name,
+        stripe_price_id: offer.stripe_price_id,
+        paypal_plan_id: offer.paypal_plan_id,
+    })
 }

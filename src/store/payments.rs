@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{PlanId, SubscriberId};
+use crate::domain::{PaymentId, PlanId, SubscriberId};
 use crate::on_tx;
 use crate::store::Tx;
 
@@ -394,4 +394,68 @@ pub async fn update_plan_provider_ids(
         .await?
         .rows_affected());
     Ok(n == 1)
+}
+
+/// A plan with what selling it needs, for listings.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PlanOfferRow {
+    /// Row id.
+    pub id: i64,
+    /// The rest.
+    #[sqlx(flatten)]
+    pub offer: PlanOffer,
+}
+
+/// Every plan as a checkout sees it, by name.
+pub async fn find_plan_offers(tx: &mut Tx) -> Result<Vec<PlanOfferRow>, sqlx::Error> {
+    const SQL: &str = "SELECT id, name, price_minor, currency, period, active, stripe_price_id, paypal_plan_id \
+                       FROM plan ORDER BY name";
+    on_tx!(tx, |c| sqlx::query_as(SQL).fetch_all(c).await)
+}
+
+/// One payment as an admin assigning it sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PaymentRow {
+    /// Row id.
+    pub id: i64,
+    /// Provider.
+    pub provider: String,
+    /// Provider's transaction id.
+    pub provider_txn_id: String,
+    /// Amount.
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: String,
+    /// `unmatched`, `applied` or `refunded`.
+    pub status: String,
+    /// Paid interval start, once applied.
+    pub paid_from: Option<DateTime<Utc>>,
+    /// Paid interval end, once applied.
+    pub paid_to: Option<DateTime<Utc>>,
+}
+
+/// One payment, its row locked for the rest of the transaction (PostgreSQL `FOR UPDATE`; SQLite
+/// write transactions already exclude each other), so its status cannot change under the caller.
+pub async fn find_payment_locked(
+    tx: &mut Tx,
+    payment: PaymentId,
+) -> Result<Option<PaymentRow>, sqlx::Error> {
+    const SQL: &str = "SELECT id, provider, provider_txn_id, amount_minor, currency, status, paid_from, paid_to \
+                       FROM payment WHERE id = $1";
+    const SQL_PG: &str = "SELECT id, provider, provider_txn_id, amount_minor, currency, status, paid_from, paid_to \
+                          FROM payment WHERE id = $1 FOR UPDATE";
+    match tx {
+        Tx::Sqlite(t) => {
+            sqlx::query_as(SQL)
+                .bind(payment.get())
+                .fetch_optional(&mut **t)
+                .await
+        }
+        Tx::Postgres(t) => {
+            sqlx::query_as(SQL_PG)
+                .bind(payment.get())
+                .fetch_optional(&mut **t)
+                .await
+        }
+    }
 }

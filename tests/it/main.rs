@@ -14,6 +14,7 @@ mod helpers;
 mod lifecycle;
 mod my_account;
 mod notify;
+mod payments_commands;
 mod payments_flow;
 mod payments_oracle;
 mod payments_paypal;
