@@ -114,7 +114,7 @@ pub async fn restore_access(
     subscriber: SubscriberId,
 ) -> anyhow::Result<usize> {
     let now = app.clock.now();
-    let due = store::find_restorable_shares_of(tx, subscriber, now).await?;
+    let due = store::find_restorable_shares(tx, now, Some(subscriber)).await?;
     restore(app, tx, &due).await
 }
 
@@ -201,7 +201,7 @@ pub async fn sweep(app: &App) -> anyhow::Result<Swept> {
     }
 
     // Active again with a suspended share (paid after the removal): access comes back.
-    let restorable = store::find_restorable_shares(&mut tx, now).await?;
+    let restorable = store::find_restorable_shares(&mut tx, now, None).await?;
     swept.restored = restore(app, &mut tx, &restorable).await?;
 
     // Suspended past the grace days: the share is deleted and the place freed.

@@ -36,6 +36,18 @@ macro_rules! ended {
     };
 }
 
+/// SQL: the columns of [`ShareDue`] and the joins they need (`sh`, `s`, `pl`, `sv`).
+macro_rules! share_due {
+    () => {
+        concat!(
+            "SELECT sh.id, sh.subscriber_id, sv.owner_account_id, pl.name AS plan_name, ",
+            ended!(),
+            " AS ended_at, sh.suspended_at FROM share sh JOIN subscriber s ON s.id = sh.subscriber_id \
+             LEFT JOIN plan pl ON pl.id = s.plan_id JOIN server sv ON sv.id = sh.server_id"
+        )
+    };
+}
+
 /// A share to act on, with what its job needs to be keyed and rate-limited.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ShareDue {
@@ -59,10 +71,8 @@ pub async fn find_lapsed_shares(
     now: DateTime<Utc>,
 ) -> Result<Vec<ShareDue>, sqlx::Error> {
     const SQL: &str = concat!(
-        "SELECT sh.id, sh.subscriber_id, sv.owner_account_id, pl.name AS plan_name, ",
-        ended!(),
-        " AS ended_at, sh.suspended_at FROM share sh JOIN subscriber s ON s.id = sh.subscriber_id \
-         LEFT JOIN plan pl ON pl.id = s.plan_id JOIN server sv ON sv.id = sh.server_id JOIN owner_account o ON o.id = sv.owner_account_id \
+        share_due!(),
+        " JOIN owner_account o ON o.id = sv.owner_account_id \
          WHERE sh.state <> 'removed' AND sh.suspended_at IS NULL AND o.state = 'active' AND ",
         paying!(),
         " AND NOT ",
@@ -73,43 +83,24 @@ pub async fn find_lapsed_shares(
 }
 
 /// Shares whose access was removed, of subscribers active again and not flagged (a flagged
-/// subscriber gets a new share through the account change instead), on an active owner's server.
+/// subscriber gets a new share through the account change instead), on an active owner's server;
+/// all of them, or `only` one subscriber's.
 pub async fn find_restorable_shares(
     tx: &mut Tx,
     now: DateTime<Utc>,
+    only: Option<SubscriberId>,
 ) -> Result<Vec<ShareDue>, sqlx::Error> {
     const SQL: &str = concat!(
-        "SELECT sh.id, sh.subscriber_id, sv.owner_account_id, pl.name AS plan_name, ",
-        ended!(),
-        " AS ended_at, sh.suspended_at FROM share sh JOIN subscriber s ON s.id = sh.subscriber_id \
-         LEFT JOIN plan pl ON pl.id = s.plan_id JOIN server sv ON sv.id = sh.server_id JOIN owner_account o ON o.id = sv.owner_account_id \
+        share_due!(),
+        " JOIN owner_account o ON o.id = sv.owner_account_id \
          WHERE sh.state <> 'removed' AND sh.suspended_at IS NOT NULL AND o.state = 'active' \
-         AND NOT s.requires_plex_change AND ",
-        active!(),
-        " ORDER BY sh.id"
-    );
-    on_tx!(tx, |c| sqlx::query_as(SQL).bind(now).fetch_all(c).await)
-}
-
-/// The same as [`find_restorable_shares`] for one subscriber.
-pub async fn find_restorable_shares_of(
-    tx: &mut Tx,
-    subscriber: SubscriberId,
-    now: DateTime<Utc>,
-) -> Result<Vec<ShareDue>, sqlx::Error> {
-    const SQL: &str = concat!(
-        "SELECT sh.id, sh.subscriber_id, sv.owner_account_id, pl.name AS plan_name, ",
-        ended!(),
-        " AS ended_at, sh.suspended_at FROM share sh JOIN subscriber s ON s.id = sh.subscriber_id \
-         LEFT JOIN plan pl ON pl.id = s.plan_id JOIN server sv ON sv.id = sh.server_id JOIN owner_account o ON o.id = sv.owner_account_id \
-         WHERE sh.state <> 'removed' AND sh.suspended_at IS NOT NULL AND o.state = 'active' \
-         AND NOT s.requires_plex_change AND s.id = $2 AND ",
+         AND NOT s.requires_plex_change AND ($2 IS NULL OR s.id = $2) AND ",
         active!(),
         " ORDER BY sh.id"
     );
     on_tx!(tx, |c| sqlx::query_as(SQL)
         .bind(now)
-        .bind(subscriber.get())
+        .bind(only.map(SubscriberId::get))
         .fetch_all(c)
         .await)
 }
@@ -122,10 +113,8 @@ pub async fn find_suspensions_over(
     cutoff: DateTime<Utc>,
 ) -> Result<Vec<ShareDue>, sqlx::Error> {
     const SQL: &str = concat!(
-        "SELECT sh.id, sh.subscriber_id, sv.owner_account_id, pl.name AS plan_name, ",
-        ended!(),
-        " AS ended_at, sh.suspended_at FROM share sh JOIN subscriber s ON s.id = sh.subscriber_id \
-         LEFT JOIN plan pl ON pl.id = s.plan_id JOIN server sv ON sv.id = sh.server_id \
+        share_due!(),
+        " \
          WHERE sh.state <> 'removed' AND sh.suspended_at IS NOT NULL AND sh.suspended_at <= $2 AND NOT ",
         active!(),
         " ORDER BY sh.id"
