@@ -174,6 +174,7 @@ async fn apply(
                     .await?;
                 return Ok(());
             };
+            payments::lock_provider_subscription(tx, p, subscription).await?;
             let link = LinkSubscription {
                 provider: p,
                 subscription,
@@ -237,6 +238,7 @@ async fn match_target(
     }
     if let Some(subscription) = subscription {
         // A subscription not linked yet: wait for its activation rather than guess by email.
+        payments::lock_provider_subscription(tx, provider, subscription).await?;
         return Ok(payments::find_provider_subscription(tx, provider, subscription).await?);
     }
     if let Some(email) = payer_email
