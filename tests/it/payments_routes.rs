@@ -1,8 +1,8 @@
 //! The PayPal and Plisio webhook routes end to end on both backends: deliveries verified for real
 //! (PayPal by postback to the fake PayPal, Plisio by `verify_hash`), asserted through the
-//! database. Activation then sale, sale before activation, replays (sequential and concurrent),
-//! refused deliveries that write nothing, the subscription stopping, Plisio's `mismatch` and
-//! `expired`, and payers nobody can be found for.
+//! database. Activation then sale, sale before activation (in order and racing), replays
+//! (sequential and concurrent), refused deliveries that write nothing, the subscription stopping,
+//! Plisio's `mismatch` and `expired`, and payers nobody can be found for.
 
 use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
@@ -345,6 +345,40 @@ async fn a_paypal_sale_before_its_activation_ends_in_the_same_interval(backend: 
     assert_eq!(
         provider_subscription(&app, &sub).await,
         Some((me.get(), 1, "active".into(), true))
+    );
+}
+
+async fn a_paypal_sale_racing_its_activation_is_applied_whichever_commits_first(backend: Backend) {
+    let (app, fakes, me) = with_providers(backend).await;
+    let start_at = app.clock.now();
+    let rounds: u32 = 10;
+    for _ in 0..rounds {
+        let (_, sub) = start(&app, &fakes, me, Provider::Paypal).await;
+        let sale = fakes.paypal.event_sale_completed(&sub, PRICE, "USD");
+        let activated =
+            fakes
+                .paypal
+                .event_subscription("BILLING.SUBSCRIPTION.ACTIVATED", &sub, None);
+        let (a, b) = tokio::join!(
+            paypal(&app, &fakes, &sale),
+            paypal(&app, &fakes, &activated)
+        );
+        assert_eq!(a, 200);
+        assert_eq!(b, 200);
+    }
+    let stored = payments(&app, "paypal").await;
+    assert_eq!(stored.len(), usize::try_from(rounds).unwrap());
+    assert!(
+        stored.iter().all(|p| p.status == "applied"),
+        "a sale was left unmatched beside its own activation: {stored:#?}"
+    );
+    assert_eq!(
+        paid_until(&app, me).await,
+        Some(
+            start_at
+                .checked_add_months(chrono::Months::new(rounds))
+                .unwrap()
+        )
     );
 }
 
@@ -721,6 +755,7 @@ async fn a_payer_nobody_can_be_found_for_is_kept_unmatched(backend: Backend) {
 crate::on_both_backends!(
     a_paypal_activation_links_and_its_sale_pays_one_period_however_often_delivered,
     a_paypal_sale_before_its_activation_ends_in_the_same_interval,
+    a_paypal_sale_racing_its_activation_is_applied_whichever_commits_first,
     paypal_deliveries_it_does_not_verify_get_400_and_write_nothing,
     a_stopped_paypal_subscription_stops_renewing_and_keeps_the_time_paid,
     a_completed_plisio_invoice_pays_one_period_however_often_delivered,
