@@ -192,6 +192,7 @@ async fn apply(
                     .await?;
                 return Ok(());
             };
+            payments::lock_provider_subscription(tx, p, subscription).await?;
             let link = LinkSubscription {
                 provider: p,
                 subscription,
@@ -299,7 +300,14 @@ async fn match_target(
         return Ok(Some(target));
     }
     if let Some(subscription) = subscription {
-        // A subscription not linked yet: wait for its activation rather than guess by email.
+        if let Some(target) =
+            payments::find_provider_subscription(tx, provider, subscription).await?
+        {
+            return Ok(Some(target));
+        }
+        // Not linked yet as far as we can see: look again under the lock its activation takes, and
+        // otherwise wait for the activation rather than guess by email.
+        payments::lock_provider_subscription(tx, provider, subscription).await?;
         return Ok(payments::find_provider_subscription(tx, provider, subscription).await?);
     }
     if let Some(email) = payer_email

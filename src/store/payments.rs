@@ -192,6 +192,28 @@ pub async fn lock_subscriber(tx: &mut Tx, subscriber: SubscriberId) -> Result<()
     }
 }
 
+/// Serialises, until the transaction ends, the work of every event naming this provider
+/// subscription (PostgreSQL transaction advisory lock; SQLite's write transactions already exclude
+/// each other). Without it, under READ COMMITTED, a payment and the activation of its subscription
+/// committing at once each miss the other's row and the payment stays unmatched for good.
+pub async fn lock_provider_subscription(
+    tx: &mut Tx,
+    provider: &str,
+    subscription: &str,
+) -> Result<(), sqlx::Error> {
+    // The first key names this lock's class, so it cannot collide with other advisory locks.
+    const SQL: &str = "SELECT pg_advisory_xact_lock(5, hashtext($1 || ':' || $2))";
+    match tx {
+        Tx::Sqlite(_) => Ok(()),
+        Tx::Postgres(t) => sqlx::query(SQL)
+            .bind(provider)
+            .bind(subscription)
+            .execute(&mut **t)
+            .await
+            .map(|_| ()),
+    }
+}
+
 /// The end of the subscriber's latest applied paid interval.
 pub async fn find_paid_until(
     tx: &mut Tx,

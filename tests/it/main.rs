@@ -19,6 +19,7 @@ mod payments_flow;
 mod payments_oracle;
 mod payments_paypal;
 mod payments_plisio;
+mod payments_routes;
 mod payments_stripe;
 mod plex_admin;
 mod plex_client;
