@@ -338,20 +338,21 @@ async fn apply_payment(
         .await?
         .map_or(now, |end| end.max(now));
     let to = period.after(from);
-    if !payments::update_payment_applied(tx, payment, target, from, to).await? {
-        return Ok(());
-    }
-    subscribers::update_subscriber_plan(tx, subscriber, Some(plan), now).await?;
-    let detail = serde_json::json!({ "payment": payment, "plan": plan, "from": from, "to": to });
-    audit::insert_audit(tx, actor, Some(subscriber), "payment.applied", &detail, now).await?;
+    let Some((minor, currency, provider)) =
+        payments::update_payment_applied(tx, payment, target, from, to).await?
+    else {
+        return Ok(()); // Applied meanwhile by another delivery or an admin.
+    };
     let row = subscribers::find_subscriber(tx, subscriber)
         .await?
         .context("the subscriber exists")?;
+    if row.plan_id != Some(plan.get()) {
+        subscribers::update_subscriber_plan(tx, subscriber, Some(plan), now).await?;
+    }
+    let detail = serde_json::json!({ "payment": payment, "plan": plan, "from": from, "to": to });
+    audit::insert_audit(tx, actor, Some(subscriber), "payment.applied", &detail, now).await?;
 
     // The receipt, and the subscriber roles (the job reads their standing when it runs).
-    let (minor, currency, provider) = payments::find_payment_amount(tx, payment)
-        .await?
-        .context("the payment exists")?;
     let amount = Currency::parse(&currency).map_or_else(
         |_| format!("{minor} {currency}"),
         |c| Money::new(minor, c).to_string(),
@@ -371,13 +372,15 @@ async fn apply_payment(
     // Access: a share whose access was removed when the paid time ended comes back on its server;
     // otherwise invite when they have none on a usable server, unless flagged (the change comes
     // first) or without a Plex account on file.
-    if !row.requires_plex_change && lifecycle::restore_access(app, tx, subscriber).await? > 0 {
+    let live = shares::find_live_shares_of(tx, subscriber).await?;
+    let usable = |s: &&shares::SubscriberShare| s.owner_state == "active";
+    if !row.requires_plex_change
+        && live.iter().filter(usable).any(|s| s.suspended)
+        && lifecycle::restore_access(app, tx, subscriber).await? > 0
+    {
         return Ok(());
     }
-    let has_access = shares::find_live_shares_of(tx, subscriber)
-        .await?
-        .iter()
-        .any(|s| s.owner_state == "active" && !s.suspended);
+    let has_access = live.iter().filter(usable).any(|s| !s.suspended);
     if !row.requires_plex_change
         && !has_access
         && let Some(identity) = subscribers::find_active_identity(tx, subscriber).await?

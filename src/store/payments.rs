@@ -272,35 +272,23 @@ pub async fn insert_payment(
         .await)
 }
 
-/// Applies an unmatched payment: its subscriber, plan and paid interval.
+/// Applies an unmatched payment: its subscriber, plan and paid interval. Returns its amount,
+/// currency and provider; `None` when it was not unmatched (applied meanwhile: nothing changed).
 pub async fn update_payment_applied(
     tx: &mut Tx,
     payment: i64,
     target: Target,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Option<(i64, String, String)>, sqlx::Error> {
     const SQL: &str = "UPDATE payment SET subscriber_id = $1, plan_id = $2, paid_from = $3, paid_to = $4, \
-                       status = 'applied' WHERE id = $5 AND status = 'unmatched'";
-    let n = on_tx!(tx, |c| sqlx::query(SQL)
+                       status = 'applied' WHERE id = $5 AND status = 'unmatched' \
+                       RETURNING amount_minor, currency, provider";
+    on_tx!(tx, |c| sqlx::query_as(SQL)
         .bind(target.0)
         .bind(target.1)
         .bind(from)
         .bind(to)
-        .bind(payment)
-        .execute(c)
-        .await?
-        .rows_affected());
-    Ok(n == 1)
-}
-
-/// A payment's amount, currency and provider.
-pub async fn find_payment_amount(
-    tx: &mut Tx,
-    payment: i64,
-) -> Result<Option<(i64, String, String)>, sqlx::Error> {
-    const SQL: &str = "SELECT amount_minor, currency, provider FROM payment WHERE id = $1";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
         .bind(payment)
         .fetch_optional(c)
         .await)
