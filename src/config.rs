@@ -690,4 +690,14 @@ mod tests {
         let err = settings.check().unwrap_err().to_string();
         assert!(err.contains("jobs.workers"), "{err}");
     }
+
+    #[test]
+    fn subscriber_roles_need_their_guild() {
+        let mut settings = Settings::default();
+        settings.discord.subscriber_role_ids = vec![5];
+        let err = settings.check().unwrap_err().to_string();
+        assert!(err.contains("discord.subscriber_guild_id"), "{err}");
+        settings.discord.subscriber_guild_id = Some(7);
+        settings.check().unwrap();
+    }
 }
