@@ -192,6 +192,11 @@ async fn paypal_webhook(State(app): State<App>, headers: HeaderMap, body: Bytes)
         PayPalEventKind::SubscriptionCancelled(s) => paypal_stopped(s, "CANCELLED"),
         PayPalEventKind::SubscriptionSuspended(s) => paypal_stopped(s, "SUSPENDED"),
         PayPalEventKind::SubscriptionExpired(s) => paypal_stopped(s, "EXPIRED"),
+        PayPalEventKind::SubscriptionReactivated(s) => vec![PaymentEvent::SubscriptionStatus {
+            subscription: s.subscription_id,
+            status: "ACTIVE".into(),
+            renewing: true,
+        }],
         PayPalEventKind::SaleCompleted(sale) => vec![PaymentEvent::Paid {
             txn_id: sale.sale_id,
             reference: sale.custom.filter(|c| !c.is_empty()),

@@ -502,6 +502,24 @@ async fn a_stopped_paypal_subscription_stops_renewing_and_keeps_the_time_paid(ba
         provider_subscription(&app, &subs[0]).await,
         Some((me.get(), 1, "SUSPENDED".into(), false))
     );
+    // Re-activated: renewing again (so no reminders), then suspended once more.
+    let reactivated =
+        fakes
+            .paypal
+            .event_subscription("BILLING.SUBSCRIPTION.RE-ACTIVATED", &subs[0], None);
+    assert_eq!(paypal(&app, &fakes, &reactivated).await, 200);
+    assert_eq!(
+        provider_subscription(&app, &subs[0]).await,
+        Some((me.get(), 1, "ACTIVE".into(), true))
+    );
+    let again = fakes
+        .paypal
+        .event_subscription("BILLING.SUBSCRIPTION.SUSPENDED", &subs[0], None);
+    assert_eq!(paypal(&app, &fakes, &again).await, 200);
+    assert_eq!(
+        provider_subscription(&app, &subs[0]).await,
+        Some((me.get(), 1, "SUSPENDED".into(), false))
+    );
     let cancelled =
         fakes
             .paypal

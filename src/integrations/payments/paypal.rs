@@ -459,6 +459,8 @@ pub enum PayPalEventKind {
     SubscriptionSuspended(PayPalSubscriptionEvent),
     /// `BILLING.SUBSCRIPTION.EXPIRED`: the plan's cycles are done.
     SubscriptionExpired(PayPalSubscriptionEvent),
+    /// `BILLING.SUBSCRIPTION.RE-ACTIVATED`: a suspended subscription renews again.
+    SubscriptionReactivated(PayPalSubscriptionEvent),
     /// `PAYMENT.SALE.COMPLETED`: money received (for subscriptions: one billing cycle).
     SaleCompleted(PayPalSale),
     /// Any other event type: acknowledge and ignore.
@@ -521,6 +523,9 @@ pub fn parse_event(body: &[u8]) -> Result<PayPalEvent, ParseError> {
         "BILLING.SUBSCRIPTION.CANCELLED" => PayPalEventKind::SubscriptionCancelled(subscription()?),
         "BILLING.SUBSCRIPTION.SUSPENDED" => PayPalEventKind::SubscriptionSuspended(subscription()?),
         "BILLING.SUBSCRIPTION.EXPIRED" => PayPalEventKind::SubscriptionExpired(subscription()?),
+        "BILLING.SUBSCRIPTION.RE-ACTIVATED" => {
+            PayPalEventKind::SubscriptionReactivated(subscription()?)
+        }
         "PAYMENT.SALE.COMPLETED" => {
             let resource = resource()?;
             let currency = required_currency(resource, "/amount/currency")?;
@@ -596,6 +601,10 @@ mod tests {
             (
                 "BILLING.SUBSCRIPTION.EXPIRED",
                 PayPalEventKind::SubscriptionExpired,
+            ),
+            (
+                "BILLING.SUBSCRIPTION.RE-ACTIVATED",
+                PayPalEventKind::SubscriptionReactivated,
             ),
         ] {
             let parsed = parse_event(&event(event_type, &resource)).unwrap();
