@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 use poise::serenity_prelude as serenity;
 
 use crate::bot::{Context, Error, Refusal};
-use crate::domain::{DiscordId, PaymentId, PaypalPlanId, PlanId, Provider, StripePriceId};
-use crate::services::checkout::{Offer, provider_name};
+use crate::domain::{DiscordId, PaymentId, PaypalPlanId, PlanId, StripePriceId};
+use crate::services::checkout::{Offer, provider_name, stored_provider_name};
 use crate::services::plex_admin::{self, ProviderIdChange};
 use crate::services::{account, payments};
 
@@ -26,12 +26,6 @@ const LIST_CAP: usize = 15;
 #[poise::command(slash_command, subcommands("payments_unmatched", "payments_assign"))]
 pub async fn payments(_ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
-}
-
-fn provider_label(provider: &str) -> String {
-    provider
-        .parse::<Provider>()
-        .map_or_else(|_| provider.to_owned(), |p| provider_name(p).to_owned())
 }
 
 /// Lists payments no subscriber was found for, oldest first.
@@ -51,7 +45,7 @@ pub async fn payments_unmatched(ctx: Context<'_>) -> Result<(), Error> {
             text,
             "`#{}` {} · {} · {} · {} · `{}`",
             p.id,
-            provider_label(&p.provider),
+            stored_provider_name(&p.provider),
             p.amount,
             p.payer_email.as_deref().unwrap_or("no payer email"),
             p.received_at.format("%Y-%m-%d %H:%M UTC"),
@@ -74,7 +68,7 @@ async fn autocomplete_unmatched(
         let label = format!(
             "#{} {} {} {}",
             p.id,
-            provider_label(&p.provider),
+            stored_provider_name(&p.provider),
             p.amount,
             p.payer_email.as_deref().unwrap_or("(no email)")
         );
@@ -108,7 +102,7 @@ pub async fn payments_assign(
         "Payment #{} ({} via {}) now pays for **{}** for {}: paid from <t:{}:D> until <t:{}:D>.",
         done.payment,
         done.amount,
-        provider_label(&done.provider),
+        stored_provider_name(&done.provider),
         done.plan,
         done.subscriber,
         done.paid_from.timestamp(),

@@ -16,7 +16,7 @@ use crate::integrations::payments::paypal::SubscriptionRequest;
 use crate::integrations::payments::plisio::InvoiceRequest;
 use crate::integrations::payments::stripe::CheckoutRequest;
 use crate::store::payments::PlanOffer;
-use crate::store::{audit, payments, subscribers};
+use crate::store::{Tx, audit, payments, subscribers};
 
 /// Why no payment link was made; each is a message for the subscriber.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,32 @@ pub fn provider_name(provider: Provider) -> &'static str {
     }
 }
 
+/// A provider's name from the word stored with a payment (the word itself when unknown).
+pub fn stored_provider_name(stored: &str) -> String {
+    stored
+        .parse::<Provider>()
+        .map_or_else(|_| stored.to_owned(), |p| provider_name(p).to_owned())
+}
+
+/// The plan as offered to this subscriber, refusing in the order they can act on: not a
+/// subscriber, flagged for a Plex account change (no checkout until it is done), plan not offered.
+async fn offer_for(
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+    plan: PlanId,
+) -> Result<PlanOffer, CheckoutError> {
+    let row = subscribers::find_subscriber(tx, subscriber)
+        .await?
+        .ok_or(CheckoutError::NotSubscriber)?;
+    if row.requires_plex_change {
+        return Err(CheckoutError::Flagged);
+    }
+    payments::find_plan_offer(tx, plan)
+        .await?
+        .filter(|o| o.active)
+        .ok_or(CheckoutError::PlanNotOffered)
+}
+
 /// A payment link for `subscriber` to pay `plan` with `provider`.
 pub async fn start_checkout(
     app: &App,
@@ -84,16 +110,7 @@ pub async fn start_checkout(
     let reference = format!("u{}", random_token(12));
     let (offer, email) = {
         let mut tx = app.db.begin().await?;
-        let row = subscribers::find_subscriber(&mut tx, subscriber)
-            .await?
-            .ok_or(CheckoutError::NotSubscriber)?;
-        if row.requires_plex_change {
-            return Err(CheckoutError::Flagged);
-        }
-        let offer = payments::find_plan_offer(&mut tx, plan)
-            .await?
-            .filter(|o| o.active)
-            .ok_or(CheckoutError::PlanNotOffered)?;
+        let offer = offer_for(&mut tx, subscriber, plan).await?;
         sells(app, provider, &offer)?;
         let email = subscribers::find_active_identity(&mut tx, subscriber)
             .await?
@@ -322,16 +339,7 @@ pub async fn subscribe(
 ) -> Result<CheckoutLink, CheckoutError> {
     let offer = {
         let mut tx = app.db.read().await?;
-        let row = subscribers::find_subscriber(&mut tx, subscriber)
-            .await?
-            .ok_or(CheckoutError::NotSubscriber)?;
-        if row.requires_plex_change {
-            return Err(CheckoutError::Flagged);
-        }
-        let offer = payments::find_plan_offer(&mut tx, plan)
-            .await?
-            .filter(|o| o.active)
-            .ok_or(CheckoutError::PlanNotOffered)?;
+        let offer = offer_for(&mut tx, subscriber, plan).await?;
         tx.rollback().await?;
         Offer::from_row(app, plan.get(), offer)?
     };

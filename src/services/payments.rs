@@ -26,6 +26,7 @@ use crate::domain::{
     Actor, BillingPeriod, Currency, Money, PaymentId, PlanId, PlexIdentityId, Provider,
     SubscriberId,
 };
+use crate::services::checkout::stored_provider_name;
 use crate::services::notify::{self, Kind};
 use crate::services::{access, lifecycle};
 use crate::store::payments::{self, LinkSubscription, NewPayment, Target};
@@ -235,14 +236,11 @@ async fn apply(
                 return Ok(()); // Nobody of ours: nothing to warn.
             };
             let subscriber = SubscriberId::new(subscriber);
-            let amount = Currency::parse(currency).map_or_else(
-                |_| format!("{amount_minor} {currency}"),
-                |c| Money::new(*amount_minor, c).to_string(),
-            );
+            let amount = amount_text(*amount_minor, currency);
             let paid_until = payments::find_paid_until(tx, subscriber).await?;
             let detail = serde_json::json!({
                 "amount": amount,
-                "provider": provider_label(p),
+                "provider": stored_provider_name(p),
                 "paid_until": paid_until.map(lifecycle::human_date),
             });
             let audit_detail = serde_json::json!({ "txn": txn_id });
@@ -277,14 +275,12 @@ async fn apply(
     Ok(())
 }
 
-/// A provider's name as subscribers know it.
-fn provider_label(provider: &str) -> &'static str {
-    match provider {
-        "stripe" => "Stripe",
-        "paypal" => "PayPal",
-        "plisio" => "Plisio",
-        _ => "recorded by an admin",
-    }
+/// A stored amount as people read it (`8.00 USD`); the raw figures if the currency is unknown.
+fn amount_text(minor: i64, currency: &str) -> String {
+    Currency::parse(currency).map_or_else(
+        |_| format!("{minor} {currency}"),
+        |c| Money::new(minor, c).to_string(),
+    )
 }
 
 async fn match_target(
@@ -353,15 +349,10 @@ async fn apply_payment(
     audit::insert_audit(tx, actor, Some(subscriber), "payment.applied", &detail, now).await?;
 
     // The receipt, and the subscriber roles (the job reads their standing when it runs).
-    let amount = Currency::parse(&currency).map_or_else(
-        |_| format!("{minor} {currency}"),
-        |c| Money::new(minor, c).to_string(),
-    );
-    let provider = provider_label(&provider);
     let receipt = serde_json::json!({
-        "amount": amount,
+        "amount": amount_text(minor, &currency),
         "plan_name": offer.name,
-        "provider": provider,
+        "provider": stored_provider_name(&provider),
         "paid_until": lifecycle::human_date(to),
         "flagged": row.requires_plex_change,
     });

@@ -475,6 +475,18 @@ async fn role_trouble_parks_with_the_reason_and_leavers_are_skipped(backend: Bac
     l.discord.add_user(&FakeUser::new(999, "bob-left"));
     l.pay("bob", "in_bob_1").await;
     assert_eq!(l.discord.member_roles(GUILD, 999), None, "not a member");
+    let role_calls: Vec<u16> = l
+        .discord
+        .calls()
+        .iter()
+        .filter(|c| c.method == "PUT" && c.path.ends_with(&format!("/members/999/roles/{ROLE}")))
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(
+        role_calls,
+        [404],
+        "the role was asked for once and Discord said Unknown Member"
+    );
     assert_eq!(l.plex_shares("bob"), 1);
     assert_eq!(l.dms_to(999, "We received"), 1, "the receipt still went");
 }
