@@ -103,6 +103,8 @@ text_enum!(
         Done => "done",
         /// Gave up after its last retry (dead-lettered).
         Dead => "dead",
+        /// Waits for an admin to fix its cause (e.g. a revoked owner token).
+        Parked => "parked",
     }
 );
 

@@ -16,6 +16,7 @@ pub mod servers;
 pub mod settings;
 pub mod shares;
 pub mod subscribers;
+mod types;
 pub mod web;
 
 pub use db::{Db, Tx, is_unique_violation, migrate_configured, sqlite_options};
