@@ -13,9 +13,9 @@ use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Type};
 
 use crate::domain::{
-    BillingPeriod, ChangeRequestId, DiscordId, IdentityState, JobId, JobState, Provider, LibraryGroupId, LibraryId, OwnerAccountId,
-    OwnerAccountState, PaymentId, PlanId, PlexEmail, PlexIdentityId, RetireReason, ServerId,
-    ShareId, ShareState, SubscriberId,
+    BillingPeriod, ChangeRequestId, DiscordId, IdentityState, JobId, JobState, LibraryGroupId,
+    LibraryId, OwnerAccountId, OwnerAccountState, PaymentId, PlanId, PlexEmail, PlexIdentityId,
+    Provider, RetireReason, ServerId, ShareId, ShareState, SubscriberId,
 };
 
 /// Maps a type onto a column of type `$raw` on both backends: `$to` turns the value into the raw
@@ -89,19 +89,11 @@ text_columns!(
     BillingPeriod,
 );
 
-column!(
-    PlexEmail,
-    String,
-    |v| v.as_str().to_owned(),
-    |raw| PlexEmail::parse(&raw)
-);
+column!(PlexEmail, String, |v| v.as_str().to_owned(), |raw| {
+    PlexEmail::parse(&raw)
+});
 
-column!(
-    DiscordId,
-    i64,
-    |v| v.to_db(),
-    |raw| DiscordId::from_db(raw)
-);
+column!(DiscordId, i64, |v| v.to_db(), |raw| DiscordId::from_db(raw));
 
 #[cfg(test)]
 mod tests {

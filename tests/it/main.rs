@@ -24,6 +24,7 @@ mod payments_stripe;
 mod plex_admin;
 mod plex_client;
 mod plex_jobs;
+mod plex_pin;
 mod queue;
 mod store;
 mod web;
