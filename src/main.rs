@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use usher::clock::SystemClock;
 use usher::config::Settings;
-use usher::{App, bot, scheduler, web};
+use usher::{App, bot, ops, scheduler, web};
 
 /// Plex access management: plans, payments, invites, expiry and ban recovery, Discord-first.
 #[derive(Debug, Parser)]
@@ -41,6 +41,87 @@ enum Command {
         #[command(subcommand)]
         action: UsersAction,
     },
+    /// Owner Plex accounts (the Plex logins that own the servers).
+    PlexAccount {
+        #[command(subcommand)]
+        action: PlexAccountAction,
+    },
+    /// Plex servers of the owner accounts.
+    Server {
+        #[command(subcommand)]
+        action: ServerAction,
+    },
+    /// Plans subscribers buy.
+    Plan {
+        #[command(subcommand)]
+        action: PlanAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PlexAccountAction {
+    /// Add an owner Plex account: sign in to Plex in a browser (the link is printed, Usher waits
+    /// for the approval), or give its token with --token-file. The token is tested against
+    /// plex.tv, stored encrypted and never shown.
+    Add {
+        /// Read the token from this file instead of signing in; `-` reads standard input.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+    },
+    /// List the owner Plex accounts.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerAction {
+    /// Add a server the owner account owns and read its libraries.
+    Add {
+        /// The owner Plex account (its name, or #id).
+        #[arg(long)]
+        account: String,
+        /// The server's name on plex.tv.
+        #[arg(
+            long,
+            conflicts_with = "machine_id",
+            required_unless_present = "machine_id"
+        )]
+        name: Option<String>,
+        /// The server's machine identifier.
+        #[arg(long)]
+        machine_id: Option<String>,
+    },
+    /// List the servers with their users and switches.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum PlanAction {
+    /// Create a plan.
+    Create {
+        /// Unique name.
+        #[arg(long)]
+        name: String,
+        /// Price per period, e.g. 8 or 7.50.
+        #[arg(long)]
+        price: String,
+        /// Currency, e.g. USD.
+        #[arg(long)]
+        currency: String,
+        /// Billing period: week, month, quarter, `half_year` or year.
+        #[arg(long)]
+        period: String,
+        /// Concurrent streams.
+        #[arg(long, default_value_t = 1)]
+        streams: i32,
+        /// Library groups, separated by commas (e.g. "Standard,4K").
+        #[arg(long, default_value = "")]
+        groups: String,
+        /// A trial plan.
+        #[arg(long)]
+        trial: bool,
+    },
+    /// List the plans, their prices and who sells them.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +170,9 @@ fn main() -> ExitCode {
                     Command::Users {
                         action: UsersAction::Export { csv },
                     } => export_users(settings, &csv).await,
+                    Command::PlexAccount { action } => plex_account(settings, action).await,
+                    Command::Server { action } => server(settings, action).await,
+                    Command::Plan { action } => plan(settings, action).await,
                 }
             })
         });
@@ -129,6 +213,118 @@ async fn export_users(settings: Settings, path: &std::path::Path) -> anyhow::Res
     }
     app.db.close().await;
     Ok(())
+}
+
+/// Builds the app for a one-shot command, runs `work`, prints what it says and closes the
+/// database again.
+async fn with_app<F, Fut>(settings: Settings, work: F) -> anyhow::Result<()>
+where
+    F: FnOnce(App) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<String>>,
+{
+    let app = App::build(settings, Arc::new(SystemClock)).await?;
+    let db = app.db.clone();
+    let result = work(app).await;
+    db.close().await;
+    let text = result?;
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+async fn plex_account(settings: Settings, action: PlexAccountAction) -> anyhow::Result<()> {
+    match action {
+        PlexAccountAction::Add {
+            token_file: Some(path),
+        } => {
+            let token = ops::setup::read_token(&path)?;
+            with_app(settings, |app| async move {
+                Ok(ops::setup::add_owner_with_token(&app, &token).await?)
+            })
+            .await
+        }
+        PlexAccountAction::Add { token_file: None } => {
+            with_app(settings, |app| async move {
+                ops::setup::add_owner_with_sign_in(&app, PIN_POLL, |link| {
+                    println!("Sign in to Plex as the owner of the servers and approve Usher:\n\n  {link}\n\nWaiting for the approval (Ctrl-C gives up)…");
+                })
+                .await
+            })
+            .await
+        }
+        PlexAccountAction::List => {
+            with_app(settings, |app| async move {
+                ops::setup::list_owner_accounts(&app).await
+            })
+            .await
+        }
+    }
+}
+
+/// How often `plex-account add` asks plex.tv whether the sign-in was approved.
+const PIN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn server(settings: Settings, action: ServerAction) -> anyhow::Result<()> {
+    match action {
+        ServerAction::Add {
+            account,
+            name,
+            machine_id,
+        } => {
+            let wanted = match (name, machine_id) {
+                (Some(name), _) => ops::setup::ServerWanted::Name(name),
+                (None, Some(id)) => ops::setup::ServerWanted::MachineId(id),
+                (None, None) => anyhow::bail!("give --name or --machine-id"),
+            };
+            with_app(settings, |app| async move {
+                ops::setup::add_server(&app, &account, &wanted).await
+            })
+            .await
+        }
+        ServerAction::List => {
+            with_app(settings, |app| async move {
+                ops::setup::list_servers(&app).await
+            })
+            .await
+        }
+    }
+}
+
+async fn plan(settings: Settings, action: PlanAction) -> anyhow::Result<()> {
+    match action {
+        PlanAction::Create {
+            name,
+            price,
+            currency,
+            period,
+            streams,
+            groups,
+            trial,
+        } => {
+            let input = ops::setup::PlanInput {
+                name,
+                price,
+                currency,
+                period,
+                streams,
+                groups,
+                trial,
+            };
+            with_app(settings, |app| async move {
+                ops::setup::create_plan(&app, &input).await
+            })
+            .await
+        }
+        PlanAction::List => {
+            with_app(
+                settings,
+                |app| async move { ops::setup::list_plans(&app).await },
+            )
+            .await
+        }
+    }
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {

@@ -12,6 +12,7 @@ pub mod notify;
 pub mod payments;
 pub mod placement;
 pub mod plex_admin;
+pub mod plex_sign_in;
 pub mod recovery;
 pub mod settings;
 pub mod shares;

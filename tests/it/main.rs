@@ -7,6 +7,7 @@
 mod account_change;
 mod browser;
 mod cli;
+mod cli_setup;
 mod discord;
 mod discord_door;
 mod email;
