@@ -9,7 +9,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 use usher::clock::SystemClock;
 use usher::config::Settings;
 use usher::{App, bot, ops, scheduler, web};
@@ -143,7 +142,6 @@ enum ConfigAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(err) => {
@@ -151,6 +149,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    ops::logging::init(settings.log.format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build();
@@ -184,15 +183,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing() {
-    let filter = EnvFilter::try_from_env("USHER_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,serenity=warn,tracing::span=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {

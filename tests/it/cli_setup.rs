@@ -370,7 +370,11 @@ async fn plex_sign_in_prints_the_link_and_adds_the_account_that_approves_it() {
     })
     .await
     .unwrap();
-    assert_eq!(s.plex.pin_codes(), vec![code.clone()], "the link names the PIN");
+    assert_eq!(
+        s.plex.pin_codes(),
+        vec![code.clone()],
+        "the link names the PIN"
+    );
     let db = s.db().await;
     assert_eq!(
         count(&db, "owner_account").await,

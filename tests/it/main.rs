@@ -10,6 +10,7 @@ mod cli;
 mod cli_setup;
 mod discord;
 mod discord_door;
+mod discord_permissions;
 mod email;
 mod helpers;
 mod lifecycle;
