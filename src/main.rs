@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use usher::clock::SystemClock;
-use usher::config::Settings;
+use usher::config::{Role, Settings};
+use usher::jobs::AppDispatch;
 use usher::{App, bot, ops, scheduler, web};
 
 /// Plex access management: plans, payments, invites, expiry and ban recovery, Discord-first.
@@ -27,7 +28,13 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the service: web door, job workers, scheduler, and the bot when a token is set.
-    Run,
+    Run {
+        /// The parts to run in this process, comma-separated: web, jobs, bot, scheduler (default:
+        /// `roles` in the configuration, which defaults to all). Processes sharing one PostgreSQL
+        /// database may split them; exactly one may run `bot`.
+        #[arg(long, value_delimiter = ',', value_name = "ROLES")]
+        roles: Option<Vec<Role>>,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Inspect the configuration.
@@ -39,6 +46,20 @@ enum Command {
     Users {
         #[command(subcommand)]
         action: UsersAction,
+    },
+    /// Back the installation up into one archive while it runs: a consistent copy of the SQLite
+    /// database and the secret key, with a manifest (PostgreSQL: the key alone; use `pg_dump`).
+    Backup {
+        /// The archive to write (must not exist).
+        file: PathBuf,
+    },
+    /// Restore an archive made by `usher backup` into a new or empty data folder.
+    Restore {
+        /// The archive.
+        file: PathBuf,
+        /// The data folder to restore into; refused unless it is new or empty.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
     },
     /// Owner Plex accounts (the Plex logins that own the servers).
     PlexAccount {
@@ -158,7 +179,7 @@ fn main() -> ExitCode {
         .and_then(|rt| {
             rt.block_on(async {
                 match cli.command {
-                    Command::Run => run(settings).await,
+                    Command::Run { roles } => run(settings, roles).await,
                     Command::Migrate => migrate(settings).await,
                     Command::Config {
                         action: ConfigAction::Check,
@@ -169,6 +190,14 @@ fn main() -> ExitCode {
                     Command::Users {
                         action: UsersAction::Export { csv },
                     } => export_users(settings, &csv).await,
+                    Command::Backup { file } => {
+                        print!("{}", ops::backup::backup(&settings, &file).await?);
+                        Ok(())
+                    }
+                    Command::Restore { file, data_dir } => {
+                        print!("{}", ops::backup::restore(&file, &data_dir)?);
+                        Ok(())
+                    }
                     Command::PlexAccount { action } => plex_account(settings, action).await,
                     Command::Server { action } => server(settings, action).await,
                     Command::Plan { action } => plan(settings, action).await,
@@ -317,17 +346,26 @@ async fn plan(settings: Settings, action: PlanAction) -> anyhow::Result<()> {
     }
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
+async fn run(mut settings: Settings, roles: Option<Vec<Role>>) -> anyhow::Result<()> {
+    if let Some(roles) = roles {
+        settings.roles = roles;
+    }
+    let mut roles = settings.roles.clone();
+    roles.sort_unstable();
+    roles.dedup();
+    anyhow::ensure!(!roles.is_empty(), "--roles: name at least one role");
     let addr = settings.web.addr;
     let app = App::build(settings, Arc::new(SystemClock)).await?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the web door to {addr} (web.addr)"))?;
-    tracing::info!(addr = %listener.local_addr()?, "web door listening");
+    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    tracing::info!(roles = names.join(","), "running");
 
     let shutdown = CancellationToken::new();
     let mut doors: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
-    {
+    if roles.contains(&Role::Web) {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the web door to {addr} (web.addr)"))?;
+        tracing::info!(addr = %listener.local_addr()?, "web door listening");
         let (app, shutdown) = (app.clone(), shutdown.clone());
         doors.spawn(async move {
             (
@@ -338,20 +376,33 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             )
         });
     }
-    {
+    if roles.contains(&Role::Jobs) {
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        doors.spawn(async move {
+            let dispatch = Arc::new(AppDispatch::new(app.clone()));
+            app.queue.run_workers(dispatch, shutdown).await;
+            ("jobs", Ok(()))
+        });
+    }
+    if roles.contains(&Role::Scheduler) {
         let (app, shutdown) = (app.clone(), shutdown.clone());
         doors.spawn(async move {
             scheduler::run(app, shutdown).await;
             ("scheduler", Ok(()))
         });
     }
-    if let Some(token) = app.settings.discord.token.clone() {
-        let (app, shutdown) = (app.clone(), shutdown.clone());
-        doors.spawn(async move { ("bot", bot::run(app, token, shutdown).await) });
-    } else {
-        tracing::info!(
+    match (
+        roles.contains(&Role::Bot),
+        app.settings.discord.token.clone(),
+    ) {
+        (true, Some(token)) => {
+            let (app, shutdown) = (app.clone(), shutdown.clone());
+            doors.spawn(async move { ("bot", bot::run(app, token, shutdown).await) });
+        }
+        (true, None) => tracing::info!(
             "Discord bot is off: no discord.token is configured (set USHER_DISCORD__TOKEN); web and jobs keep running"
-        );
+        ),
+        (false, _) => tracing::info!("Discord bot is off in this process (not among --roles)"),
     }
 
     let mut failure = None;

@@ -6,5 +6,6 @@
 //! of their own (backups go through `store::ops`); secrets are read from files or standard input,
 //! never from the command line, and never printed.
 
+pub mod backup;
 pub mod logging;
 pub mod setup;

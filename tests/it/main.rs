@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_types)]
 
 mod account_change;
+mod backup;
 mod browser;
 mod cli;
 mod cli_setup;
@@ -14,6 +15,7 @@ mod discord_permissions;
 mod email;
 mod helpers;
 mod lifecycle;
+mod logs;
 mod my_account;
 mod notify;
 mod payments_commands;

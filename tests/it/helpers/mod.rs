@@ -5,6 +5,8 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`). When it cannot be reached the test fails with
 //! that message: tests never skip a backend.
 
+pub mod bin;
+pub mod load;
 pub mod world;
 
 use std::net::SocketAddr;
