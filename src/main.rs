@@ -47,6 +47,9 @@ enum Command {
         #[command(subcommand)]
         action: UsersAction,
     },
+    /// Check the configuration against the world: one line per check, ✓ or ✗ with the fix;
+    /// exits 1 when any check fails. Changes nothing.
+    Doctor,
     /// Back the installation up into one archive while it runs: a consistent copy of the SQLite
     /// database and the secret key, with a manifest (PostgreSQL: the key alone; use `pg_dump`).
     Backup {
@@ -178,6 +181,13 @@ fn main() -> ExitCode {
         .context("starting the async runtime")
         .and_then(|rt| {
             rt.block_on(async {
+                let creates_data = !matches!(
+                    cli.command,
+                    Command::Doctor | Command::Restore { .. } | Command::Config { .. }
+                );
+                if creates_data {
+                    ops::create_data_dir(&settings.data_dir)?;
+                }
                 match cli.command {
                     Command::Run { roles } => run(settings, roles).await,
                     Command::Migrate => migrate(settings).await,
@@ -190,6 +200,15 @@ fn main() -> ExitCode {
                     Command::Users {
                         action: UsersAction::Export { csv },
                     } => export_users(settings, &csv).await,
+                    Command::Doctor => {
+                        let report = ops::doctor::run(settings).await;
+                        for check in &report {
+                            println!("{check}");
+                        }
+                        let failed = report.iter().filter(|c| c.failed()).count();
+                        anyhow::ensure!(failed == 0, "{failed} of the checks above failed");
+                        Ok(())
+                    }
                     Command::Backup { file } => {
                         print!("{}", ops::backup::backup(&settings, &file).await?);
                         Ok(())

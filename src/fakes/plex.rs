@@ -474,6 +474,14 @@ impl FakePlex {
         }
     }
 
+    /// Takes a server off its owner's account (unclaimed, or moved to another account): plex.tv no
+    /// longer lists it among the owner's resources.
+    pub fn remove_server(&self, machine_identifier: &str) {
+        lock(&self.state)
+            .servers
+            .retain(|s| s.seeded.machine_identifier != machine_identifier);
+    }
+
     /// Sets how many shares (pending included) a server accepts.
     pub fn set_share_limit(&self, machine_identifier: &str, limit: usize) {
         let mut state = lock(&self.state);

@@ -7,6 +7,7 @@ pub mod account_change;
 pub mod catalog;
 pub mod checkout;
 pub mod export;
+pub mod health;
 pub mod lifecycle;
 pub mod notify;
 pub mod payments;

@@ -12,6 +12,7 @@ mod cli_setup;
 mod discord;
 mod discord_door;
 mod discord_permissions;
+mod doctor;
 mod email;
 mod helpers;
 mod lifecycle;
