@@ -31,5 +31,6 @@ mod plex_client;
 mod plex_jobs;
 mod plex_pin;
 mod queue;
+mod roles;
 mod store;
 mod web;
