@@ -246,11 +246,17 @@ async fn two_processes_on_one_postgresql_do_every_effect_once() {
     );
     assert_eq!(
         app.plex.calls("POST /api/v2/shared_servers"),
-        SUBSCRIBERS as usize,
+        usize::try_from(SUBSCRIBERS).unwrap(),
         "one invite call per subscriber"
     );
-    assert_eq!(app.plex.all_shares().len(), SUBSCRIBERS as usize);
+    assert_eq!(
+        app.plex.all_shares().len(),
+        usize::try_from(SUBSCRIBERS).unwrap()
+    );
     assert_eq!(discord.identifies(), 1, "one bot for the installation");
-    assert!(log_a.contains("roles=\"web,jobs,bot,scheduler\""), "{log_a}");
+    assert!(
+        log_a.contains("roles=\"web,jobs,bot,scheduler\""),
+        "{log_a}"
+    );
     assert!(log_b.contains("roles=\"web,jobs,scheduler\""), "{log_b}");
 }
