@@ -767,6 +767,36 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_parses_to_the_defaults_it_documents() {
+        let example: Settings = toml::from_str(include_str!("../usher.example.toml")).unwrap();
+        example.check().unwrap();
+        assert_eq!(
+            example.to_masked_toml(),
+            Settings::default().to_masked_toml()
+        );
+    }
+
+    #[test]
+    fn roles_parse_by_name_and_refuse_others() {
+        assert_eq!("jobs".parse::<Role>(), Ok(Role::Jobs));
+        assert!(
+            "gateway"
+                .parse::<Role>()
+                .unwrap_err()
+                .contains("web, jobs, bot or scheduler")
+        );
+        let settings: Settings =
+            toml::from_str("roles = [\"web\"]\n[log]\nformat = \"json\"\n").unwrap();
+        assert_eq!(settings.roles, [Role::Web]);
+        assert_eq!(settings.log.format, LogFormat::Json);
+        let none = Settings {
+            roles: Vec::new(),
+            ..Settings::default()
+        };
+        assert!(none.check().unwrap_err().to_string().contains("`roles`"));
+    }
+
+    #[test]
     fn subscriber_roles_need_their_guild() {
         let mut settings = Settings::default();
         settings.discord.subscriber_role_ids = vec![5];

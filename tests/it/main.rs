@@ -31,6 +31,7 @@ mod plex_client;
 mod plex_jobs;
 mod plex_pin;
 mod queue;
+mod readme;
 mod roles;
 mod store;
 mod web;

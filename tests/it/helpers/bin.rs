@@ -67,8 +67,14 @@ impl Usher {
     pub fn spawn(&self, args: &[&str]) -> Running {
         let mut full = vec!["run"];
         full.extend_from_slice(args);
+        self.spawn_command(&full)
+    }
+
+    /// Starts any `usher` command; its output (standard output and error together) is collected
+    /// as it comes.
+    pub fn spawn_command(&self, args: &[&str]) -> Running {
         let mut child = self
-            .command(&full)
+            .command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -167,6 +173,23 @@ impl Running {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits for the process to end by itself; returns the status and the whole output.
+    pub async fn wait(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("still running");
+        let readers = std::mem::take(&mut self.readers);
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || {
+            let status = child.wait().expect("usher exits");
+            for reader in readers {
+                let _ = reader.join();
+            }
+            let log = log.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            (status, log)
+        })
+        .await
+        .expect("the wait thread")
     }
 
     /// Sends SIGTERM and waits for the exit; returns the status and the whole log.
