@@ -95,7 +95,7 @@ async fn queue_throughput(db: Db, n: usize) -> anyhow::Result<f64> {
     let mut tx = db.begin().await?;
     for i in 0..n {
         queue
-            .enqueue(
+            .enqueue_raw(
                 &mut tx,
                 &NewJob::new("noop", &serde_json::json!({}), format!("bench-{i}")),
             )

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::JobSettings;
+use crate::jobs::Registered;
 use crate::store::jobs::{self as sql, AfterFailure, ClaimedJobRow, NewJobRow};
 use crate::store::{Db, Tx};
 
@@ -186,9 +187,20 @@ impl Queue {
         }
     }
 
-    /// Adds a job inside the caller's transaction. False when a job with the same key exists.
-    /// Call [`Queue::wake`] after the commit so idle workers start at once.
-    pub async fn enqueue(&self, tx: &mut Tx, job: &NewJob) -> Result<bool, sqlx::Error> {
+    /// Adds a job of a registered kind inside the caller's transaction: the typed call every
+    /// service uses. False when a job with the same key exists. Commit with [`Queue::commit`] (or
+    /// call [`Queue::wake`] after the commit) so idle workers start at once.
+    pub async fn enqueue<J: Registered>(&self, tx: &mut Tx, job: &J) -> Result<bool, sqlx::Error> {
+        let mut new = NewJob::new(J::KIND, job, job.key());
+        if let Some(key) = job.rate_key() {
+            new = new.rate_limited_by(key);
+        }
+        self.enqueue_raw(tx, &new).await
+    }
+
+    /// Adds a job by kind name: the queue's own mechanics, for its tests and benchmarks. Services
+    /// use the typed [`Queue::enqueue`].
+    pub async fn enqueue_raw(&self, tx: &mut Tx, job: &NewJob) -> Result<bool, sqlx::Error> {
         let now = self.inner.clock.now();
         let row = NewJobRow {
             kind: job.kind,

@@ -13,11 +13,11 @@ use anyhow::Context as _;
 
 use crate::app::App;
 use crate::domain::{Actor, PlanId, PlexIdentityId, ServerId, ShareState, SubscriberId};
-use crate::jobs::NewJob;
+use crate::jobs::{InviteShare, PlaceWaiting};
 use crate::services::lifecycle;
 use crate::services::notify::{self, Kind};
 use crate::services::placement::{self, Placement, SubscriberContext};
-use crate::services::shares::{INVITE, enqueue_share_job, load_candidates, plan_needs};
+use crate::services::shares::{load_candidates, plan_needs};
 use crate::store::{Tx, audit, servers, shares, subscribers};
 
 /// Places the subscriber on `plan` and queues the invite of `identity` there. `Ok(Err(reason))`
@@ -51,7 +51,9 @@ pub async fn place_and_invite(
             let share =
                 shares::insert_share(tx, subscriber, server, identity, ShareState::Pending, now)
                     .await?;
-            enqueue_share_job(&app.queue, tx, INVITE, share, owner, "1").await?;
+            app.queue
+                .enqueue(tx, &InviteShare::new(share, owner, "1"))
+                .await?;
             subscribers::update_waiting_for_room(tx, subscriber, false, now).await?;
             Ok(Ok(server))
         }
@@ -227,9 +229,6 @@ pub async fn reinvite(
     Ok(outcome)
 }
 
-/// Job kind: place every subscriber waiting for room.
-pub const PLACE_WAITING: &str = "access.place_waiting";
-
 /// Queues a run of [`place_waiting`] keyed by `period` (the hour, or an admin change's stamp), so
 /// repeated ticks add nothing; queues nothing while nobody waits.
 pub async fn enqueue_place_waiting(
@@ -240,12 +239,7 @@ pub async fn enqueue_place_waiting(
     if !subscribers::find_anyone_waiting_for_room(tx).await? {
         return Ok(false);
     }
-    let job = NewJob::new(
-        PLACE_WAITING,
-        &serde_json::json!({}),
-        format!("{PLACE_WAITING}:{period}"),
-    );
-    app.queue.enqueue(tx, &job).await
+    app.queue.enqueue(tx, &PlaceWaiting::new(period)).await
 }
 
 /// Places the subscribers waiting for room who may be invited now (paid up or permanent, not
@@ -300,7 +294,9 @@ pub async fn place_waiting(app: &App) -> anyhow::Result<usize> {
                 now,
             )
             .await?;
-            enqueue_share_job(&app.queue, &mut tx, INVITE, share, owner, "1").await?;
+            app.queue
+                .enqueue(&mut tx, &InviteShare::new(share, owner, "1"))
+                .await?;
             subscribers::update_waiting_for_room(&mut tx, subscriber, false, now).await?;
             let server_name = servers::find_server(&mut tx, server).await?.map(|s| s.name);
             let detail =

@@ -16,14 +16,14 @@ use chrono::Duration;
 
 use crate::app::App;
 use crate::domain::{
-    Actor, ChangeRequestId, IdentityState, OwnerAccountId, OwnerAccountState, PlanId, PlexEmail,
-    PlexIdentityId, RetireReason, ServerId, ShareId, SubscriberId, VerificationCode,
+    Actor, ChangeRequestId, IdentityState, OwnerAccountState, PlanId, PlexEmail, PlexIdentityId,
+    RetireReason, ServerId, SubscriberId, VerificationCode,
 };
 use crate::integrations::plex::{PlexError, Validation};
+use crate::jobs::RemoveShare;
 use crate::services::access;
 use crate::services::notify::{self, Kind};
 use crate::services::settings::plex_account_change_enabled;
-use crate::services::shares::{REMOVE, enqueue_share_job};
 use crate::store::account_changes::{self, NewChangeRequest};
 use crate::store::{Tx, audit, is_unique_violation, owner_accounts, servers, shares, subscribers};
 
@@ -165,7 +165,7 @@ pub async fn request_change(
         let owners = owner_accounts::find_owner_accounts(&mut tx).await?;
         let token = owners
             .iter()
-            .find(|o| o.state == OwnerAccountState::Active.as_str())
+            .find(|o| o.state == OwnerAccountState::Active)
             .map(|o| o.token_enc.clone());
         (row, token)
     };
@@ -346,19 +346,11 @@ pub async fn verify_change(
     // to call).
     let previous = shares::find_previous_servers(&mut tx, subscriber).await?;
     for share in shares::find_live_shares_of(&mut tx, subscriber).await? {
-        let id = ShareId::new(share.id);
-        if share.owner_state == OwnerAccountState::Removed.as_str() {
-            shares::update_share_removed(&mut tx, id, now).await?;
+        if share.owner_state == OwnerAccountState::Removed {
+            shares::update_share_removed(&mut tx, share.id, now).await?;
         } else {
-            enqueue_share_job(
-                &app.queue,
-                &mut tx,
-                REMOVE,
-                id,
-                OwnerAccountId::new(share.owner_account_id),
-                "account-change",
-            )
-            .await?;
+            let remove = RemoveShare::new(share.id, share.owner_account_id, "account-change");
+            app.queue.enqueue(&mut tx, &remove).await?;
         }
     }
     let placed = match row.plan_id {

@@ -19,15 +19,12 @@ use crate::app::App;
 use crate::domain::SubscriberId;
 use crate::integrations::discord::{Button, DiscordError, OutgoingMessage};
 use crate::integrations::email::MailError;
-use crate::jobs::{ClaimedJob, JobError, NewJob};
+use crate::jobs::{DeliverNotification, FlagFanout};
+use crate::services::StepError;
 use crate::store::Tx;
 use crate::store::lifecycle;
 use crate::store::notifications::{self, NewNotification, NotificationRow};
 
-/// Job kind: deliver one notification.
-pub const DELIVER: &str = "notify.deliver";
-/// Job kind: make the flag notifications of a confirmed bulk flag, a batch at a time.
-pub const FLAG_FANOUT: &str = "notify.flag_fanout";
 /// Signature purpose of the "Change my Plex account" button.
 pub const CHANGE_BUTTON_PURPOSE: &str = "change-account";
 /// Subscribers handled per fan-out step.
@@ -77,34 +74,15 @@ impl Kind {
 /// minutes, DMs are read hours later, so the DM carries this instead of a link).
 pub const OPEN_ACCOUNT_BUTTON: &str = "usher:open-account";
 
-/// Arguments of the deliver job.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-pub struct DeliverJob {
-    /// The notification row.
-    pub notification: i64,
-}
-
-/// Arguments of a fan-out step.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-pub struct FanoutJob {
-    /// The confirmed bulk-flag preview.
-    pub preview: i64,
-    /// Members with a larger subscriber id are still to do.
-    pub after: i64,
-}
-
 /// Records the notification and queues its delivery; false when this one was queued before.
 async fn enqueue(app: &App, tx: &mut Tx, new: &NewNotification<'_>) -> Result<bool, sqlx::Error> {
     let now = app.clock.now();
     let Some(id) = notifications::insert_notification(tx, new, now).await? else {
         return Ok(false);
     };
-    let job = NewJob::new(
-        DELIVER,
-        &DeliverJob { notification: id },
-        format!("{DELIVER}:{id}"),
-    );
-    app.queue.enqueue(tx, &job).await?;
+    app.queue
+        .enqueue(tx, &DeliverNotification { notification: id })
+        .await?;
     Ok(true)
 }
 
@@ -196,18 +174,17 @@ pub async fn enqueue_flagged(
 /// Queues the fan-out of a confirmed bulk flag: the confirm stays one statement whatever its size,
 /// and the flag DMs are made in batches by jobs, each step in its own transaction.
 pub async fn enqueue_flag_fanout(app: &App, tx: &mut Tx, preview: i64) -> Result<(), sqlx::Error> {
-    let step = FanoutJob { preview, after: 0 };
-    let job = NewJob::new(FLAG_FANOUT, &step, format!("{FLAG_FANOUT}:{preview}:0"));
-    app.queue.enqueue(tx, &job).await.map(drop)
+    app.queue
+        .enqueue(tx, &FlagFanout { preview, after: 0 })
+        .await
+        .map(drop)
 }
 
-/// One fan-out step: notifications for the next batch, and the next step if there is more.
-pub async fn fan_out_flagged(app: &App, step: FanoutJob) -> Result<(), JobError> {
-    let mut tx = app.db.begin().await.map_err(JobError::retry)?;
-    let batch =
-        notifications::find_flagged_members(&mut tx, step.preview, step.after, FANOUT_BATCH)
-            .await
-            .map_err(JobError::retry)?;
+/// One fan-out step: notifications for the members of `preview` after subscriber `after`, and
+/// the next step if there is more.
+pub async fn fan_out_flagged(app: &App, preview: i64, after: i64) -> Result<(), StepError> {
+    let mut tx = app.db.begin().await?;
+    let batch = notifications::find_flagged_members(&mut tx, preview, after, FANOUT_BATCH).await?;
     for member in &batch {
         enqueue_flagged(
             app,
@@ -215,23 +192,19 @@ pub async fn fan_out_flagged(app: &App, step: FanoutJob) -> Result<(), JobError>
             SubscriberId::new(member.subscriber_id),
             member.flagged_at,
         )
-        .await
-        .map_err(JobError::retry)?;
+        .await?;
     }
     if let Some(last) = batch.last()
         && i64::try_from(batch.len()).unwrap_or(i64::MAX) == FANOUT_BATCH
     {
-        let next = FanoutJob {
-            preview: step.preview,
+        let next = FlagFanout {
+            preview,
             after: last.subscriber_id,
         };
-        let key = format!("{FLAG_FANOUT}:{}:{}", step.preview, next.after);
-        app.queue
-            .enqueue(&mut tx, &NewJob::new(FLAG_FANOUT, &next, key))
-            .await
-            .map_err(JobError::retry)?;
+        app.queue.enqueue(&mut tx, &next).await?;
     }
-    app.queue.commit(tx).await.map_err(JobError::retry)
+    app.queue.commit(tx).await?;
+    Ok(())
 }
 
 /// The "Change my Plex account" button for `subscriber`.
@@ -263,18 +236,16 @@ enum Delivery {
     Failed(String),
 }
 
-/// Delivers one notification (the deliver job).
-pub async fn deliver(app: &App, job: &ClaimedJob, args: DeliverJob) -> Result<(), JobError> {
+/// Delivers one notification (the deliver job). A passing fault is retried, except on the
+/// `last_attempt`, which records the notification as failed instead.
+pub async fn deliver(app: &App, notification: i64, last_attempt: bool) -> Result<(), StepError> {
     let row = {
-        let mut tx = app.db.read().await.map_err(JobError::retry)?;
-        notifications::find_notification(&mut tx, args.notification)
-            .await
-            .map_err(JobError::retry)?
+        let mut tx = app.db.read().await?;
+        notifications::find_notification(&mut tx, notification).await?
     };
     let Some(row) = row else {
-        return Err(JobError::Fail(anyhow::anyhow!(
-            "notification {} does not exist",
-            args.notification
+        return Err(StepError::Impossible(anyhow::anyhow!(
+            "notification {notification} does not exist"
         )));
     };
     if row.state != "queued" {
@@ -282,7 +253,7 @@ pub async fn deliver(app: &App, job: &ClaimedJob, args: DeliverJob) -> Result<()
     }
     let outcome = match attempt(app, &row).await {
         Ok(outcome) => outcome,
-        Err(err) if !job.is_last_attempt() => return Err(JobError::retry(err)),
+        Err(err) if !last_attempt => return Err(StepError::Temporary(err)),
         Err(err) => Delivery::Failed(format!("{err:#}")),
     };
     let (state, via, error) = match &outcome {
@@ -298,7 +269,7 @@ pub async fn deliver(app: &App, job: &ClaimedJob, args: DeliverJob) -> Result<()
     if let Some(error) = &error {
         tracing::warn!(notification = row.id, kind = %row.kind, channel = %row.channel, state, error, "notification not delivered");
     }
-    let mut tx = app.db.begin().await.map_err(JobError::retry)?;
+    let mut tx = app.db.begin().await?;
     notifications::update_finished(
         &mut tx,
         row.id,
@@ -307,9 +278,9 @@ pub async fn deliver(app: &App, job: &ClaimedJob, args: DeliverJob) -> Result<()
         error.as_deref(),
         app.clock.now(),
     )
-    .await
-    .map_err(JobError::retry)?;
-    tx.commit().await.map_err(JobError::retry)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// One try; `Err` is a passing fault worth retrying.

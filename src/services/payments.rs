@@ -364,7 +364,8 @@ async fn apply_payment(
     // otherwise invite when they have none on a usable server, unless flagged (the change comes
     // first) or without a Plex account on file.
     let live = shares::find_live_shares_of(tx, subscriber).await?;
-    let usable = |s: &&shares::SubscriberShare| s.owner_state == "active";
+    let usable =
+        |s: &&shares::SubscriberShare| s.owner_state == crate::domain::OwnerAccountState::Active;
     if !row.requires_plex_change
         && live.iter().filter(usable).any(|s| s.suspended)
         && lifecycle::restore_access(app, tx, subscriber).await? > 0

@@ -107,7 +107,7 @@ async fn flagged_subscribers_move_to_new_accounts_and_are_reinvited_across_new_s
     let all_servers = servers::find_servers(&mut tx).await.unwrap();
     drop(tx);
     for server in all_servers {
-        usher::jobs::plex::reconcile(&app.app, usher::domain::ServerId::new(server.id))
+        usher::services::plex_sync::reconcile_server(&app.app, server.id)
             .await
             .unwrap();
     }

@@ -69,7 +69,7 @@ async fn enqueue(app: &TestApp, key: &str) {
     assert!(
         app.app
             .queue
-            .enqueue(&mut tx, &NewJob::new("test", &serde_json::json!({}), key))
+            .enqueue_raw(&mut tx, &NewJob::new("test", &serde_json::json!({}), key))
             .await
             .unwrap()
     );
@@ -87,7 +87,7 @@ async fn a_job_enqueued_in_a_rolled_back_transaction_never_runs(backend: Backend
     let app = TestApp::spawn(backend).await;
     let mut tx = app.app.db.begin().await.unwrap();
     let job = NewJob::new("test", &serde_json::json!({"n": 1}), "rolled-back");
-    assert!(app.app.queue.enqueue(&mut tx, &job).await.unwrap());
+    assert!(app.app.queue.enqueue_raw(&mut tx, &job).await.unwrap());
     tx.rollback().await.unwrap();
 
     let recorder = Recorder::default();
@@ -107,7 +107,7 @@ async fn enqueueing_the_same_key_twice_keeps_one_job(backend: Backend) {
     let mut tx = app.app.db.begin().await.unwrap();
     let again = NewJob::new("test", &serde_json::json!({}), "once");
     assert!(
-        !app.app.queue.enqueue(&mut tx, &again).await.unwrap(),
+        !app.app.queue.enqueue_raw(&mut tx, &again).await.unwrap(),
         "second enqueue is a no-op"
     );
     tx.commit().await.unwrap();
@@ -222,7 +222,7 @@ async fn a_parked_job_waits_for_an_admin_and_resumes_when_unparked(backend: Back
     let app = TestApp::spawn(backend).await;
     let mut tx = app.app.db.begin().await.unwrap();
     let job = NewJob::new("test", &serde_json::json!({}), "invite-1").rate_limited_by("owner:7");
-    app.app.queue.enqueue(&mut tx, &job).await.unwrap();
+    app.app.queue.enqueue_raw(&mut tx, &job).await.unwrap();
     tx.commit().await.unwrap();
 
     assert_eq!(
@@ -297,7 +297,7 @@ async fn concurrent_workers_never_run_the_same_job_twice(backend: Backend) {
     let mut tx = app.app.db.begin().await.unwrap();
     for n in 0..JOBS {
         let job = NewJob::new("test", &serde_json::json!({ "n": n }), format!("job-{n}"));
-        app.app.queue.enqueue(&mut tx, &job).await.unwrap();
+        app.app.queue.enqueue_raw(&mut tx, &job).await.unwrap();
     }
     tx.commit().await.unwrap();
 
