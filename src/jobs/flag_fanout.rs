@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
+use crate::domain::SubscriberId;
 use crate::jobs::{ClaimedJob, Job, JobError};
 use crate::services::notify;
 
@@ -13,7 +14,7 @@ pub struct FlagFanout {
     /// The confirmed bulk-flag preview.
     pub preview: i64,
     /// Members with a larger subscriber id are still to do.
-    pub after: i64,
+    pub after: SubscriberId,
 }
 
 impl Job for FlagFanout {

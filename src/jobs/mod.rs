@@ -190,7 +190,7 @@ mod tests {
             one(&DeliverNotification { notification: 11 }),
             one(&FlagFanout {
                 preview: 3,
-                after: 500,
+                after: SubscriberId::new(500),
             }),
             one(&PlaceWaiting::new("2026030112")),
         ]

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::JobSettings;
+use crate::domain::JobId;
 use crate::jobs::Registered;
 use crate::store::jobs::{self as sql, AfterFailure, ClaimedJobRow, NewJobRow};
 use crate::store::{Db, Tx};
@@ -75,7 +76,7 @@ impl NewJob {
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
     /// Row id.
-    pub id: i64,
+    pub id: JobId,
     /// Handler name.
     pub kind: String,
     /// JSON arguments.
@@ -284,13 +285,13 @@ impl Queue {
                 if sql::update_done(&self.inner.db, job.id, &job.lease_token, now).await? {
                     Ok(Outcome::Done)
                 } else {
-                    tracing::warn!(job = job.id, kind = %job.kind, "job finished after its lease was taken over");
+                    tracing::warn!(job = %job.id, kind = %job.kind, "job finished after its lease was taken over");
                     Ok(Outcome::LeaseLost)
                 }
             }
             Some(Err(err)) => {
                 let next = self.after_failure(&job, &err);
-                tracing::warn!(job = job.id, kind = %job.kind, attempt = job.attempt, error = %err, next = ?next, "job attempt failed");
+                tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempt, error = %err, next = ?next, "job attempt failed");
                 self.record_failure(&job, &err.to_string(), next).await
             }
         }
@@ -417,7 +418,7 @@ impl Queue {
         Ok(match next {
             AfterFailure::RetryAt(_) => Outcome::Retried,
             AfterFailure::Dead => {
-                tracing::error!(job = job.id, kind = %job.kind, error, "job is dead");
+                tracing::error!(job = %job.id, kind = %job.kind, error, "job is dead");
                 Outcome::Dead
             }
             AfterFailure::Parked => Outcome::Parked,

@@ -144,7 +144,7 @@ pub async fn reinvite(
         return Err(ReinviteError::NotActive);
     }
     if let Some(server) = status.server {
-        return Err(if status.share_state.as_deref() == Some("accepted") {
+        return Err(if status.share_state == Some(ShareState::Accepted) {
             ReinviteError::HasAccess(server)
         } else {
             ReinviteError::InvitePending(server)
@@ -172,7 +172,7 @@ pub async fn reinvite(
     let row = subscribers::find_subscriber(&mut tx, subscriber)
         .await?
         .ok_or(ReinviteError::NotSubscriber)?;
-    let plan = PlanId::new(row.plan_id.ok_or(ReinviteError::NoPlan)?);
+    let plan = row.plan_id.ok_or(ReinviteError::NoPlan)?;
     let identity = subscribers::find_active_identity(&mut tx, subscriber)
         .await?
         .ok_or(ReinviteError::NoPlexAccount)?;
@@ -181,7 +181,7 @@ pub async fn reinvite(
         app,
         &mut tx,
         subscriber,
-        PlexIdentityId::new(identity.id),
+        identity.id,
         plan,
         previous,
         row.preferred_location,
@@ -253,20 +253,18 @@ pub async fn place_waiting(app: &App) -> anyhow::Result<usize> {
         return Ok(0);
     }
     let mut candidates = load_candidates(&mut tx).await?;
-    let mut by_plan: BTreeMap<i64, Vec<&subscribers::WaitingRow>> = BTreeMap::new();
+    let mut by_plan: BTreeMap<PlanId, Vec<&subscribers::WaitingRow>> = BTreeMap::new();
     for row in &waiting {
         by_plan.entry(row.plan_id).or_default().push(row);
     }
     let mut invited = 0;
     for (plan, rows) in by_plan {
-        let plan = PlanId::new(plan);
         let Some(needs) = plan_needs(&mut tx, plan).await? else {
             continue;
         };
         let mut requests = Vec::with_capacity(rows.len());
         for row in &rows {
-            let previous =
-                shares::find_previous_servers(&mut tx, SubscriberId::new(row.id)).await?;
+            let previous = shares::find_previous_servers(&mut tx, row.id).await?;
             let context = SubscriberContext {
                 current: None,
                 previous,
@@ -279,7 +277,7 @@ pub async fn place_waiting(app: &App) -> anyhow::Result<usize> {
             let Ok(Placement::Place(server) | Placement::Keep(server)) = result else {
                 continue;
             };
-            let subscriber = SubscriberId::new(row.id);
+            let subscriber = row.id;
             let owner = candidates
                 .iter()
                 .find(|c| c.id == server)
@@ -289,7 +287,7 @@ pub async fn place_waiting(app: &App) -> anyhow::Result<usize> {
                 &mut tx,
                 subscriber,
                 server,
-                PlexIdentityId::new(row.identity_id),
+                row.identity_id,
                 ShareState::Pending,
                 now,
             )

@@ -27,7 +27,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::app::App;
-use crate::domain::{Actor, OwnerAccountId, ShareId, SubscriberId};
+use crate::domain::{Actor, SubscriberId};
 use crate::integrations::discord::DiscordError;
 use crate::jobs::{InviteShare, LifecycleSweep, ReleaseShare, SuspendShare, SyncRoles};
 use crate::services::StepError;
@@ -106,16 +106,16 @@ async fn restore(app: &App, tx: &mut Tx, due: &[store::ShareDue]) -> anyhow::Res
     let now = app.clock.now();
     let mut restored = 0;
     for share in due {
-        let id = ShareId::new(share.id);
+        let id = share.id;
         if !store::update_share_restored(tx, id, now).await? {
             continue;
         }
         let generation = format!("restore-{}", end_label(share.suspended_at));
-        let owner = OwnerAccountId::new(share.owner_account_id);
+        let owner = share.owner_account_id;
         app.queue
             .enqueue(tx, &InviteShare::new(id, owner, &generation))
             .await?;
-        let subscriber = SubscriberId::new(share.subscriber_id);
+        let subscriber = share.subscriber_id;
         let detail = serde_json::json!({ "share": share.id, "suspended_at": share.suspended_at });
         audit::insert_audit(
             tx,
@@ -142,8 +142,8 @@ pub async fn sweep(app: &App) -> anyhow::Result<Swept> {
     let lapsed = store::find_lapsed_shares(&mut tx, now).await?;
     for share in &lapsed {
         let end = end_label(share.ended_at);
-        let owner = OwnerAccountId::new(share.owner_account_id);
-        let id = ShareId::new(share.id);
+        let owner = share.owner_account_id;
+        let id = share.id;
         if app
             .queue
             .enqueue(&mut tx, &SuspendShare::new(id, owner, &end))
@@ -151,7 +151,7 @@ pub async fn sweep(app: &App) -> anyhow::Result<Swept> {
         {
             swept.suspended += 1;
         }
-        let subscriber = SubscriberId::new(share.subscriber_id);
+        let subscriber = share.subscriber_id;
         let ended = share.ended_at.unwrap_or(now);
         let kept_until = now + Duration::days(i64::from(config.share_grace_days));
         let detail = serde_json::json!({
@@ -173,7 +173,7 @@ pub async fn sweep(app: &App) -> anyhow::Result<Swept> {
 
     // Lapsed subscribers: no longer waiting for room, and their roles go.
     for sub in store::find_lapsed_subscribers(&mut tx, now).await? {
-        let id = SubscriberId::new(sub.id);
+        let id = sub.id;
         if sub.waiting {
             subscribers::update_waiting_for_room(&mut tx, id, false, now).await?;
         }
@@ -197,9 +197,9 @@ pub async fn sweep(app: &App) -> anyhow::Result<Swept> {
     // Suspended past the grace days: the share is deleted and the place freed.
     let cutoff = now - Duration::days(i64::from(config.share_grace_days));
     for share in store::find_suspensions_over(&mut tx, now, cutoff).await? {
-        let owner = OwnerAccountId::new(share.owner_account_id);
+        let owner = share.owner_account_id;
         let generation = end_label(share.suspended_at);
-        let release = ReleaseShare::new(ShareId::new(share.id), owner, &generation);
+        let release = ReleaseShare::new(share.id, owner, &generation);
         if app.queue.enqueue(&mut tx, &release).await? {
             swept.released += 1;
         }
@@ -219,7 +219,7 @@ pub async fn sweep(app: &App) -> anyhow::Result<Swept> {
     if roles_configured(app) {
         for due in store::find_role_grants_due(&mut tx, now).await? {
             let event = format!("active-{}", end_label(due.ended_at));
-            if enqueue_role_sync(app, &mut tx, SubscriberId::new(due.id), &event).await? {
+            if enqueue_role_sync(app, &mut tx, due.id, &event).await? {
                 swept.roles += 1;
             }
         }
@@ -250,7 +250,7 @@ async fn remind(
     else {
         return Ok(false);
     };
-    let subscriber = SubscriberId::new(ending.id);
+    let subscriber = ending.id;
     // Whole days left, rounded up: "ends in 3 days" two hours after the 3-day mark is still true
     // to the day, and the date is written next to it.
     let days_left = (left.num_minutes() + 24 * 60 - 1) / (24 * 60);
@@ -287,7 +287,7 @@ pub async fn sync_roles(app: &App, subscriber: SubscriberId) -> Result<(), StepE
             "subscriber {subscriber} no longer exists"
         )));
     };
-    let user = u64::try_from(row.discord_id).map_err(|e| StepError::Impossible(e.into()))?;
+    let user = row.discord_id.get();
     let mut member = true;
     for role in &app.settings.discord.subscriber_role_ids {
         let result = if standing.active {

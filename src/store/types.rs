@@ -13,9 +13,10 @@ use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Type};
 
 use crate::domain::{
-    BillingPeriod, ChangeRequestId, DiscordId, IdentityState, JobId, JobState, LibraryGroupId,
-    LibraryId, OwnerAccountId, OwnerAccountState, PaymentId, PlanId, PlexEmail, PlexIdentityId,
-    Provider, RetireReason, ServerId, ShareId, ShareState, SubscriberId,
+    BillingPeriod, ChangeRequestId, ChangeRequestState, DiscordId, IdentityState, JobId, JobState,
+    LibraryGroupId, LibraryId, NotificationChannel, NotificationKind, NotificationState,
+    OwnerAccountId, OwnerAccountState, PaymentId, PlanId, PlexEmail, PlexIdentityId, Provider,
+    RetireReason, ServerId, ShareId, ShareState, SubscriberId,
 };
 
 /// Maps a type onto a column of type `$raw` on both backends: `$to` turns the value into the raw
@@ -87,6 +88,10 @@ text_columns!(
     JobState,
     Provider,
     BillingPeriod,
+    ChangeRequestState,
+    NotificationState,
+    NotificationChannel,
+    NotificationKind,
 );
 
 column!(PlexEmail, String, |v| v.as_str().to_owned(), |raw| {

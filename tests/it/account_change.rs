@@ -61,14 +61,14 @@ async fn flagged_subscribers_move_to_new_accounts_and_are_reinvited_across_new_s
                 .unwrap()
                 .unwrap();
         assert_eq!(
-            (old.state.as_str(), old.retire_reason.as_deref()),
+            (old.state.as_str(), old.retire_reason.map(|r| r.as_str())),
             ("banned", Some("banned"))
         );
         let current = subscribers::find_active_identity(&mut tx, *sub)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(current.email_norm, new_email);
+        assert_eq!(current.email_norm.as_str(), new_email);
         assert!(
             !subscribers::find_subscriber(&mut tx, *sub)
                 .await
@@ -259,7 +259,8 @@ async fn every_refusal_changes_nothing(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        current.email_norm, alice_old,
+        current.email_norm.as_str(),
+        alice_old,
         "Alice still has her old identity"
     );
     assert!(

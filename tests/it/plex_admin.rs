@@ -447,7 +447,7 @@ async fn groups_and_plans_can_be_edited_and_plan_groups_update_live_shares(backe
     let queued = store::jobs::count_by_state(&app.app.db).await.unwrap();
     assert_eq!(
         queued,
-        vec![("queued".to_string(), 1)],
+        vec![(usher::domain::JobState::Queued, 1)],
         "one share update queued with the change"
     );
     let bad = plex_admin::PlanEdit {

@@ -156,7 +156,7 @@ async fn drain(app: &TestApp) {
         let counts = store::jobs::count_by_state(&app.app.db).await.unwrap();
         if !counts
             .iter()
-            .any(|(state, _)| state == "queued" || state == "running")
+            .any(|(state, _)| state.as_str() == "queued" || state.as_str() == "running")
         {
             return;
         }
@@ -166,7 +166,12 @@ async fn drain(app: &TestApp) {
 }
 
 async fn job_states(app: &TestApp) -> Vec<(String, i64)> {
-    store::jobs::count_by_state(&app.app.db).await.unwrap()
+    store::jobs::count_by_state(&app.app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(state, n)| (state.as_str().to_owned(), n))
+        .collect()
 }
 
 async fn an_invite_shares_exactly_the_plans_libraries_by_global_id(backend: Backend) {
@@ -402,7 +407,11 @@ async fn a_full_server_moves_the_invite_to_another_server(backend: Backend) {
     .await
     .unwrap()
     .unwrap();
-    assert_eq!(first.state, "done", "the first invite moved the share");
+    assert_eq!(
+        first.state.as_str(),
+        "done",
+        "the first invite moved the share"
+    );
     let job = store::jobs::find_by_key(
         &app.app.db,
         &format!("{}:{}:moved-{beta}", InviteShare::KIND, more[0].0),
@@ -410,7 +419,7 @@ async fn a_full_server_moves_the_invite_to_another_server(backend: Backend) {
     .await
     .unwrap()
     .unwrap();
-    assert_eq!(job.state, "parked");
+    assert_eq!(job.state.as_str(), "parked");
     assert!(
         job.last_error.unwrap().contains("no server has room"),
         "admins are told why"

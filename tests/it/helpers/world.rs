@@ -157,7 +157,10 @@ pub async fn drain(app: &TestApp) {
     for _ in 0..50 {
         app.app.queue.run_due(&dispatch).await.unwrap();
         let counts = store::jobs::count_by_state(&app.app.db).await.unwrap();
-        if !counts.iter().any(|(s, _)| s == "queued" || s == "running") {
+        if !counts
+            .iter()
+            .any(|(s, _)| s.as_str() == "queued" || s.as_str() == "running")
+        {
             return;
         }
         app.clock.advance(chrono::Duration::hours(7));
