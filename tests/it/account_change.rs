@@ -61,7 +61,7 @@ async fn flagged_subscribers_move_to_new_accounts_and_are_reinvited_across_new_s
                 .unwrap()
                 .unwrap();
         assert_eq!(
-            (old.state.as_str(), old.retire_reason.map(|r| r.as_str())),
+            (old.state.as_str(), old.retire_reason.map(usher::domain::RetireReason::as_str)),
             ("banned", Some("banned"))
         );
         let current = subscribers::find_active_identity(&mut tx, *sub)

@@ -111,7 +111,7 @@ async fn a_retired_identity_can_never_be_active_again(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (row.state.as_str(), row.retire_reason.map(|r| r.as_str())),
+        (row.state.as_str(), row.retire_reason.map(usher::domain::RetireReason::as_str)),
         ("retired", Some("changed"))
     );
     assert!(
