@@ -18,13 +18,10 @@ use tokio_util::sync::CancellationToken;
 use usher::App;
 use usher::clock::SystemClock;
 use usher::config::Settings;
-use usher::domain::{
-    Actor, BillingPeriod, Currency, DiscordId, LibraryId, Money, PlexEmail, ShareState,
-};
+use usher::domain::{Actor, BillingPeriod, Currency, DiscordId, Money, PlexEmail, ShareState};
 use usher::fakes::plex::{FakePlex, Faults};
 use usher::jobs::AppDispatch;
 use usher::services::plex_admin::{self, PlanSpec};
-use usher::services::shares::{INVITE, enqueue_share_job};
 use usher::store::{self, servers, shares, subscribers};
 
 const INVITE_ROUTE: &str = "POST /api/v2/shared_servers";
@@ -103,7 +100,7 @@ async fn run(invites: u64, rate: u32, fault_each: f64) -> anyhow::Result<Run> {
         let mut tx = app.db.begin().await?;
         let library = servers::find_libraries(&mut tx, server).await?[0].id;
         drop(tx);
-        plex_admin::assign_library(&app, &admin, LibraryId::new(library), Some(group)).await?;
+        plex_admin::assign_library(&app, &admin, library, Some(group)).await?;
         targets.push((owner, server));
     }
 
@@ -121,7 +118,9 @@ async fn run(invites: u64, rate: u32, fault_each: f64) -> anyhow::Result<Run> {
                 .await?;
         let share =
             shares::insert_share(&mut tx, sub, server, identity, ShareState::Pending, now).await?;
-        enqueue_share_job(&app.queue, &mut tx, INVITE, share, owner, "1").await?;
+        app.queue
+            .enqueue(&mut tx, &usher::jobs::InviteShare::new(share, owner, "1"))
+            .await?;
     }
     tx.commit().await?;
     plex.set_faults(Faults {

@@ -95,7 +95,7 @@ async fn queue_throughput(db: Db, n: usize) -> anyhow::Result<f64> {
     let mut tx = db.begin().await?;
     for i in 0..n {
         queue
-            .enqueue(
+            .enqueue_raw(
                 &mut tx,
                 &NewJob::new("noop", &serde_json::json!({}), format!("bench-{i}")),
             )
@@ -114,7 +114,7 @@ async fn queue_throughput(db: Db, n: usize) -> anyhow::Result<f64> {
         let done = store::jobs::count_by_state(&db)
             .await?
             .into_iter()
-            .find(|(state, _)| state == "done")
+            .find(|(state, _)| *state == usher::domain::JobState::Done)
             .map_or(0, |(_, count)| count);
         if usize::try_from(done)? >= n {
             break;

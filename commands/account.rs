@@ -5,7 +5,7 @@ use poise::serenity_prelude as serenity;
 
 use crate::app::App;
 use crate::bot::{Context, Error, Refusal, reply_failure};
-use crate::domain::DiscordId;
+use crate::domain::{DiscordId, PlexEmail, ShareState};
 use crate::services::account::{self, AccountStatus};
 use crate::services::notify::OPEN_ACCOUNT_BUTTON;
 use crate::services::sign_in;
@@ -81,11 +81,10 @@ pub fn status_embed(status: &AccountStatus, for_admin: bool) -> serenity::Create
         (false, Some(until)) => format!("<t:{}:D>", until.timestamp()),
         (false, None) => "never paid".to_owned(),
     };
-    let invite = match status.invite.as_deref() {
-        Some("pending") => "sent: accept it in Plex (Settings → Manage Library Access)",
-        Some("accepted") => "accepted",
-        Some(other) => other,
-        None => "none",
+    let invite = match status.invite {
+        Some(ShareState::Pending) => "sent: accept it in Plex (Settings → Manage Library Access)",
+        Some(ShareState::Accepted) => "accepted",
+        Some(ShareState::Removed) | None => "none",
     };
     let mut embed = serenity::CreateEmbed::new()
         .title(if for_admin {
@@ -103,7 +102,10 @@ pub fn status_embed(status: &AccountStatus, for_admin: bool) -> serenity::Create
         .field("Paid until", paid, true)
         .field(
             "Plex account",
-            status.plex_email.as_deref().unwrap_or("none linked"),
+            status
+                .plex_email
+                .as_ref()
+                .map_or("none linked", PlexEmail::as_str),
             true,
         )
         .field("Server", status.server.as_deref().unwrap_or("none"), true)

@@ -610,7 +610,7 @@ pub async fn server_list(ctx: Context<'_>) -> Result<(), Error> {
             } else {
                 ", closed to new subscriptions"
             },
-            if s.owner_state == "active" {
+            if s.owner_state == crate::domain::OwnerAccountState::Active {
                 String::new()
             } else {
                 format!(", owner {}", s.owner_state)
@@ -817,7 +817,7 @@ pub async fn plan_create(
             .iter()
             .find(|g| g.name.eq_ignore_ascii_case(wanted))
             .ok_or_else(|| Refusal::new(format!("there is no library group named `{wanted}`")))?;
-        ids.push(LibraryGroupId::new(found.id));
+        ids.push(found.id);
     }
     let spec = PlanSpec {
         name: name.clone(),

@@ -23,7 +23,8 @@ pub use money::{Currency, CurrencyError, Money, MoneyError};
 pub use plex_email::{PlexEmail, PlexEmailError};
 pub use provider_ids::{PaypalPlanId, ProviderIdError, StripePriceId};
 pub use states::{
-    BillingPeriod, IdentityState, JobState, OwnerAccountState, ParseStateError, Provider,
+    BillingPeriod, ChangeRequestState, IdentityState, JobState, NotificationChannel,
+    NotificationKind, NotificationState, OwnerAccountState, ParseStateError, Provider,
     RetireReason, ShareState,
 };
 pub use text::as_sentence;

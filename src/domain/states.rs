@@ -121,6 +121,75 @@ text_enum!(
 );
 
 text_enum!(
+    /// Lifecycle of a request to prove a Plex account (the emailed code).
+    ChangeRequestState as "change request state" {
+        /// Waiting for the code.
+        Pending => "pending",
+        /// The right code was given; the change is applied.
+        Verified => "verified",
+        /// The code's time ran out.
+        Expired => "expired",
+        /// Too many wrong codes.
+        Locked => "locked",
+        /// Replaced by a newer request.
+        Cancelled => "cancelled",
+    }
+);
+
+text_enum!(
+    /// Lifecycle of a notification (a DM, an email, an admin alert).
+    NotificationState as "notification state" {
+        /// Waiting for its delivery job.
+        Queued => "queued",
+        /// Delivered.
+        Sent => "sent",
+        /// Discord refused the DM: the member's DMs are closed.
+        DmClosed => "dm_closed",
+        /// Not sent on purpose (stale, or nowhere to send it).
+        Undeliverable => "undeliverable",
+        /// Delivery failed for good.
+        Failed => "failed",
+    }
+);
+
+text_enum!(
+    /// Where a notification goes.
+    NotificationChannel as "notification channel" {
+        /// A Discord DM to the subscriber.
+        Dm => "dm",
+        /// An email.
+        Email => "email",
+        /// The admins' alert channel.
+        Admin => "admin",
+    }
+);
+
+text_enum!(
+    /// What a notification says; each names its template(s) (under `dms/` as `.md.j2`, under
+    /// `emails/` as `.txt.j2` + `.html.j2`).
+    NotificationKind as "notification kind" {
+        /// "Your Plex account must change" (DM with the button).
+        Flagged => "flagged",
+        /// "Your Plex account is now X; accept the invite" (DM and email).
+        ChangeConfirmed => "change_confirmed",
+        /// "Your account changed but no server has room yet" (DM).
+        WaitingForRoom => "waiting_for_room",
+        /// Admins: a re-invite found no server with room.
+        AdminNoRoom => "admin_no_room",
+        /// "A server had room: accept the invite to X" (DM), after waiting for room.
+        Invited => "invited",
+        /// "Your subscription ends in N days" (DM and email); not sent once renewed.
+        Reminder => "reminder",
+        /// "Your subscription ended; access removed; your place is kept until …" (DM).
+        Expired => "expired",
+        /// "We received your payment; paid until …" (DM).
+        Receipt => "receipt",
+        /// "Your renewal payment failed; the provider retries; update your payment method" (DM).
+        PaymentFailed => "payment_failed",
+    }
+);
+
+text_enum!(
     /// Why a Plex identity stopped being active.
     RetireReason as "retire reason" {
         /// The subscriber changed to another Plex account.
@@ -209,6 +278,10 @@ mod tests {
         check(RetireReason::ALL);
         check(Provider::ALL);
         check(BillingPeriod::ALL);
+        check(ChangeRequestState::ALL);
+        check(NotificationState::ALL);
+        check(NotificationChannel::ALL);
+        check(NotificationKind::ALL);
     }
 
     #[test]

@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::JobSettings;
+use crate::domain::JobId;
+use crate::jobs::Registered;
 use crate::store::jobs::{self as sql, AfterFailure, ClaimedJobRow, NewJobRow};
 use crate::store::{Db, Tx};
 
@@ -74,7 +76,7 @@ impl NewJob {
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
     /// Row id.
-    pub id: i64,
+    pub id: JobId,
     /// Handler name.
     pub kind: String,
     /// JSON arguments.
@@ -186,9 +188,20 @@ impl Queue {
         }
     }
 
-    /// Adds a job inside the caller's transaction. False when a job with the same key exists.
-    /// Call [`Queue::wake`] after the commit so idle workers start at once.
-    pub async fn enqueue(&self, tx: &mut Tx, job: &NewJob) -> Result<bool, sqlx::Error> {
+    /// Adds a job of a registered kind inside the caller's transaction: the typed call every
+    /// service uses. False when a job with the same key exists. Commit with [`Queue::commit`] (or
+    /// call [`Queue::wake`] after the commit) so idle workers start at once.
+    pub async fn enqueue<J: Registered>(&self, tx: &mut Tx, job: &J) -> Result<bool, sqlx::Error> {
+        let mut new = NewJob::new(J::KIND, job, job.key());
+        if let Some(key) = job.rate_key() {
+            new = new.rate_limited_by(key);
+        }
+        self.enqueue_raw(tx, &new).await
+    }
+
+    /// Adds a job by kind name: the queue's own mechanics, for its tests and benchmarks. Services
+    /// use the typed [`Queue::enqueue`].
+    pub async fn enqueue_raw(&self, tx: &mut Tx, job: &NewJob) -> Result<bool, sqlx::Error> {
         let now = self.inner.clock.now();
         let row = NewJobRow {
             kind: job.kind,
@@ -242,7 +255,8 @@ impl Queue {
         dispatch: &dyn Dispatch,
         shutdown: &CancellationToken,
     ) -> Result<Outcome, sqlx::Error> {
-        let span = tracing::info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempt);
+        let span =
+            tracing::info_span!("job", id = job.id.get(), kind = %job.kind, attempt = job.attempt);
         tracing::Instrument::instrument(self.execute_in_span(job, dispatch, shutdown), span).await
     }
 
@@ -283,13 +297,13 @@ impl Queue {
                 if sql::update_done(&self.inner.db, job.id, &job.lease_token, now).await? {
                     Ok(Outcome::Done)
                 } else {
-                    tracing::warn!(job = job.id, kind = %job.kind, "job finished after its lease was taken over");
+                    tracing::warn!(job = %job.id, kind = %job.kind, "job finished after its lease was taken over");
                     Ok(Outcome::LeaseLost)
                 }
             }
             Some(Err(err)) => {
                 let next = self.after_failure(&job, &err);
-                tracing::warn!(job = job.id, kind = %job.kind, attempt = job.attempt, error = %err, next = ?next, "job attempt failed");
+                tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempt, error = %err, next = ?next, "job attempt failed");
                 self.record_failure(&job, &err.to_string(), next).await
             }
         }
@@ -416,7 +430,7 @@ impl Queue {
         Ok(match next {
             AfterFailure::RetryAt(_) => Outcome::Retried,
             AfterFailure::Dead => {
-                tracing::error!(job = job.id, kind = %job.kind, error, "job is dead");
+                tracing::error!(job = %job.id, kind = %job.kind, error, "job is dead");
                 Outcome::Dead
             }
             AfterFailure::Parked => Outcome::Parked,

@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::app::App;
-use crate::domain::{Actor, BillingPeriod, Currency, LibraryGroupId, Money, OwnerAccountId};
+use crate::domain::{Actor, BillingPeriod, Currency, Money, OwnerAccountId};
 use crate::services::plex_admin::{self, AdminError, OwnerAccountAdded, PlanSpec};
 use crate::services::{catalog, checkout, plex_sign_in};
 
@@ -112,11 +112,14 @@ pub async fn add_server(app: &App, account: &str, wanted: &ServerWanted) -> anyh
 async fn find_owner(app: &App, wanted: &str) -> anyhow::Result<OwnerAccountId> {
     let wanted = wanted.trim();
     let accounts = catalog::owner_accounts(app).await?;
-    let by_id = wanted.strip_prefix('#').and_then(|n| n.parse::<i64>().ok());
+    let by_id = wanted
+        .strip_prefix('#')
+        .and_then(|n| n.parse::<i64>().ok())
+        .map(OwnerAccountId::new);
     accounts
         .iter()
         .find(|a| Some(a.id) == by_id || a.name.eq_ignore_ascii_case(wanted))
-        .map(|a| OwnerAccountId::new(a.id))
+        .map(|a| a.id)
         .ok_or_else(|| {
             anyhow::anyhow!(
                 "there is no owner Plex account called `{wanted}`; `usher plex-account list` shows them"
@@ -200,7 +203,7 @@ pub async fn create_plan(app: &App, input: &PlanInput) -> anyhow::Result<String>
             .ok_or_else(|| {
                 anyhow::anyhow!("--groups: there is no library group named `{wanted}`")
             })?;
-        groups.push(LibraryGroupId::new(found.id));
+        groups.push(found.id);
     }
     let spec = PlanSpec {
         name: input.name.clone(),

@@ -13,11 +13,11 @@ use anyhow::Context as _;
 
 use crate::app::App;
 use crate::domain::{Actor, PlanId, PlexIdentityId, ServerId, ShareState, SubscriberId};
-use crate::jobs::NewJob;
+use crate::jobs::{InviteShare, PlaceWaiting};
 use crate::services::lifecycle;
 use crate::services::notify::{self, Kind};
 use crate::services::placement::{self, Placement, SubscriberContext};
-use crate::services::shares::{INVITE, enqueue_share_job, load_candidates, plan_needs};
+use crate::services::shares::{load_candidates, plan_needs};
 use crate::store::{Tx, audit, servers, shares, subscribers};
 
 /// Places the subscriber on `plan` and queues the invite of `identity` there. `Ok(Err(reason))`
@@ -51,7 +51,9 @@ pub async fn place_and_invite(
             let share =
                 shares::insert_share(tx, subscriber, server, identity, ShareState::Pending, now)
                     .await?;
-            enqueue_share_job(&app.queue, tx, INVITE, share, owner, "1").await?;
+            app.queue
+                .enqueue(tx, &InviteShare::new(share, owner, "1"))
+                .await?;
             subscribers::update_waiting_for_room(tx, subscriber, false, now).await?;
             Ok(Ok(server))
         }
@@ -142,7 +144,7 @@ pub async fn reinvite(
         return Err(ReinviteError::NotActive);
     }
     if let Some(server) = status.server {
-        return Err(if status.share_state.as_deref() == Some("accepted") {
+        return Err(if status.share_state == Some(ShareState::Accepted) {
             ReinviteError::HasAccess(server)
         } else {
             ReinviteError::InvitePending(server)
@@ -170,7 +172,7 @@ pub async fn reinvite(
     let row = subscribers::find_subscriber(&mut tx, subscriber)
         .await?
         .ok_or(ReinviteError::NotSubscriber)?;
-    let plan = PlanId::new(row.plan_id.ok_or(ReinviteError::NoPlan)?);
+    let plan = row.plan_id.ok_or(ReinviteError::NoPlan)?;
     let identity = subscribers::find_active_identity(&mut tx, subscriber)
         .await?
         .ok_or(ReinviteError::NoPlexAccount)?;
@@ -179,7 +181,7 @@ pub async fn reinvite(
         app,
         &mut tx,
         subscriber,
-        PlexIdentityId::new(identity.id),
+        identity.id,
         plan,
         previous,
         row.preferred_location,
@@ -227,9 +229,6 @@ pub async fn reinvite(
     Ok(outcome)
 }
 
-/// Job kind: place every subscriber waiting for room.
-pub const PLACE_WAITING: &str = "access.place_waiting";
-
 /// Queues a run of [`place_waiting`] keyed by `period` (the hour, or an admin change's stamp), so
 /// repeated ticks add nothing; queues nothing while nobody waits.
 pub async fn enqueue_place_waiting(
@@ -240,12 +239,7 @@ pub async fn enqueue_place_waiting(
     if !subscribers::find_anyone_waiting_for_room(tx).await? {
         return Ok(false);
     }
-    let job = NewJob::new(
-        PLACE_WAITING,
-        &serde_json::json!({}),
-        format!("{PLACE_WAITING}:{period}"),
-    );
-    app.queue.enqueue(tx, &job).await
+    app.queue.enqueue(tx, &PlaceWaiting::new(period)).await
 }
 
 /// Places the subscribers waiting for room who may be invited now (paid up or permanent, not
@@ -259,20 +253,18 @@ pub async fn place_waiting(app: &App) -> anyhow::Result<usize> {
         return Ok(0);
     }
     let mut candidates = load_candidates(&mut tx).await?;
-    let mut by_plan: BTreeMap<i64, Vec<&subscribers::WaitingRow>> = BTreeMap::new();
+    let mut by_plan: BTreeMap<PlanId, Vec<&subscribers::WaitingRow>> = BTreeMap::new();
     for row in &waiting {
         by_plan.entry(row.plan_id).or_default().push(row);
     }
     let mut invited = 0;
     for (plan, rows) in by_plan {
-        let plan = PlanId::new(plan);
         let Some(needs) = plan_needs(&mut tx, plan).await? else {
             continue;
         };
         let mut requests = Vec::with_capacity(rows.len());
         for row in &rows {
-            let previous =
-                shares::find_previous_servers(&mut tx, SubscriberId::new(row.id)).await?;
+            let previous = shares::find_previous_servers(&mut tx, row.id).await?;
             let context = SubscriberContext {
                 current: None,
                 previous,
@@ -285,7 +277,7 @@ pub async fn place_waiting(app: &App) -> anyhow::Result<usize> {
             let Ok(Placement::Place(server) | Placement::Keep(server)) = result else {
                 continue;
             };
-            let subscriber = SubscriberId::new(row.id);
+            let subscriber = row.id;
             let owner = candidates
                 .iter()
                 .find(|c| c.id == server)
@@ -295,12 +287,14 @@ pub async fn place_waiting(app: &App) -> anyhow::Result<usize> {
                 &mut tx,
                 subscriber,
                 server,
-                PlexIdentityId::new(row.identity_id),
+                row.identity_id,
                 ShareState::Pending,
                 now,
             )
             .await?;
-            enqueue_share_job(&app.queue, &mut tx, INVITE, share, owner, "1").await?;
+            app.queue
+                .enqueue(&mut tx, &InviteShare::new(share, owner, "1"))
+                .await?;
             subscribers::update_waiting_for_room(&mut tx, subscriber, false, now).await?;
             let server_name = servers::find_server(&mut tx, server).await?.map(|s| s.name);
             let detail =

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::app::App;
-use crate::domain::{Actor, DiscordId, SubscriberId};
+use crate::domain::{Actor, DiscordId, PlexEmail, ShareState, SubscriberId};
 use crate::store::{audit, subscribers};
 
 /// Longest admin note kept.
@@ -20,7 +20,7 @@ pub struct AccountStatus {
     /// Display name.
     pub name: String,
     /// Current Plex account email.
-    pub plex_email: Option<String>,
+    pub plex_email: Option<PlexEmail>,
     /// Plan name.
     pub plan: Option<String>,
     /// End of the latest paid interval.
@@ -31,8 +31,8 @@ pub struct AccountStatus {
     pub active: bool,
     /// Server of the live share.
     pub server: Option<String>,
-    /// Invite state: `pending` (not accepted yet) or `accepted`.
-    pub invite: Option<String>,
+    /// Invite state: pending (not accepted yet) or accepted.
+    pub invite: Option<ShareState>,
     /// Must change Plex account.
     pub flagged: bool,
     /// A code is waiting.
@@ -56,7 +56,7 @@ impl AccountStatus {
 
     fn from_row(r: subscribers::StatusRow) -> Self {
         Self {
-            subscriber: SubscriberId::new(r.id),
+            subscriber: r.id,
             name: r.display_name,
             plex_email: r.plex_email,
             plan: r.plan,

@@ -16,14 +16,14 @@ use chrono::Duration;
 
 use crate::app::App;
 use crate::domain::{
-    Actor, ChangeRequestId, IdentityState, OwnerAccountId, OwnerAccountState, PlanId, PlexEmail,
-    PlexIdentityId, RetireReason, ServerId, ShareId, SubscriberId, VerificationCode,
+    Actor, ChangeRequestId, ChangeRequestState, IdentityState, OwnerAccountState, PlanId,
+    PlexEmail, PlexIdentityId, RetireReason, ServerId, SubscriberId, VerificationCode,
 };
 use crate::integrations::plex::{PlexError, Validation};
+use crate::jobs::RemoveShare;
 use crate::services::access;
 use crate::services::notify::{self, Kind};
 use crate::services::settings::plex_account_change_enabled;
-use crate::services::shares::{REMOVE, enqueue_share_job};
 use crate::store::account_changes::{self, NewChangeRequest};
 use crate::store::{Tx, audit, is_unique_violation, owner_accounts, servers, shares, subscribers};
 
@@ -133,9 +133,7 @@ async fn check_allowed(
     }
     if let Some(existing) = subscribers::find_identity_by_email(tx, email).await? {
         return Err(match existing.state.as_str() {
-            s if s == IdentityState::Active.as_str()
-                && existing.subscriber_id == subscriber.get() =>
-            {
+            s if s == IdentityState::Active.as_str() && existing.subscriber_id == subscriber => {
                 ChangeError::SameAsCurrent
             }
             s if s == IdentityState::Active.as_str() => ChangeError::InUse,
@@ -165,7 +163,7 @@ pub async fn request_change(
         let owners = owner_accounts::find_owner_accounts(&mut tx).await?;
         let token = owners
             .iter()
-            .find(|o| o.state == OwnerAccountState::Active.as_str())
+            .find(|o| o.state == OwnerAccountState::Active)
             .map(|o| o.token_enc.clone());
         (row, token)
     };
@@ -202,13 +200,8 @@ pub async fn request_change(
     check_allowed(&mut tx, subscriber, email).await?;
     let sends = match account_changes::find_pending(&mut tx, subscriber).await? {
         Some(pending) => {
-            account_changes::update_state(
-                &mut tx,
-                ChangeRequestId::new(pending.id),
-                "cancelled",
-                now,
-            )
-            .await?;
+            account_changes::update_state(&mut tx, pending.id, ChangeRequestState::Cancelled, now)
+                .await?;
             2
         }
         None => 1,
@@ -282,8 +275,7 @@ pub async fn resend_code(
         tx.rollback().await?;
         pending.ok_or(ChangeError::NoPendingRequest)?
     };
-    let email =
-        PlexEmail::parse(&pending.new_email_norm).context("stored email no longer parses")?;
+    let email = pending.new_email_norm;
     request_change(app, actor, subscriber, &email).await
 }
 
@@ -302,19 +294,19 @@ pub async fn verify_change(
     let pending = account_changes::find_pending(&mut tx, subscriber)
         .await?
         .ok_or(ChangeError::NoPendingRequest)?;
-    let request = ChangeRequestId::new(pending.id);
+    let request = pending.id;
     if now >= pending.expires_at {
-        account_changes::update_state(&mut tx, request, "expired", now).await?;
+        account_changes::update_state(&mut tx, request, ChangeRequestState::Expired, now).await?;
         tx.commit().await?;
         return Err(ChangeError::Expired);
     }
-    let email =
-        PlexEmail::parse(&pending.new_email_norm).context("stored email no longer parses")?;
+    let email = pending.new_email_norm;
     let stored = hex::decode(&pending.code_hash).context("stored code hash")?;
     if !code.matches(&app.signing_key, &hash_context(subscriber, &email), &stored) {
         let failed = account_changes::update_failed_attempt(&mut tx, request).await?;
         if failed >= MAX_WRONG_CODES {
-            account_changes::update_state(&mut tx, request, "locked", now).await?;
+            account_changes::update_state(&mut tx, request, ChangeRequestState::Locked, now)
+                .await?;
             tx.commit().await?;
             return Err(ChangeError::Locked);
         }
@@ -325,7 +317,7 @@ pub async fn verify_change(
     let row = check_allowed(&mut tx, subscriber, &email).await?;
     let old = subscribers::find_active_identity(&mut tx, subscriber).await?;
     if let Some(old) = &old {
-        let old_id = PlexIdentityId::new(old.id);
+        let old_id = old.id;
         let reason = if shares::find_last_owner_banned(&mut tx, old_id).await? {
             RetireReason::Banned
         } else {
@@ -340,25 +332,17 @@ pub async fn verify_change(
         Err(err) => return Err(err.into()),
     };
     subscribers::update_flag(&mut tx, subscriber, false, now).await?;
-    account_changes::update_state(&mut tx, request, "verified", now).await?;
+    account_changes::update_state(&mut tx, request, ChangeRequestState::Verified, now).await?;
 
     // Old shares go: through plex.tv unless the owner account was removed (then there is nothing
     // to call).
     let previous = shares::find_previous_servers(&mut tx, subscriber).await?;
     for share in shares::find_live_shares_of(&mut tx, subscriber).await? {
-        let id = ShareId::new(share.id);
-        if share.owner_state == OwnerAccountState::Removed.as_str() {
-            shares::update_share_removed(&mut tx, id, now).await?;
+        if share.owner_state == OwnerAccountState::Removed {
+            shares::update_share_removed(&mut tx, share.id, now).await?;
         } else {
-            enqueue_share_job(
-                &app.queue,
-                &mut tx,
-                REMOVE,
-                id,
-                OwnerAccountId::new(share.owner_account_id),
-                "account-change",
-            )
-            .await?;
+            let remove = RemoveShare::new(share.id, share.owner_account_id, "account-change");
+            app.queue.enqueue(&mut tx, &remove).await?;
         }
     }
     let placed = match row.plan_id {
@@ -368,7 +352,7 @@ pub async fn verify_change(
                 &mut tx,
                 subscriber,
                 identity,
-                PlanId::new(plan),
+                plan,
                 previous,
                 row.preferred_location,
             )
@@ -412,12 +396,12 @@ async fn tell_about_change(
     subscriber: SubscriberId,
     request: ChangeRequestId,
     email: &PlexEmail,
-    plan: Option<i64>,
+    plan: Option<PlanId>,
     placed: Option<Result<ServerId, String>>,
 ) -> Result<(), ChangeError> {
     let event = format!("change-{request}");
     let plan_name = match plan {
-        Some(plan) => servers::find_plan_name(tx, PlanId::new(plan)).await?,
+        Some(plan) => servers::find_plan_name(tx, plan).await?,
         None => None,
     };
     let (kind, detail) = match placed {

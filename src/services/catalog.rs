@@ -2,17 +2,20 @@
 //! plans, library groups and libraries.
 
 use crate::app::App;
+use crate::domain::{
+    LibraryGroupId, LibraryId, OwnerAccountId, OwnerAccountState, PlanId, ServerId,
+};
 use crate::store::{owner_accounts, servers};
 
 /// An owner account as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnerAccountItem {
     /// Id.
-    pub id: i64,
+    pub id: OwnerAccountId,
     /// Plex username.
     pub name: String,
-    /// `active`, `banned` or `removed`.
-    pub state: String,
+    /// Its state.
+    pub state: OwnerAccountState,
     /// Has Plex Pass.
     pub plex_pass: bool,
 }
@@ -21,13 +24,13 @@ pub struct OwnerAccountItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerItem {
     /// Id.
-    pub id: i64,
+    pub id: ServerId,
     /// Name.
     pub name: String,
     /// Owner account id.
-    pub owner_account_id: i64,
+    pub owner_account_id: OwnerAccountId,
     /// Owner account state.
-    pub owner_state: String,
+    pub owner_state: OwnerAccountState,
     /// Location label.
     pub location: Option<String>,
     /// Switched on.
@@ -44,7 +47,7 @@ pub struct ServerItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanItem {
     /// Id.
-    pub id: i64,
+    pub id: PlanId,
     /// Name.
     pub name: String,
     /// Offered to new subscribers.
@@ -107,7 +110,7 @@ pub async fn plans(app: &App) -> anyhow::Result<Vec<PlanItem>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupItem {
     /// Id.
-    pub id: i64,
+    pub id: LibraryGroupId,
     /// Name.
     pub name: String,
     /// Never shared.
@@ -118,7 +121,7 @@ pub struct GroupItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LibraryItem {
     /// Id.
-    pub id: i64,
+    pub id: LibraryId,
     /// Server name.
     pub server: String,
     /// Title.

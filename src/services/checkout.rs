@@ -114,7 +114,7 @@ pub async fn start_checkout(
         sells(app, provider, &offer)?;
         let email = subscribers::find_active_identity(&mut tx, subscriber)
             .await?
-            .map(|i| i.email_norm);
+            .map(|i| i.email_norm.as_str().to_owned());
         payments::insert_checkout(
             &mut tx,
             &reference,

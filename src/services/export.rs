@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::app::App;
-use crate::domain::{DiscordId, OwnerAccountId};
+use crate::domain::OwnerAccountId;
 use crate::store::{Tx, export};
 
 /// The columns, in order.
@@ -29,11 +29,9 @@ pub async fn users_csv(
     let mut out = csv::Writer::from_writer(Vec::new());
     out.write_record(HEADER)?;
     for row in rows {
-        let discord = DiscordId::from_db(row.discord_id)
-            .map(|id| id.get().to_string())
-            .unwrap_or_default();
-        let state = match (&row.share_state, row.permanent, row.paid_until) {
-            (Some(share), ..) => share.clone(),
+        let discord = row.discord_id.to_string();
+        let state = match (row.share_state, row.permanent, row.paid_until) {
+            (Some(share), ..) => share.as_str().to_owned(),
             (None, true, _) => "permanent".into(),
             (None, false, Some(until)) if until > now => "paid, no share".into(),
             (None, false, Some(_)) => "expired".into(),
@@ -42,7 +40,7 @@ pub async fn users_csv(
         out.write_record([
             discord,
             row.display_name,
-            row.plex_email.unwrap_or_default(),
+            row.plex_email.map(String::from).unwrap_or_default(),
             row.plan.unwrap_or_default(),
             row.server.unwrap_or_default(),
             state,

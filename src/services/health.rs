@@ -53,7 +53,7 @@ pub async fn owner_accounts(app: &App) -> anyhow::Result<Vec<OwnerHealth>> {
     let mut report = Vec::new();
     for account in accounts
         .into_iter()
-        .filter(|a| a.state == OwnerAccountState::Active.as_str())
+        .filter(|a| a.state == OwnerAccountState::Active)
     {
         let token = app
             .cipher

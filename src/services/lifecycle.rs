@@ -27,26 +27,14 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::app::App;
-use crate::domain::{Actor, OwnerAccountId, ShareId, SubscriberId};
+use crate::domain::{Actor, SubscriberId};
 use crate::integrations::discord::DiscordError;
-use crate::jobs::{JobError, NewJob};
+use crate::jobs::{InviteShare, LifecycleSweep, ReleaseShare, SuspendShare, SyncRoles};
+use crate::services::StepError;
 use crate::services::notify::{self, Kind};
 use crate::services::settings;
-use crate::services::shares::{INVITE, RELEASE, SUSPEND, enqueue_share_job};
 use crate::store::lifecycle::{self as store, Ending};
 use crate::store::{Tx, audit, subscribers};
-
-/// Job kind: the hourly lifecycle sweep.
-pub const SWEEP: &str = "lifecycle.sweep";
-/// Job kind: give or take a subscriber's Discord roles to match their standing.
-pub const SYNC_ROLES: &str = "discord.sync_roles";
-
-/// Arguments of the role job.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-pub struct RoleJob {
-    /// The subscriber.
-    pub subscriber: SubscriberId,
-}
 
 /// What one sweep queued or changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -65,8 +53,7 @@ pub struct Swept {
 
 /// Queues the sweep once per `period` label (the hour).
 pub async fn enqueue_sweep(app: &App, tx: &mut Tx, period: &str) -> Result<bool, sqlx::Error> {
-    let job = NewJob::new(SWEEP, &serde_json::json!({}), format!("{SWEEP}:{period}"));
-    app.queue.enqueue(tx, &job).await
+    app.queue.enqueue(tx, &LifecycleSweep::new(period)).await
 }
 
 /// A stable label of a paid end for idempotency keys ("none" when the only payment was
@@ -97,12 +84,9 @@ pub async fn enqueue_role_sync(
     if !roles_configured(app) {
         return Ok(false);
     }
-    let job = NewJob::new(
-        SYNC_ROLES,
-        &RoleJob { subscriber },
-        format!("{SYNC_ROLES}:{subscriber}:{event}"),
-    );
-    app.queue.enqueue(tx, &job).await
+    app.queue
+        .enqueue(tx, &SyncRoles::new(subscriber, event))
+        .await
 }
 
 /// Gives back the library access of the subscriber's suspended shares (active again, not
@@ -122,14 +106,16 @@ async fn restore(app: &App, tx: &mut Tx, due: &[store::ShareDue]) -> anyhow::Res
     let now = app.clock.now();
     let mut restored = 0;
     for share in due {
-        let id = ShareId::new(share.id);
+        let id = share.id;
         if !store::update_share_restored(tx, id, now).await? {
             continue;
         }
         let generation = format!("restore-{}", end_label(share.suspended_at));
-        let owner = OwnerAccountId::new(share.owner_account_id);
-        enqueue_share_job(&app.queue, tx, INVITE, id, owner, &generation).await?;
-        let subscriber = SubscriberId::new(share.subscriber_id);
+        let owner = share.owner_account_id;
+        app.queue
+            .enqueue(tx, &InviteShare::new(id, owner, &generation))
+            .await?;
+        let subscriber = share.subscriber_id;
         let detail = serde_json::json!({ "share": share.id, "suspended_at": share.suspended_at });
         audit::insert_audit(
             tx,
@@ -156,12 +142,16 @@ pub async fn sweep(app: &App) -> anyhow::Result<Swept> {
     let lapsed = store::find_lapsed_shares(&mut tx, now).await?;
     for share in &lapsed {
         let end = end_label(share.ended_at);
-        let owner = OwnerAccountId::new(share.owner_account_id);
-        let id = ShareId::new(share.id);
-        if enqueue_share_job(&app.queue, &mut tx, SUSPEND, id, owner, &end).await? {
+        let owner = share.owner_account_id;
+        let id = share.id;
+        if app
+            .queue
+            .enqueue(&mut tx, &SuspendShare::new(id, owner, &end))
+            .await?
+        {
             swept.suspended += 1;
         }
-        let subscriber = SubscriberId::new(share.subscriber_id);
+        let subscriber = share.subscriber_id;
         let ended = share.ended_at.unwrap_or(now);
         let kept_until = now + Duration::days(i64::from(config.share_grace_days));
         let detail = serde_json::json!({
@@ -183,7 +173,7 @@ pub async fn sweep(app: &App) -> anyhow::Result<Swept> {
 
     // Lapsed subscribers: no longer waiting for room, and their roles go.
     for sub in store::find_lapsed_subscribers(&mut tx, now).await? {
-        let id = SubscriberId::new(sub.id);
+        let id = sub.id;
         if sub.waiting {
             subscribers::update_waiting_for_room(&mut tx, id, false, now).await?;
         }
@@ -207,18 +197,10 @@ pub async fn sweep(app: &App) -> anyhow::Result<Swept> {
     // Suspended past the grace days: the share is deleted and the place freed.
     let cutoff = now - Duration::days(i64::from(config.share_grace_days));
     for share in store::find_suspensions_over(&mut tx, now, cutoff).await? {
-        let owner = OwnerAccountId::new(share.owner_account_id);
+        let owner = share.owner_account_id;
         let generation = end_label(share.suspended_at);
-        if enqueue_share_job(
-            &app.queue,
-            &mut tx,
-            RELEASE,
-            ShareId::new(share.id),
-            owner,
-            &generation,
-        )
-        .await?
-        {
+        let release = ReleaseShare::new(share.id, owner, &generation);
+        if app.queue.enqueue(&mut tx, &release).await? {
             swept.released += 1;
         }
     }
@@ -237,7 +219,7 @@ pub async fn sweep(app: &App) -> anyhow::Result<Swept> {
     if roles_configured(app) {
         for due in store::find_role_grants_due(&mut tx, now).await? {
             let event = format!("active-{}", end_label(due.ended_at));
-            if enqueue_role_sync(app, &mut tx, SubscriberId::new(due.id), &event).await? {
+            if enqueue_role_sync(app, &mut tx, due.id, &event).await? {
                 swept.roles += 1;
             }
         }
@@ -268,7 +250,7 @@ async fn remind(
     else {
         return Ok(false);
     };
-    let subscriber = SubscriberId::new(ending.id);
+    let subscriber = ending.id;
     // Whole days left, rounded up: "ends in 3 days" two hours after the 3-day mark is still true
     // to the day, and the date is written next to it.
     let days_left = (left.num_minutes() + 24 * 60 - 1) / (24 * 60);
@@ -288,28 +270,24 @@ async fn remind(
 
 /// The role job: gives the configured roles to an active subscriber and takes them from one who
 /// is not, whatever queued it.
-pub async fn sync_roles(app: &App, subscriber: SubscriberId) -> Result<(), JobError> {
+pub async fn sync_roles(app: &App, subscriber: SubscriberId) -> Result<(), StepError> {
     let (Some(discord), Some(guild)) = (&app.discord, app.settings.discord.subscriber_guild_id)
     else {
         return Ok(()); // Roles were unconfigured since: nothing to do.
     };
     let now = app.clock.now();
     let (standing, row) = {
-        let mut tx = app.db.read().await.map_err(JobError::retry)?;
-        let standing = store::find_standing(&mut tx, subscriber, now)
-            .await
-            .map_err(JobError::retry)?;
-        let row = subscribers::find_subscriber(&mut tx, subscriber)
-            .await
-            .map_err(JobError::retry)?;
+        let mut tx = app.db.read().await?;
+        let standing = store::find_standing(&mut tx, subscriber, now).await?;
+        let row = subscribers::find_subscriber(&mut tx, subscriber).await?;
         (standing, row)
     };
     let (Some(standing), Some(row)) = (standing, row) else {
-        return Err(JobError::Fail(anyhow::anyhow!(
+        return Err(StepError::Impossible(anyhow::anyhow!(
             "subscriber {subscriber} no longer exists"
         )));
     };
-    let user = u64::try_from(row.discord_id).map_err(|e| JobError::Fail(e.into()))?;
+    let user = row.discord_id.get();
     let mut member = true;
     for role in &app.settings.discord.subscriber_role_ids {
         let result = if standing.active {
@@ -324,21 +302,19 @@ pub async fn sync_roles(app: &App, subscriber: SubscriberId) -> Result<(), JobEr
                 break;
             }
             Err(DiscordError::Transient(why)) => {
-                return Err(JobError::retry(anyhow::anyhow!(why)));
+                return Err(StepError::Temporary(anyhow::anyhow!(why)));
             }
             Err(err) => {
                 // Missing permissions or an unknown role: an admin must fix the bot's role.
-                return Err(JobError::Park(anyhow::anyhow!(
+                return Err(StepError::NeedsAdmin(anyhow::anyhow!(
                     "changing role {role}: {err}; give the bot Manage Roles, put its role above the subscriber roles, and check discord.subscriber_role_ids"
                 )));
             }
         }
     }
     let granted = standing.active && member;
-    let mut tx = app.db.begin().await.map_err(JobError::retry)?;
-    store::update_role_granted(&mut tx, subscriber, granted)
-        .await
-        .map_err(JobError::retry)?;
+    let mut tx = app.db.begin().await?;
+    store::update_role_granted(&mut tx, subscriber, granted).await?;
     let action = if granted {
         "discord.roles_given"
     } else {
@@ -353,7 +329,7 @@ pub async fn sync_roles(app: &App, subscriber: SubscriberId) -> Result<(), JobEr
         &detail,
         now,
     )
-    .await
-    .map_err(JobError::retry)?;
-    tx.commit().await.map_err(JobError::retry)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

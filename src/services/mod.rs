@@ -14,7 +14,32 @@ pub mod payments;
 pub mod placement;
 pub mod plex_admin;
 pub mod plex_sign_in;
+pub mod plex_sync;
 pub mod recovery;
 pub mod settings;
 pub mod shares;
 pub mod sign_in;
+
+/// How one step of background work (a job's attempt) failed, in the service's terms; the job
+/// door maps it to retry, park or dead (see `jobs::JobError`'s `From`).
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// plex.tv (or a Plex server) failed; its kind decides (401 needs an admin, 429/5xx retry, …).
+    #[error(transparent)]
+    Plex(#[from] crate::integrations::plex::PlexError),
+    /// Cannot succeed until an admin acts; the message says what to do.
+    #[error("{0:#}")]
+    NeedsAdmin(anyhow::Error),
+    /// Can never succeed.
+    #[error("{0:#}")]
+    Impossible(anyhow::Error),
+    /// A passing fault (the database, a remote hiccup): try again later.
+    #[error("{0:#}")]
+    Temporary(anyhow::Error),
+}
+
+impl From<sqlx::Error> for StepError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Temporary(anyhow::Error::new(err).context("database"))
+    }
+}

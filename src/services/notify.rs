@@ -16,82 +16,25 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 
 use crate::app::App;
-use crate::domain::SubscriberId;
+use crate::domain::{NotificationChannel, NotificationState, SubscriberId};
 use crate::integrations::discord::{Button, DiscordError, OutgoingMessage};
 use crate::integrations::email::MailError;
-use crate::jobs::{ClaimedJob, JobError, NewJob};
+use crate::jobs::{DeliverNotification, FlagFanout};
+use crate::services::StepError;
 use crate::store::Tx;
 use crate::store::lifecycle;
 use crate::store::notifications::{self, NewNotification, NotificationRow};
 
-/// Job kind: deliver one notification.
-pub const DELIVER: &str = "notify.deliver";
-/// Job kind: make the flag notifications of a confirmed bulk flag, a batch at a time.
-pub const FLAG_FANOUT: &str = "notify.flag_fanout";
 /// Signature purpose of the "Change my Plex account" button.
 pub const CHANGE_BUTTON_PURPOSE: &str = "change-account";
 /// Subscribers handled per fan-out step.
 pub const FANOUT_BATCH: i64 = 500;
 
-/// What a notification says; each names its template(s).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// "Your Plex account must change" (DM with the button).
-    Flagged,
-    /// "Your Plex account is now X; accept the invite" (DM and email).
-    ChangeConfirmed,
-    /// "Your account changed but no server has room yet" (DM).
-    WaitingForRoom,
-    /// Admins: a re-invite found no server with room.
-    AdminNoRoom,
-    /// "A server had room: accept the invite to X" (DM), after waiting for room.
-    Invited,
-    /// "Your subscription ends in N days" (DM and email); not sent once renewed.
-    Reminder,
-    /// "Your subscription ended; access removed; your place is kept until …" (DM).
-    Expired,
-    /// "We received your payment; paid until …" (DM).
-    Receipt,
-    /// "Your renewal payment failed; the provider retries; update your payment method" (DM).
-    PaymentFailed,
-}
-
-impl Kind {
-    /// The template name (under `dms/` as `.md.j2`, under `emails/` as `.txt.j2` + `.html.j2`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Flagged => "flagged",
-            Self::ChangeConfirmed => "change_confirmed",
-            Self::WaitingForRoom => "waiting_for_room",
-            Self::AdminNoRoom => "admin_no_room",
-            Self::Invited => "invited",
-            Self::Reminder => "reminder",
-            Self::Expired => "expired",
-            Self::Receipt => "receipt",
-            Self::PaymentFailed => "payment_failed",
-        }
-    }
-}
+pub use crate::domain::NotificationKind as Kind;
 
 /// `custom_id` of the DM button that answers with a fresh My Account sign-in link (links last 15
 /// minutes, DMs are read hours later, so the DM carries this instead of a link).
 pub const OPEN_ACCOUNT_BUTTON: &str = "usher:open-account";
-
-/// Arguments of the deliver job.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-pub struct DeliverJob {
-    /// The notification row.
-    pub notification: i64,
-}
-
-/// Arguments of a fan-out step.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-pub struct FanoutJob {
-    /// The confirmed bulk-flag preview.
-    pub preview: i64,
-    /// Members with a larger subscriber id are still to do.
-    pub after: i64,
-}
 
 /// Records the notification and queues its delivery; false when this one was queued before.
 async fn enqueue(app: &App, tx: &mut Tx, new: &NewNotification<'_>) -> Result<bool, sqlx::Error> {
@@ -99,12 +42,9 @@ async fn enqueue(app: &App, tx: &mut Tx, new: &NewNotification<'_>) -> Result<bo
     let Some(id) = notifications::insert_notification(tx, new, now).await? else {
         return Ok(false);
     };
-    let job = NewJob::new(
-        DELIVER,
-        &DeliverJob { notification: id },
-        format!("{DELIVER}:{id}"),
-    );
-    app.queue.enqueue(tx, &job).await?;
+    app.queue
+        .enqueue(tx, &DeliverNotification { notification: id })
+        .await?;
     Ok(true)
 }
 
@@ -121,8 +61,8 @@ pub async fn enqueue_dm(
     let key = format!("dm:{}:{subscriber}:{event}", kind.as_str());
     let new = NewNotification {
         subscriber: Some(subscriber),
-        kind: kind.as_str(),
-        channel: "dm",
+        kind,
+        channel: NotificationChannel::Dm,
         email_to: None,
         detail,
         dedupe_key: &key,
@@ -143,8 +83,8 @@ pub async fn enqueue_email(
     let key = format!("email:{}:{subscriber}:{event}", kind.as_str());
     let new = NewNotification {
         subscriber: Some(subscriber),
-        kind: kind.as_str(),
-        channel: "email",
+        kind,
+        channel: NotificationChannel::Email,
         email_to: Some(to),
         detail,
         dedupe_key: &key,
@@ -164,8 +104,8 @@ pub async fn enqueue_admin_alert(
     let key = format!("admin:{}:{event}", kind.as_str());
     let new = NewNotification {
         subscriber,
-        kind: kind.as_str(),
-        channel: "admin",
+        kind,
+        channel: NotificationChannel::Admin,
         email_to: None,
         detail,
         dedupe_key: &key,
@@ -196,42 +136,41 @@ pub async fn enqueue_flagged(
 /// Queues the fan-out of a confirmed bulk flag: the confirm stays one statement whatever its size,
 /// and the flag DMs are made in batches by jobs, each step in its own transaction.
 pub async fn enqueue_flag_fanout(app: &App, tx: &mut Tx, preview: i64) -> Result<(), sqlx::Error> {
-    let step = FanoutJob { preview, after: 0 };
-    let job = NewJob::new(FLAG_FANOUT, &step, format!("{FLAG_FANOUT}:{preview}:0"));
-    app.queue.enqueue(tx, &job).await.map(drop)
-}
-
-/// One fan-out step: notifications for the next batch, and the next step if there is more.
-pub async fn fan_out_flagged(app: &App, step: FanoutJob) -> Result<(), JobError> {
-    let mut tx = app.db.begin().await.map_err(JobError::retry)?;
-    let batch =
-        notifications::find_flagged_members(&mut tx, step.preview, step.after, FANOUT_BATCH)
-            .await
-            .map_err(JobError::retry)?;
-    for member in &batch {
-        enqueue_flagged(
-            app,
-            &mut tx,
-            SubscriberId::new(member.subscriber_id),
-            member.flagged_at,
+    app.queue
+        .enqueue(
+            tx,
+            &FlagFanout {
+                preview,
+                after: SubscriberId::new(0),
+            },
         )
         .await
-        .map_err(JobError::retry)?;
+        .map(drop)
+}
+
+/// One fan-out step: notifications for the members of `preview` after subscriber `after`, and
+/// the next step if there is more.
+pub async fn fan_out_flagged(
+    app: &App,
+    preview: i64,
+    after: SubscriberId,
+) -> Result<(), StepError> {
+    let mut tx = app.db.begin().await?;
+    let batch = notifications::find_flagged_members(&mut tx, preview, after, FANOUT_BATCH).await?;
+    for member in &batch {
+        enqueue_flagged(app, &mut tx, member.subscriber_id, member.flagged_at).await?;
     }
     if let Some(last) = batch.last()
         && i64::try_from(batch.len()).unwrap_or(i64::MAX) == FANOUT_BATCH
     {
-        let next = FanoutJob {
-            preview: step.preview,
+        let next = FlagFanout {
+            preview,
             after: last.subscriber_id,
         };
-        let key = format!("{FLAG_FANOUT}:{}:{}", step.preview, next.after);
-        app.queue
-            .enqueue(&mut tx, &NewJob::new(FLAG_FANOUT, &next, key))
-            .await
-            .map_err(JobError::retry)?;
+        app.queue.enqueue(&mut tx, &next).await?;
     }
-    app.queue.commit(tx).await.map_err(JobError::retry)
+    app.queue.commit(tx).await?;
+    Ok(())
 }
 
 /// The "Change my Plex account" button for `subscriber`.
@@ -263,42 +202,40 @@ enum Delivery {
     Failed(String),
 }
 
-/// Delivers one notification (the deliver job).
-pub async fn deliver(app: &App, job: &ClaimedJob, args: DeliverJob) -> Result<(), JobError> {
+/// Delivers one notification (the deliver job). A passing fault is retried, except on the
+/// `last_attempt`, which records the notification as failed instead.
+pub async fn deliver(app: &App, notification: i64, last_attempt: bool) -> Result<(), StepError> {
     let row = {
-        let mut tx = app.db.read().await.map_err(JobError::retry)?;
-        notifications::find_notification(&mut tx, args.notification)
-            .await
-            .map_err(JobError::retry)?
+        let mut tx = app.db.read().await?;
+        notifications::find_notification(&mut tx, notification).await?
     };
     let Some(row) = row else {
-        return Err(JobError::Fail(anyhow::anyhow!(
-            "notification {} does not exist",
-            args.notification
+        return Err(StepError::Impossible(anyhow::anyhow!(
+            "notification {notification} does not exist"
         )));
     };
-    if row.state != "queued" {
+    if row.state != NotificationState::Queued {
         return Ok(());
     }
     let outcome = match attempt(app, &row).await {
         Ok(outcome) => outcome,
-        Err(err) if !job.is_last_attempt() => return Err(JobError::retry(err)),
+        Err(err) if !last_attempt => return Err(StepError::Temporary(err)),
         Err(err) => Delivery::Failed(format!("{err:#}")),
     };
     let (state, via, error) = match &outcome {
-        Delivery::Sent(via) => ("sent", Some(*via), None),
+        Delivery::Sent(via) => (NotificationState::Sent, Some(*via), None),
         Delivery::DmClosed { fallback_posted } => (
-            "dm_closed",
+            NotificationState::DmClosed,
             fallback_posted.then_some("fallback_channel"),
             Some("Discord code 50007: DMs closed".to_owned()),
         ),
-        Delivery::Undeliverable(why) => ("undeliverable", None, Some(why.clone())),
-        Delivery::Failed(why) => ("failed", None, Some(why.clone())),
+        Delivery::Undeliverable(why) => (NotificationState::Undeliverable, None, Some(why.clone())),
+        Delivery::Failed(why) => (NotificationState::Failed, None, Some(why.clone())),
     };
     if let Some(error) = &error {
-        tracing::warn!(notification = row.id, kind = %row.kind, channel = %row.channel, state, error, "notification not delivered");
+        tracing::warn!(notification = row.id, kind = %row.kind, channel = %row.channel, %state, error, "notification not delivered");
     }
-    let mut tx = app.db.begin().await.map_err(JobError::retry)?;
+    let mut tx = app.db.begin().await?;
     notifications::update_finished(
         &mut tx,
         row.id,
@@ -307,9 +244,9 @@ pub async fn deliver(app: &App, job: &ClaimedJob, args: DeliverJob) -> Result<()
         error.as_deref(),
         app.clock.now(),
     )
-    .await
-    .map_err(JobError::retry)?;
-    tx.commit().await.map_err(JobError::retry)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// One try; `Err` is a passing fault worth retrying.
@@ -325,11 +262,10 @@ async fn attempt(app: &App, row: &NotificationRow) -> anyhow::Result<Delivery> {
     if let Some(why) = stale(app, row, &vars).await? {
         return Ok(Delivery::Undeliverable(why));
     }
-    match row.channel.as_str() {
-        "dm" => deliver_dm(app, row, &vars).await,
-        "email" => deliver_email(app, row, &vars).await,
-        "admin" => deliver_admin(app, row, &vars).await,
-        other => Ok(Delivery::Failed(format!("unknown channel `{other}`"))),
+    match row.channel {
+        NotificationChannel::Dm => deliver_dm(app, row, &vars).await,
+        NotificationChannel::Email => deliver_email(app, row, &vars).await,
+        NotificationChannel::Admin => deliver_admin(app, row, &vars).await,
     }
 }
 
@@ -341,8 +277,8 @@ async fn stale(
     row: &NotificationRow,
     vars: &serde_json::Value,
 ) -> anyhow::Result<Option<String>> {
-    let reminder = row.kind == Kind::Reminder.as_str();
-    if !(reminder || row.kind == Kind::Expired.as_str()) {
+    let reminder = row.kind == Kind::Reminder;
+    if !(reminder || row.kind == Kind::Expired) {
         return Ok(None);
     }
     let Some(subscriber) = row.subscriber_id else {
@@ -350,7 +286,7 @@ async fn stale(
     };
     let standing = {
         let mut tx = app.db.read().await?;
-        lifecycle::find_standing(&mut tx, SubscriberId::new(subscriber), app.clock.now()).await?
+        lifecycle::find_standing(&mut tx, subscriber, app.clock.now()).await?
     };
     let Some(standing) = standing else {
         return Ok(None);
@@ -389,7 +325,7 @@ async fn deliver_dm(
             "the notification has no subscriber".into(),
         ));
     };
-    let user = u64::try_from(user).context("stored Discord id")?;
+    let user = user.get();
     let content = app
         .templates
         .render(&format!("dms/{}.md.j2", row.kind), vars)
@@ -399,16 +335,14 @@ async fn deliver_dm(
         buttons: Vec::new(),
         nonce: Some(format!("usher-n{}", row.id)),
     };
-    if row.kind == Kind::Flagged.as_str() {
+    if row.kind == Kind::Flagged {
         // A stale flag DM (flag cleared since) is not sent: the button would only say "not needed".
         if row.flagged != Some(true) {
             return Ok(Delivery::Undeliverable(
                 "the flag was cleared before the DM went out".into(),
             ));
         }
-        message
-            .buttons
-            .push(change_button(app, SubscriberId::new(subscriber))?);
+        message.buttons.push(change_button(app, subscriber)?);
         message.buttons.push(Button {
             custom_id: OPEN_ACCOUNT_BUTTON.to_owned(),
             label: "Open My Account".to_owned(),
@@ -457,7 +391,7 @@ async fn deliver_email(
     };
     let rendered = app
         .templates
-        .render_email(&row.kind, vars)
+        .render_email(row.kind.as_str(), vars)
         .context("rendering an email")?;
     match app
         .mailer

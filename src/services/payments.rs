@@ -23,8 +23,7 @@ use chrono::{DateTime, Utc};
 
 use crate::app::App;
 use crate::domain::{
-    Actor, BillingPeriod, Currency, Money, PaymentId, PlanId, PlexIdentityId, Provider,
-    SubscriberId,
+    Actor, BillingPeriod, Currency, Money, PaymentId, PlanId, Provider, SubscriberId,
 };
 use crate::services::checkout::stored_provider_name;
 use crate::services::notify::{self, Kind};
@@ -342,7 +341,7 @@ async fn apply_payment(
     let row = subscribers::find_subscriber(tx, subscriber)
         .await?
         .context("the subscriber exists")?;
-    if row.plan_id != Some(plan.get()) {
+    if row.plan_id != Some(plan) {
         subscribers::update_subscriber_plan(tx, subscriber, Some(plan), now).await?;
     }
     let detail = serde_json::json!({ "payment": payment, "plan": plan, "from": from, "to": to });
@@ -364,7 +363,8 @@ async fn apply_payment(
     // otherwise invite when they have none on a usable server, unless flagged (the change comes
     // first) or without a Plex account on file.
     let live = shares::find_live_shares_of(tx, subscriber).await?;
-    let usable = |s: &&shares::SubscriberShare| s.owner_state == "active";
+    let usable =
+        |s: &&shares::SubscriberShare| s.owner_state == crate::domain::OwnerAccountState::Active;
     if !row.requires_plex_change
         && live.iter().filter(usable).any(|s| s.suspended)
         && lifecycle::restore_access(app, tx, subscriber).await? > 0
@@ -381,7 +381,7 @@ async fn apply_payment(
             app,
             tx,
             subscriber,
-            PlexIdentityId::new(identity.id),
+            identity.id,
             plan,
             previous,
             row.preferred_location,
@@ -527,7 +527,7 @@ pub async fn assign_unmatched(
         _ => return Err(AssignError::AlreadyMatched(payment)),
     }
     let plan = plan
-        .or(who.plan_id.map(PlanId::new))
+        .or(who.plan_id)
         .ok_or_else(|| AssignError::NoPlan(who.display_name.clone()))?;
     let offer = payments::find_plan_offer(&mut tx, plan)
         .await?

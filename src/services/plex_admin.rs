@@ -48,7 +48,7 @@ pub enum AdminError {
         /// Account name.
         name: String,
         /// Its state.
-        state: String,
+        state: OwnerAccountState,
     },
     /// The account owns no such server.
     #[error(
@@ -240,7 +240,7 @@ pub async fn mark_owner_banned(
     let account = owner_accounts::find_owner_account(&mut tx, id)
         .await?
         .ok_or(AdminError::NoSuchAccount(id))?;
-    if account.state != OwnerAccountState::Active.as_str() {
+    if account.state != OwnerAccountState::Active {
         return Err(AdminError::AccountNotActive {
             name: account.name,
             state: account.state,
@@ -290,7 +290,7 @@ async fn active_account(
     let account = owner_accounts::find_owner_account(tx, id)
         .await?
         .ok_or(AdminError::NoSuchAccount(id))?;
-    if account.state != OwnerAccountState::Active.as_str() {
+    if account.state != OwnerAccountState::Active {
         return Err(AdminError::AccountNotActive {
             name: account.name,
             state: account.state,
@@ -406,8 +406,7 @@ pub async fn sync_libraries(
         let row = servers::find_server(&mut tx, server)
             .await?
             .ok_or(AdminError::NoSuchServer(server))?;
-        let (account, token) =
-            active_account(app, &mut tx, OwnerAccountId::new(row.owner_account_id)).await?;
+        let (account, token) = active_account(app, &mut tx, row.owner_account_id).await?;
         (row, account, token)
     };
     let libraries = app
@@ -576,7 +575,7 @@ pub async fn create_plan(app: &App, actor: &Actor, spec: &PlanSpec) -> Result<Pl
         name,
         price_minor: spec.price.minor(),
         currency: currency.as_str(),
-        period: spec.period.as_str(),
+        period: spec.period,
         max_streams: spec.max_streams,
         trial: spec.trial,
         groups: &spec.groups,
@@ -691,15 +690,8 @@ pub async fn edit_plan(
         for (share, owner) in
             crate::store::shares::find_invited_shares_on_plan(&mut tx, plan).await?
         {
-            crate::services::shares::enqueue_share_job(
-                &app.queue,
-                &mut tx,
-                crate::services::shares::UPDATE,
-                crate::domain::ShareId::new(share),
-                OwnerAccountId::new(owner),
-                &generation,
-            )
-            .await?;
+            let update = crate::jobs::UpdateShare::new(share, owner, &generation);
+            app.queue.enqueue(&mut tx, &update).await?;
             updates += 1;
         }
     }

@@ -2,7 +2,7 @@
 //! including whether the "must change" DM reached them.
 
 use crate::app::App;
-use crate::domain::{DiscordId, SubscriberId};
+use crate::domain::{DiscordId, NotificationState, ShareState, SubscriberId};
 use crate::store::recovery;
 
 /// Where one subscriber stands.
@@ -80,15 +80,10 @@ pub async fn board(app: &App) -> anyhow::Result<Board> {
     tx.rollback().await?;
     let mut board = Board::default();
     for row in rows {
-        let stage = match (
-            row.flagged,
-            row.code_pending,
-            row.verified,
-            row.share_state.as_deref(),
-        ) {
+        let stage = match (row.flagged, row.code_pending, row.verified, row.share_state) {
             (true, true, ..) => Stage::CodeSent,
             (true, false, ..) => Stage::Flagged,
-            (false, _, _, Some("accepted")) => Stage::Accepted,
+            (false, _, _, Some(ShareState::Accepted)) => Stage::Accepted,
             (false, _, _, Some(_)) => Stage::Invited,
             (false, ..) => Stage::VerifiedNoServer,
         };
@@ -111,10 +106,10 @@ pub async fn board(app: &App) -> anyhow::Result<Board> {
                 board.accepted += 1;
             }
         }
-        let dm = match row.flag_dm_state.as_deref() {
+        let dm = match row.flag_dm_state {
             None => DmStatus::None,
-            Some("queued") => DmStatus::Queued,
-            Some("sent") => DmStatus::Sent,
+            Some(NotificationState::Queued) => DmStatus::Queued,
+            Some(NotificationState::Sent) => DmStatus::Sent,
             Some(_) => DmStatus::Failed,
         };
         match dm {
@@ -123,8 +118,8 @@ pub async fn board(app: &App) -> anyhow::Result<Board> {
             DmStatus::None | DmStatus::Queued => {}
         }
         board.entries.push(BoardEntry {
-            subscriber: SubscriberId::new(row.id),
-            discord_id: DiscordId::from_db(row.discord_id).ok(),
+            subscriber: row.id,
+            discord_id: Some(row.discord_id),
             name: row.display_name,
             stage,
             dm,

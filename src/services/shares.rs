@@ -1,29 +1,26 @@
-//! Reading the catalogue into placement's terms, and enqueueing share jobs. The pure rules live in
-//! [`crate::services::placement`]; this module only loads what they need.
+//! Reading the catalogue into placement's terms, and the periodic reconciles. The pure rules live
+//! in [`crate::services::placement`]; this module only loads what they need.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::domain::{LibraryGroupId, OwnerAccountId, OwnerAccountState, PlanId, ServerId, ShareId};
-use crate::jobs::{NewJob, Queue};
+use crate::domain::{LibraryGroupId, OwnerAccountId, OwnerAccountState, PlanId, ServerId};
+use crate::jobs::{Queue, ReconcileServer};
 use crate::services::placement::{PlanNeeds, ServerCandidate};
 use crate::store::{Tx, servers};
 
 /// Every server as a placement candidate, with its live user count and groups.
 pub async fn load_candidates(tx: &mut Tx) -> Result<Vec<ServerCandidate>, sqlx::Error> {
     let rows = servers::find_servers(tx).await?;
-    let mut groups: BTreeMap<i64, BTreeSet<LibraryGroupId>> = BTreeMap::new();
+    let mut groups: BTreeMap<ServerId, BTreeSet<LibraryGroupId>> = BTreeMap::new();
     for (server, group) in servers::find_server_groups(tx).await? {
-        groups
-            .entry(server)
-            .or_default()
-            .insert(LibraryGroupId::new(group));
+        groups.entry(server).or_default().insert(group);
     }
     Ok(rows
         .into_iter()
         .map(|row| ServerCandidate {
-            id: ServerId::new(row.id),
-            owner: OwnerAccountId::new(row.owner_account_id),
-            owner_usable: row.owner_state == OwnerAccountState::Active.as_str(),
+            id: row.id,
+            owner: row.owner_account_id,
+            owner_usable: row.owner_state == OwnerAccountState::Active,
             enabled: row.enabled,
             allow_new_subscriptions: row.allow_new_subscriptions,
             allow_trials: row.allow_trials,
@@ -51,28 +48,6 @@ pub async fn plan_needs(tx: &mut Tx, plan: PlanId) -> Result<Option<PlanNeeds>, 
     }))
 }
 
-/// Job kind: send the plex.tv invite for a share.
-pub const INVITE: &str = "plex.invite";
-/// Job kind: bring a share's libraries in line with the plan.
-pub const UPDATE: &str = "plex.update_share";
-/// Job kind: delete a share on plex.tv.
-pub const REMOVE: &str = "plex.remove_share";
-/// Job kind: remove a lapsed subscriber's library access (the paid time ended), keeping the share
-/// row and its place on the server.
-pub const SUSPEND: &str = "plex.suspend_share";
-/// Job kind: give up a suspended share's place after the grace days (mark it removed).
-pub const RELEASE: &str = "plex.release_share";
-
-/// Job kind: compare a server's shares with plex.tv's and record drift.
-pub const RECONCILE: &str = "plex.reconcile";
-
-/// Arguments of the reconcile job.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-pub struct ReconcileJob {
-    /// The server.
-    pub server: ServerId,
-}
-
 /// Enqueues a reconcile of every server of an active owner account, once per `period` label
 /// (e.g. the hour), so ticks that overlap or repeat add nothing.
 pub async fn enqueue_reconciles(
@@ -82,47 +57,15 @@ pub async fn enqueue_reconciles(
 ) -> Result<usize, sqlx::Error> {
     let mut added = 0;
     for server in servers::find_servers(tx).await? {
-        if server.owner_state != OwnerAccountState::Active.as_str() {
+        if server.owner_state != OwnerAccountState::Active {
             continue;
         }
-        let id = ServerId::new(server.id);
-        let job = NewJob::new(
-            RECONCILE,
-            &ReconcileJob { server: id },
-            format!("{RECONCILE}:{id}:{period}"),
-        )
-        .rate_limited_by(owner_rate_key(OwnerAccountId::new(server.owner_account_id)));
+        let job = ReconcileServer::new(server.id, server.owner_account_id, period);
         if queue.enqueue(tx, &job).await? {
             added += 1;
         }
     }
     Ok(added)
-}
-
-/// Arguments of every share job.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-pub struct ShareJob {
-    /// The share.
-    pub share: ShareId,
-}
-
-/// Enqueues a share job in the caller's transaction, rate-limited by the server's owner account.
-/// `generation` separates repeated updates of one share (e.g. the plan's change time).
-pub async fn enqueue_share_job(
-    queue: &Queue,
-    tx: &mut Tx,
-    kind: &'static str,
-    share: ShareId,
-    owner: OwnerAccountId,
-    generation: &str,
-) -> Result<bool, sqlx::Error> {
-    let job = NewJob::new(
-        kind,
-        &ShareJob { share },
-        format!("{kind}:{share}:{generation}"),
-    )
-    .rate_limited_by(owner_rate_key(owner));
-    queue.enqueue(tx, &job).await
 }
 
 /// The rate-limit key of an owner account's plex.tv calls.

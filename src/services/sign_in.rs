@@ -175,7 +175,7 @@ pub async fn session(app: &App, cookie: &str) -> anyhow::Result<Option<Session>>
     let row = web::find_session(&mut tx, &session_digest(app, cookie), app.clock.now()).await?;
     tx.rollback().await?;
     Ok(row.map(|r| Session {
-        subscriber: SubscriberId::new(r.subscriber_id),
+        subscriber: r.subscriber_id,
         csrf_token: r.csrf_token,
     }))
 }

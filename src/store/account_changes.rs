@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{ChangeRequestId, PlexEmail, SubscriberId};
+use crate::domain::{ChangeRequestId, ChangeRequestState, PlexEmail, SubscriberId};
 use crate::on_tx;
 use crate::store::Tx;
 
@@ -11,9 +11,9 @@ use crate::store::Tx;
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ChangeRequestRow {
     /// Row id.
-    pub id: i64,
+    pub id: ChangeRequestId,
     /// The new email, normalised.
-    pub new_email_norm: String,
+    pub new_email_norm: PlexEmail,
     /// Hex of the code's keyed hash.
     pub code_hash: String,
     /// Wrong codes so far.
@@ -32,7 +32,7 @@ pub async fn find_pending(
     const SQL: &str = "SELECT id, new_email_norm, code_hash, failed_attempts, last_sent_at, expires_at \
                        FROM account_change_request WHERE subscriber_id = $1 AND state = 'pending'";
     on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(subscriber.get())
+        .bind(subscriber)
         .fetch_optional(c)
         .await)
 }
@@ -41,7 +41,7 @@ pub async fn find_pending(
 pub async fn update_state(
     tx: &mut Tx,
     id: ChangeRequestId,
-    state: &str,
+    state: ChangeRequestState,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     const SQL: &str = "UPDATE account_change_request SET state = $1, \
@@ -50,7 +50,7 @@ pub async fn update_state(
     on_tx!(tx, |c| sqlx::query(SQL)
         .bind(state)
         .bind(now)
-        .bind(id.get())
+        .bind(id)
         .execute(c)
         .await
         .map(|_| ()))
@@ -60,10 +60,7 @@ pub async fn update_state(
 pub async fn update_failed_attempt(tx: &mut Tx, id: ChangeRequestId) -> Result<i32, sqlx::Error> {
     const SQL: &str = "UPDATE account_change_request SET failed_attempts = failed_attempts + 1 WHERE id = $1 \
                        RETURNING failed_attempts";
-    on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(id.get())
-        .fetch_one(c)
-        .await)
+    on_tx!(tx, |c| sqlx::query_scalar(SQL).bind(id).fetch_one(c).await)
 }
 
 /// A new request to store.
@@ -92,8 +89,8 @@ pub async fn insert_request(
                        VALUES ($1, $2, $3, 0, $4, $5, $6, 'pending', $5) RETURNING id";
     let id: i64 = on_tx!(tx, |c| {
         sqlx::query_scalar(SQL)
-            .bind(request.subscriber.get())
-            .bind(request.email.as_str())
+            .bind(request.subscriber)
+            .bind(request.email)
             .bind(request.code_hash)
             .bind(request.sends)
             .bind(now)

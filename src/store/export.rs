@@ -2,25 +2,25 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::OwnerAccountId;
+use crate::domain::{DiscordId, OwnerAccountId, PlexEmail, ShareState};
 use crate::on_tx;
 use crate::store::Tx;
 
 /// One subscriber as exported.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
-    /// Discord id as stored.
-    pub discord_id: i64,
+    /// Discord id.
+    pub discord_id: DiscordId,
     /// Display name.
     pub display_name: String,
     /// Active Plex identity.
-    pub plex_email: Option<String>,
+    pub plex_email: Option<PlexEmail>,
     /// Plan name.
     pub plan: Option<String>,
     /// Server of the latest live share.
     pub server: Option<String>,
     /// That share's state.
-    pub share_state: Option<String>,
+    pub share_state: Option<ShareState>,
     /// End of the latest paid interval.
     pub paid_until: Option<DateTime<Utc>>,
     /// Flagged for a Plex account change.

@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::{JobId, JobState};
 use crate::on_tx;
 use crate::store::{Db, Tx};
 
@@ -31,7 +32,7 @@ pub struct NewJobRow<'a> {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedJobRow {
     /// Row id.
-    pub id: i64,
+    pub id: JobId,
     /// Handler name.
     pub kind: String,
     /// JSON arguments.
@@ -129,7 +130,7 @@ pub async fn claim_next(
 /// Marks a job done. False when the lease was lost (another worker owns the job now).
 pub async fn update_done(
     db: &Db,
-    id: i64,
+    id: JobId,
     lease_token: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
@@ -142,7 +143,7 @@ pub async fn update_done(
 /// Records a failed attempt and where the job goes next. False when the lease was lost.
 pub async fn update_failed(
     db: &Db,
-    id: i64,
+    id: JobId,
     lease_token: &str,
     now: DateTime<Utc>,
     error: &str,
@@ -175,7 +176,7 @@ pub async fn update_failed(
 /// attempt it was charged is refunded.
 pub async fn update_released(
     db: &Db,
-    id: i64,
+    id: JobId,
     lease_token: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
@@ -202,7 +203,7 @@ pub async fn update_unparked(
 }
 
 /// Number of jobs in each state, for `/metrics` and the admin board.
-pub async fn count_by_state(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
+pub async fn count_by_state(db: &Db) -> Result<Vec<(JobState, i64)>, sqlx::Error> {
     const SQL: &str = "SELECT state, COUNT(*) FROM job GROUP BY state ORDER BY state";
     crate::on_db!(db, |pool| sqlx::query_as(SQL).fetch_all(pool).await)
 }
@@ -211,11 +212,11 @@ pub async fn count_by_state(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct JobStatusRow {
     /// Row id.
-    pub id: i64,
+    pub id: JobId,
     /// Handler name.
     pub kind: String,
-    /// `queued`, `running`, `done`, `dead` or `parked`.
-    pub state: String,
+    /// Its state.
+    pub state: JobState,
     /// Attempts so far.
     pub attempts: i32,
     /// When it is (or was last) due.
@@ -239,7 +240,7 @@ async fn exec_fenced(
     db: &Db,
     sql: &str,
     now: DateTime<Utc>,
-    id: i64,
+    id: JobId,
     lease_token: &str,
 ) -> Result<u64, sqlx::Error> {
     Ok(crate::on_db!(db, |pool| {

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{ShareId, SubscriberId};
+use crate::domain::{OwnerAccountId, ShareId, SubscriberId};
 use crate::on_tx;
 use crate::store::Tx;
 
@@ -52,11 +52,11 @@ macro_rules! share_due {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ShareDue {
     /// Share id.
-    pub id: i64,
+    pub id: ShareId,
     /// Its subscriber.
-    pub subscriber_id: i64,
+    pub subscriber_id: SubscriberId,
     /// The server's owner account (the rate-limit key of plex.tv calls).
-    pub owner_account_id: i64,
+    pub owner_account_id: OwnerAccountId,
     /// The subscriber's plan's name.
     pub plan_name: Option<String>,
     /// End of the subscriber's latest applied interval (none: the only payment was refunded).
@@ -100,7 +100,7 @@ pub async fn find_restorable_shares(
     );
     on_tx!(tx, |c| sqlx::query_as(SQL)
         .bind(now)
-        .bind(only.map(SubscriberId::get))
+        .bind(only)
         .fetch_all(c)
         .await)
 }
@@ -130,7 +130,7 @@ pub async fn find_suspensions_over(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LapsedSubscriber {
     /// Subscriber id.
-    pub id: i64,
+    pub id: SubscriberId,
     /// Usher last gave them the subscriber roles.
     pub role_granted: bool,
     /// Marked as waiting for a server with room.
@@ -161,7 +161,7 @@ pub async fn find_lapsed_subscribers(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RoleDue {
     /// Subscriber id.
-    pub id: i64,
+    pub id: SubscriberId,
     /// End of the latest applied interval (none for a permanent subscriber who never paid).
     pub ended_at: Option<DateTime<Utc>>,
 }
@@ -185,7 +185,7 @@ pub async fn find_role_grants_due(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Ending {
     /// Subscriber id.
-    pub id: i64,
+    pub id: SubscriberId,
     /// End of the latest applied interval.
     pub ended_at: DateTime<Utc>,
     /// Their plan's name.
@@ -252,7 +252,7 @@ pub async fn find_standing(
     );
     on_tx!(tx, |c| sqlx::query_as(SQL)
         .bind(now)
-        .bind(subscriber.get())
+        .bind(subscriber)
         .fetch_optional(c)
         .await)
 }
@@ -267,7 +267,7 @@ pub async fn update_share_suspended(
                        WHERE id = $2 AND state <> 'removed' AND suspended_at IS NULL";
     let n = on_tx!(tx, |c| sqlx::query(SQL)
         .bind(now)
-        .bind(share.get())
+        .bind(share)
         .execute(c)
         .await?
         .rows_affected());
@@ -284,7 +284,7 @@ pub async fn update_share_restored(
                        updated_at = $1 WHERE id = $2 AND state <> 'removed' AND suspended_at IS NOT NULL";
     let n = on_tx!(tx, |c| sqlx::query(SQL)
         .bind(now)
-        .bind(share.get())
+        .bind(share)
         .execute(c)
         .await?
         .rows_affected());
@@ -300,7 +300,7 @@ pub async fn update_role_granted(
     const SQL: &str = "UPDATE subscriber SET role_granted = $1 WHERE id = $2";
     on_tx!(tx, |c| sqlx::query(SQL)
         .bind(granted)
-        .bind(subscriber.get())
+        .bind(subscriber)
         .execute(c)
         .await
         .map(|_| ()))

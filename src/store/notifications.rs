@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::SubscriberId;
+use crate::domain::{
+    DiscordId, NotificationChannel, NotificationKind, NotificationState, SubscriberId,
+};
 use crate::on_tx;
 use crate::store::Tx;
 
@@ -12,9 +14,9 @@ pub struct NewNotification<'a> {
     /// Who it is for; `None` for an admin alert.
     pub subscriber: Option<SubscriberId>,
     /// What it says (a template under `templates/dms/` or `templates/emails/`).
-    pub kind: &'a str,
-    /// `dm`, `email` or `admin`.
-    pub channel: &'a str,
+    pub kind: NotificationKind,
+    /// Where it goes.
+    pub channel: NotificationChannel,
     /// For email: the address.
     pub email_to: Option<&'a str>,
     /// Template context (never a secret).
@@ -33,7 +35,7 @@ pub async fn insert_notification(
                        VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id";
     let detail = new.detail.to_string();
     on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(new.subscriber.map(SubscriberId::get))
+        .bind(new.subscriber)
         .bind(new.kind)
         .bind(new.channel)
         .bind(new.email_to)
@@ -50,19 +52,19 @@ pub struct NotificationRow {
     /// Row id.
     pub id: i64,
     /// Subscriber, if any.
-    pub subscriber_id: Option<i64>,
+    pub subscriber_id: Option<SubscriberId>,
     /// Kind.
-    pub kind: String,
+    pub kind: NotificationKind,
     /// Channel.
-    pub channel: String,
+    pub channel: NotificationChannel,
     /// Email address for the email channel.
     pub email_to: Option<String>,
     /// Template context, JSON.
     pub detail: String,
-    /// `queued` until delivered or given up.
-    pub state: String,
+    /// Queued until delivered or given up.
+    pub state: NotificationState,
     /// The subscriber's Discord user.
-    pub discord_id: Option<i64>,
+    pub discord_id: Option<DiscordId>,
     /// The subscriber's name.
     pub display_name: Option<String>,
     /// The subscriber is flagged now.
@@ -84,7 +86,7 @@ pub async fn find_notification(
 pub async fn update_finished(
     tx: &mut Tx,
     id: i64,
-    state: &str,
+    state: NotificationState,
     delivered_via: Option<&str>,
     error: Option<&str>,
     now: DateTime<Utc>,
@@ -107,7 +109,7 @@ pub async fn update_finished(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FlaggedMemberRow {
     /// Subscriber id.
-    pub subscriber_id: i64,
+    pub subscriber_id: SubscriberId,
     /// When the flag was set (names the flagging episode).
     pub flagged_at: DateTime<Utc>,
 }
@@ -117,7 +119,7 @@ pub struct FlaggedMemberRow {
 pub async fn find_flagged_members(
     tx: &mut Tx,
     preview: i64,
-    after: i64,
+    after: SubscriberId,
     limit: i64,
 ) -> Result<Vec<FlaggedMemberRow>, sqlx::Error> {
     const SQL: &str = "SELECT s.id AS subscriber_id, s.flagged_at FROM bulk_flag_member m \

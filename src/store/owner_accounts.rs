@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::OwnerAccountId;
+use crate::domain::{OwnerAccountId, OwnerAccountState};
 use crate::on_tx;
 use crate::store::Tx;
 
@@ -48,7 +48,7 @@ pub async fn find_token_enc(
 ) -> Result<Option<String>, sqlx::Error> {
     const SQL: &str = "SELECT token_enc FROM owner_account WHERE id = $1";
     on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(id.get())
+        .bind(id)
         .fetch_optional(c)
         .await)
 }
@@ -57,7 +57,7 @@ pub async fn find_token_enc(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OwnerAccountRow {
     /// Row id.
-    pub id: i64,
+    pub id: OwnerAccountId,
     /// Plex username.
     pub name: String,
     /// plex.tv user id.
@@ -67,7 +67,7 @@ pub struct OwnerAccountRow {
     /// Plex Pass.
     pub plex_pass: bool,
     /// `active`, `banned` or `removed`.
-    pub state: String,
+    pub state: OwnerAccountState,
 }
 
 /// One owner account.
@@ -76,10 +76,7 @@ pub async fn find_owner_account(
     id: OwnerAccountId,
 ) -> Result<Option<OwnerAccountRow>, sqlx::Error> {
     const SQL: &str = "SELECT id, name, plex_user_id, token_enc, plex_pass, state FROM owner_account WHERE id = $1";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(id.get())
-        .fetch_optional(c)
-        .await)
+    on_tx!(tx, |c| sqlx::query_as(SQL).bind(id).fetch_optional(c).await)
 }
 
 /// Every owner account, in id order.
@@ -109,7 +106,7 @@ pub async fn update_owner_state(
     };
     let n = on_tx!(tx, |c| sqlx::query(sql)
         .bind(now)
-        .bind(id.get())
+        .bind(id)
         .execute(c)
         .await?
         .rows_affected());
@@ -127,7 +124,7 @@ pub async fn update_shares_removed_for_owner(
                        WHERE state <> 'removed' AND server_id IN (SELECT id FROM server WHERE owner_account_id = $2)";
     Ok(on_tx!(tx, |c| sqlx::query(SQL)
         .bind(now)
-        .bind(id.get())
+        .bind(id)
         .execute(c)
         .await?
         .rows_affected()))

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::{DiscordId, NotificationState, ShareState, SubscriberId};
 use crate::on_tx;
 use crate::store::Tx;
 
@@ -9,9 +10,9 @@ use crate::store::Tx;
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BoardRow {
     /// Subscriber id.
-    pub id: i64,
-    /// Discord id as stored.
-    pub discord_id: i64,
+    pub id: SubscriberId,
+    /// Discord id.
+    pub discord_id: DiscordId,
     /// Display name.
     pub display_name: String,
     /// Still flagged.
@@ -21,9 +22,9 @@ pub struct BoardRow {
     /// Has completed a change.
     pub verified: bool,
     /// State of the newest live share, if any.
-    pub share_state: Option<String>,
+    pub share_state: Option<ShareState>,
     /// State of the newest "must change" DM, if one was made.
-    pub flag_dm_state: Option<String>,
+    pub flag_dm_state: Option<NotificationState>,
 }
 
 /// Everyone in a recovery: flagged now, or changed their account through a verified request.

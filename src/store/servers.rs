@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{LibraryGroupId, LibraryId, OwnerAccountId, PlanId, ServerId};
+use crate::domain::{
+    BillingPeriod, LibraryGroupId, LibraryId, OwnerAccountId, OwnerAccountState, PlanId, ServerId,
+};
 use crate::on_tx;
 use crate::store::Tx;
 
@@ -27,17 +29,16 @@ pub async fn insert_server(
 ) -> Result<ServerId, sqlx::Error> {
     const SQL: &str = "INSERT INTO server (owner_account_id, machine_id, name, url, created_at) \
                        VALUES ($1, $2, $3, $4, $5) RETURNING id";
-    let id: i64 = on_tx!(tx, |c| {
+    on_tx!(tx, |c| {
         sqlx::query_scalar(SQL)
-            .bind(server.owner.get())
+            .bind(server.owner)
             .bind(server.machine_id)
             .bind(server.name)
             .bind(server.url)
             .bind(now)
             .fetch_one(c)
-            .await?
-    });
-    Ok(ServerId::new(id))
+            .await
+    })
 }
 
 /// A change to a server's switches; `None` leaves a field as it is.
@@ -73,7 +74,7 @@ pub async fn update_server_flags(
             .bind(flags.allow_trials)
             .bind(flags.max_users)
             .bind(flags.location.as_deref())
-            .bind(id.get())
+            .bind(id)
             .execute(c)
             .await?
             .rows_affected()
@@ -85,11 +86,11 @@ pub async fn update_server_flags(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ServerRow {
     /// Row id.
-    pub id: i64,
+    pub id: ServerId,
     /// Owner account.
-    pub owner_account_id: i64,
-    /// `active`, `banned` or `removed`.
-    pub owner_state: String,
+    pub owner_account_id: OwnerAccountId,
+    /// The owner account's state.
+    pub owner_state: OwnerAccountState,
     /// Plex machine identifier.
     pub machine_id: String,
     /// Display name.
@@ -125,7 +126,7 @@ pub async fn find_servers(tx: &mut Tx) -> Result<Vec<ServerRow>, sqlx::Error> {
 pub async fn find_server(tx: &mut Tx, id: ServerId) -> Result<Option<ServerRow>, sqlx::Error> {
     let sql = format!("{SERVER_SELECT} WHERE s.id = $1");
     on_tx!(tx, |c| sqlx::query_as(&sql)
-        .bind(id.get())
+        .bind(id)
         .fetch_optional(c)
         .await)
 }
@@ -153,7 +154,7 @@ pub async fn upsert_library(
     const UPDATE: &str = "UPDATE library SET section_id = $1, title = $2, kind = $3 WHERE id = $4";
     const INSERT: &str = "INSERT INTO library (server_id, section_id, local_key, title, kind) VALUES ($1, $2, $3, $4, $5)";
     let existing: Option<i64> = on_tx!(tx, |c| sqlx::query_scalar(FIND)
-        .bind(server.get())
+        .bind(server)
         .bind(lib.local_key)
         .fetch_optional(c)
         .await?);
@@ -169,7 +170,7 @@ pub async fn upsert_library(
         return Ok(false);
     }
     on_tx!(tx, |c| sqlx::query(INSERT)
-        .bind(server.get())
+        .bind(server)
         .bind(lib.section_id)
         .bind(lib.local_key)
         .bind(lib.title)
@@ -192,7 +193,7 @@ pub async fn delete_libraries_except(
         Tx::Sqlite(t) => sqlx::query(
             "DELETE FROM library WHERE server_id = $1 AND local_key NOT IN (SELECT value FROM json_each($2))",
         )
-        .bind(server.get())
+        .bind(server)
         .bind(keep)
         .execute(&mut **t)
         .await?
@@ -201,7 +202,7 @@ pub async fn delete_libraries_except(
             "DELETE FROM library WHERE server_id = $1 \
              AND local_key NOT IN (SELECT jsonb_array_elements_text($2::jsonb))",
         )
-        .bind(server.get())
+        .bind(server)
         .bind(keep)
         .execute(&mut **t)
         .await?
@@ -214,9 +215,9 @@ pub async fn delete_libraries_except(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LibraryRow {
     /// Row id.
-    pub id: i64,
+    pub id: LibraryId,
     /// Server.
-    pub server_id: i64,
+    pub server_id: ServerId,
     /// plex.tv global section id.
     pub section_id: i64,
     /// Local key.
@@ -226,17 +227,14 @@ pub struct LibraryRow {
     /// Kind.
     pub kind: String,
     /// Group, if assigned.
-    pub group_id: Option<i64>,
+    pub group_id: Option<LibraryGroupId>,
 }
 
 /// A server's libraries in local-key order.
 pub async fn find_libraries(tx: &mut Tx, server: ServerId) -> Result<Vec<LibraryRow>, sqlx::Error> {
     const SQL: &str = "SELECT id, server_id, section_id, local_key, title, kind, group_id FROM library \
                        WHERE server_id = $1 ORDER BY local_key";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(server.get())
-        .fetch_all(c)
-        .await)
+    on_tx!(tx, |c| sqlx::query_as(SQL).bind(server).fetch_all(c).await)
 }
 
 /// Creates a library group.
@@ -248,13 +246,12 @@ pub async fn insert_group(
 ) -> Result<LibraryGroupId, sqlx::Error> {
     const SQL: &str =
         "INSERT INTO library_group (name, private, created_at) VALUES ($1, $2, $3) RETURNING id";
-    let id: i64 = on_tx!(tx, |c| sqlx::query_scalar(SQL)
+    on_tx!(tx, |c| sqlx::query_scalar(SQL)
         .bind(name)
         .bind(private)
         .bind(now)
         .fetch_one(c)
-        .await?);
-    Ok(LibraryGroupId::new(id))
+        .await)
 }
 
 /// Puts a library in a group (or none). False when no such library exists.
@@ -266,8 +263,8 @@ pub async fn update_library_group(
     const SQL: &str = "UPDATE library SET group_id = $1 WHERE id = $2";
     let n = on_tx!(tx, |c| {
         sqlx::query(SQL)
-            .bind(group.map(LibraryGroupId::get))
-            .bind(library.get())
+            .bind(group)
+            .bind(library)
             .execute(c)
             .await?
             .rows_affected()
@@ -284,8 +281,8 @@ pub struct NewPlan<'a> {
     pub price_minor: i64,
     /// ISO currency.
     pub currency: &'a str,
-    /// Billing period (`month`, …).
-    pub period: &'a str,
+    /// Billing period.
+    pub period: BillingPeriod,
     /// Concurrent streams allowed.
     pub max_streams: i32,
     /// A trial plan.
@@ -303,7 +300,7 @@ pub async fn insert_plan(
     const SQL: &str = "INSERT INTO plan (name, price_minor, currency, period, max_streams, trial, created_at) \
                        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
     const GROUP: &str = "INSERT INTO plan_group (plan_id, group_id) VALUES ($1, $2)";
-    let id: i64 = on_tx!(tx, |c| {
+    let id: PlanId = on_tx!(tx, |c| {
         sqlx::query_scalar(SQL)
             .bind(plan.name)
             .bind(plan.price_minor)
@@ -318,12 +315,12 @@ pub async fn insert_plan(
     for group in plan.groups {
         on_tx!(tx, |c| sqlx::query(GROUP)
             .bind(id)
-            .bind(group.get())
+            .bind(group)
             .execute(c)
             .await
             .map(|_| ()))?;
     }
-    Ok(PlanId::new(id))
+    Ok(id)
 }
 
 /// The groups of a plan.
@@ -332,15 +329,16 @@ pub async fn find_plan_groups(
     plan: PlanId,
 ) -> Result<Vec<LibraryGroupId>, sqlx::Error> {
     const SQL: &str = "SELECT group_id FROM plan_group WHERE plan_id = $1 ORDER BY group_id";
-    let ids: Vec<i64> = on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(plan.get())
+    on_tx!(tx, |c| sqlx::query_scalar(SQL)
+        .bind(plan)
         .fetch_all(c)
-        .await?);
-    Ok(ids.into_iter().map(LibraryGroupId::new).collect())
+        .await)
 }
 
 /// The library groups each server carries: (server id, group id), shareable groups only.
-pub async fn find_server_groups(tx: &mut Tx) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+pub async fn find_server_groups(
+    tx: &mut Tx,
+) -> Result<Vec<(ServerId, LibraryGroupId)>, sqlx::Error> {
     const SQL: &str = "SELECT DISTINCT l.server_id, l.group_id FROM library l \
                        JOIN library_group g ON g.id = l.group_id WHERE NOT g.private ORDER BY l.server_id, l.group_id";
     on_tx!(tx, |c| sqlx::query_as(SQL).fetch_all(c).await)
@@ -350,7 +348,7 @@ pub async fn find_server_groups(tx: &mut Tx) -> Result<Vec<(i64, i64)>, sqlx::Er
 pub async fn find_plan_trial(tx: &mut Tx, plan: PlanId) -> Result<Option<bool>, sqlx::Error> {
     const SQL: &str = "SELECT trial FROM plan WHERE id = $1";
     on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(plan.get())
+        .bind(plan)
         .fetch_optional(c)
         .await)
 }
@@ -361,9 +359,9 @@ pub struct ServerOwnerRow {
     /// Machine identifier.
     pub machine_id: String,
     /// Owner account id.
-    pub owner_account_id: i64,
+    pub owner_account_id: OwnerAccountId,
     /// Owner state.
-    pub owner_state: String,
+    pub owner_state: OwnerAccountState,
     /// Owner's sealed token.
     pub token_enc: String,
 }
@@ -376,7 +374,7 @@ pub async fn find_server_owner(
     const SQL: &str = "SELECT s.machine_id, s.owner_account_id, o.state AS owner_state, o.token_enc \
                        FROM server s JOIN owner_account o ON o.id = s.owner_account_id WHERE s.id = $1";
     on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(server.get())
+        .bind(server)
         .fetch_optional(c)
         .await)
 }
@@ -392,7 +390,7 @@ pub async fn update_group(
     let n = on_tx!(tx, |c| sqlx::query(SQL)
         .bind(name)
         .bind(private)
-        .bind(id.get())
+        .bind(id)
         .execute(c)
         .await?
         .rows_affected());
@@ -431,7 +429,7 @@ pub async fn update_plan(
             .bind(change.max_streams)
             .bind(change.trial)
             .bind(change.active)
-            .bind(id.get())
+            .bind(id)
             .execute(c)
             .await?
             .rows_affected()
@@ -448,14 +446,14 @@ pub async fn replace_plan_groups(
     const CLEAR: &str = "DELETE FROM plan_group WHERE plan_id = $1";
     const ADD: &str = "INSERT INTO plan_group (plan_id, group_id) VALUES ($1, $2)";
     on_tx!(tx, |c| sqlx::query(CLEAR)
-        .bind(plan.get())
+        .bind(plan)
         .execute(c)
         .await
         .map(|_| ()))?;
     for group in groups {
         on_tx!(tx, |c| sqlx::query(ADD)
-            .bind(plan.get())
-            .bind(group.get())
+            .bind(plan)
+            .bind(group)
             .execute(c)
             .await
             .map(|_| ()))?;
@@ -467,7 +465,7 @@ pub async fn replace_plan_groups(
 pub async fn find_plan_name(tx: &mut Tx, plan: PlanId) -> Result<Option<String>, sqlx::Error> {
     const SQL: &str = "SELECT name FROM plan WHERE id = $1";
     on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(plan.get())
+        .bind(plan)
         .fetch_optional(c)
         .await)
 }
@@ -476,7 +474,7 @@ pub async fn find_plan_name(tx: &mut Tx, plan: PlanId) -> Result<Option<String>,
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PlanRow {
     /// Row id.
-    pub id: i64,
+    pub id: PlanId,
     /// Name.
     pub name: String,
     /// Price in minor units.
@@ -484,7 +482,7 @@ pub struct PlanRow {
     /// ISO currency.
     pub currency: String,
     /// Billing period.
-    pub period: String,
+    pub period: BillingPeriod,
     /// Offered.
     pub active: bool,
 }
@@ -500,7 +498,7 @@ pub async fn find_plans(tx: &mut Tx) -> Result<Vec<PlanRow>, sqlx::Error> {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct GroupRow {
     /// Row id.
-    pub id: i64,
+    pub id: LibraryGroupId,
     /// Name.
     pub name: String,
     /// Never shared.
@@ -517,7 +515,7 @@ pub async fn find_groups(tx: &mut Tx) -> Result<Vec<GroupRow>, sqlx::Error> {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LibraryListRow {
     /// Row id.
-    pub id: i64,
+    pub id: LibraryId,
     /// Server name.
     pub server: String,
     /// Title.

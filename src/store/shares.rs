@@ -2,7 +2,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{PlanId, PlexIdentityId, ServerId, ShareId, ShareState, SubscriberId};
+use crate::domain::{
+    OwnerAccountId, OwnerAccountState, PlanId, PlexEmail, PlexIdentityId, ServerId, ShareId,
+    ShareState, SubscriberId,
+};
 use crate::on_tx;
 use crate::store::Tx;
 
@@ -17,24 +20,23 @@ pub async fn insert_share(
 ) -> Result<ShareId, sqlx::Error> {
     const SQL: &str = "INSERT INTO share (subscriber_id, server_id, plex_identity_id, state, created_at, updated_at) \
                        VALUES ($1, $2, $3, $4, $5, $5) RETURNING id";
-    let id: i64 = on_tx!(tx, |c| {
+    on_tx!(tx, |c| {
         sqlx::query_scalar(SQL)
-            .bind(subscriber.get())
-            .bind(server.get())
-            .bind(identity.get())
-            .bind(state.as_str())
+            .bind(subscriber)
+            .bind(server)
+            .bind(identity)
+            .bind(state)
             .bind(now)
             .fetch_one(c)
-            .await?
-    });
-    Ok(ShareId::new(id))
+            .await
+    })
 }
 
 /// A share's state.
-pub async fn find_share_state(tx: &mut Tx, id: ShareId) -> Result<Option<String>, sqlx::Error> {
+pub async fn find_share_state(tx: &mut Tx, id: ShareId) -> Result<Option<ShareState>, sqlx::Error> {
     const SQL: &str = "SELECT state FROM share WHERE id = $1";
     on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(id.get())
+        .bind(id)
         .fetch_optional(c)
         .await)
 }
@@ -43,29 +45,29 @@ pub async fn find_share_state(tx: &mut Tx, id: ShareId) -> Result<Option<String>
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ShareContext {
     /// Share id.
-    pub id: i64,
-    /// `pending`, `accepted` or `removed`.
-    pub state: String,
+    pub id: ShareId,
+    /// Its state.
+    pub state: ShareState,
     /// plex.tv's shared-server id, once invited.
     pub plex_share_id: Option<i64>,
     /// When its library access was removed because the paid time ended (none: it has access).
     pub suspended_at: Option<DateTime<Utc>>,
     /// Subscriber.
-    pub subscriber_id: i64,
+    pub subscriber_id: SubscriberId,
     /// Their plan, if any.
-    pub plan_id: Option<i64>,
+    pub plan_id: Option<PlanId>,
     /// Server.
-    pub server_id: i64,
+    pub server_id: ServerId,
     /// Its machine identifier.
     pub machine_id: String,
     /// Owner account of the server.
-    pub owner_account_id: i64,
-    /// `active`, `banned`, `removed`.
-    pub owner_state: String,
+    pub owner_account_id: OwnerAccountId,
+    /// Its state.
+    pub owner_state: OwnerAccountState,
     /// Owner's sealed token.
     pub token_enc: String,
     /// The identity the share is for (normalised email or username).
-    pub email_norm: String,
+    pub email_norm: PlexEmail,
 }
 
 /// Loads a share with its server, owner and identity.
@@ -79,10 +81,7 @@ pub async fn find_share_context(
                        JOIN owner_account o ON o.id = s.owner_account_id \
                        JOIN plex_identity i ON i.id = sh.plex_identity_id \
                        JOIN subscriber sub ON sub.id = sh.subscriber_id WHERE sh.id = $1";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(id.get())
-        .fetch_optional(c)
-        .await)
+    on_tx!(tx, |c| sqlx::query_as(SQL).bind(id).fetch_optional(c).await)
 }
 
 /// plex.tv-global section ids of the libraries on `server` that `plan` gives access to (private
@@ -96,8 +95,8 @@ pub async fn find_plan_sections(
                        JOIN library_group g ON g.id = l.group_id \
                        WHERE l.server_id = $1 AND pg.plan_id = $2 AND NOT g.private ORDER BY l.section_id";
     on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(server.get())
-        .bind(plan.get())
+        .bind(server)
+        .bind(plan)
         .fetch_all(c)
         .await)
 }
@@ -113,9 +112,9 @@ pub async fn update_share_invited(
     const SQL: &str = "UPDATE share SET plex_share_id = $1, state = $2, updated_at = $3 WHERE id = $4 AND state <> 'removed'";
     on_tx!(tx, |c| sqlx::query(SQL)
         .bind(plex_share_id)
-        .bind(state.as_str())
+        .bind(state)
         .bind(now)
-        .bind(id.get())
+        .bind(id)
         .execute(c)
         .await
         .map(|_| ()))
@@ -130,9 +129,9 @@ pub async fn update_share_server(
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE share SET server_id = $1, updated_at = $2 WHERE id = $3 AND plex_share_id IS NULL AND state = 'pending'";
     let n = on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(server.get())
+        .bind(server)
         .bind(now)
-        .bind(id.get())
+        .bind(id)
         .execute(c)
         .await?
         .rows_affected());
@@ -148,7 +147,7 @@ pub async fn update_share_removed(
     const SQL: &str = "UPDATE share SET state = 'removed', removed_at = $1, updated_at = $1 WHERE id = $2 AND state <> 'removed'";
     on_tx!(tx, |c| sqlx::query(SQL)
         .bind(now)
-        .bind(id.get())
+        .bind(id)
         .execute(c)
         .await
         .map(|_| ()))
@@ -158,11 +157,11 @@ pub async fn update_share_removed(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LiveShare {
     /// Share id.
-    pub id: i64,
+    pub id: ShareId,
     /// plex.tv's id, once invited.
     pub plex_share_id: Option<i64>,
     /// `pending` or `accepted`.
-    pub state: String,
+    pub state: ShareState,
 }
 
 /// Live shares (pending or accepted) on a server.
@@ -171,10 +170,7 @@ pub async fn find_live_shares_on_server(
     server: ServerId,
 ) -> Result<Vec<LiveShare>, sqlx::Error> {
     const SQL: &str = "SELECT id, plex_share_id, state FROM share WHERE server_id = $1 AND state <> 'removed' ORDER BY id";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(server.get())
-        .fetch_all(c)
-        .await)
+    on_tx!(tx, |c| sqlx::query_as(SQL).bind(server).fetch_all(c).await)
 }
 
 /// Marks a pending share accepted (the subscriber accepted the invite on plex.tv).
@@ -187,7 +183,7 @@ pub async fn update_share_accepted(
         "UPDATE share SET state = 'accepted', updated_at = $1 WHERE id = $2 AND state = 'pending'";
     on_tx!(tx, |c| sqlx::query(SQL)
         .bind(now)
-        .bind(id.get())
+        .bind(id)
         .execute(c)
         .await
         .map(|_| ()))
@@ -198,27 +194,24 @@ pub async fn update_share_accepted(
 pub async fn find_invited_shares_on_plan(
     tx: &mut Tx,
     plan: PlanId,
-) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+) -> Result<Vec<(ShareId, OwnerAccountId)>, sqlx::Error> {
     const SQL: &str = "SELECT sh.id, s.owner_account_id FROM share sh JOIN subscriber sub ON sub.id = sh.subscriber_id \
                        JOIN server s ON s.id = sh.server_id \
                        WHERE sub.plan_id = $1 AND sh.state <> 'removed' AND sh.plex_share_id IS NOT NULL ORDER BY sh.id";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(plan.get())
-        .fetch_all(c)
-        .await)
+    on_tx!(tx, |c| sqlx::query_as(SQL).bind(plan).fetch_all(c).await)
 }
 
 /// A subscriber's live share, with what removing it needs.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SubscriberShare {
     /// Share id.
-    pub id: i64,
+    pub id: ShareId,
     /// Server.
-    pub server_id: i64,
+    pub server_id: ServerId,
     /// Owner account of the server.
-    pub owner_account_id: i64,
+    pub owner_account_id: OwnerAccountId,
     /// Its state.
-    pub owner_state: String,
+    pub owner_state: OwnerAccountState,
     /// Its library access was removed because the paid time ended.
     pub suspended: bool,
 }
@@ -233,7 +226,7 @@ pub async fn find_live_shares_of(
                        JOIN server s ON s.id = sh.server_id JOIN owner_account o ON o.id = s.owner_account_id \
                        WHERE sh.subscriber_id = $1 AND sh.state <> 'removed' ORDER BY sh.id";
     on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(subscriber.get())
+        .bind(subscriber)
         .fetch_all(c)
         .await)
 }
@@ -244,24 +237,23 @@ pub async fn find_previous_servers(
     subscriber: SubscriberId,
 ) -> Result<Vec<ServerId>, sqlx::Error> {
     const SQL: &str = "SELECT server_id FROM share WHERE subscriber_id = $1 GROUP BY server_id ORDER BY MAX(id) DESC";
-    let ids: Vec<i64> = on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(subscriber.get())
+    on_tx!(tx, |c| sqlx::query_scalar(SQL)
+        .bind(subscriber)
         .fetch_all(c)
-        .await?);
-    Ok(ids.into_iter().map(ServerId::new).collect())
+        .await)
 }
 
 /// Whether the identity's most recent share was on a banned owner account's server.
 pub async fn find_last_owner_banned(
     tx: &mut Tx,
-    identity: crate::domain::PlexIdentityId,
+    identity: PlexIdentityId,
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str = "SELECT o.state FROM share sh JOIN server s ON s.id = sh.server_id \
                        JOIN owner_account o ON o.id = s.owner_account_id \
                        WHERE sh.plex_identity_id = $1 ORDER BY sh.id DESC LIMIT 1";
-    let state: Option<String> = on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(identity.get())
+    let state: Option<OwnerAccountState> = on_tx!(tx, |c| sqlx::query_scalar(SQL)
+        .bind(identity)
         .fetch_optional(c)
         .await?);
-    Ok(state.as_deref() == Some("banned"))
+    Ok(state == Some(OwnerAccountState::Banned))
 }

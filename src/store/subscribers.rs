@@ -6,8 +6,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{DiscordId, PlexEmail, RetireReason};
-use crate::domain::{PlexIdentityId, SubscriberId};
+use crate::domain::{
+    DiscordId, IdentityState, PlanId, PlexEmail, PlexIdentityId, RetireReason, ShareState,
+    SubscriberId,
+};
 use crate::on_tx;
 use crate::store::Tx;
 
@@ -20,32 +22,31 @@ pub async fn insert_subscriber(
 ) -> Result<SubscriberId, sqlx::Error> {
     const SQL: &str = "INSERT INTO subscriber (discord_id, display_name, created_at, updated_at) \
                        VALUES ($1, $2, $3, $3) RETURNING id";
-    let id: i64 = on_tx!(tx, |c| {
+    on_tx!(tx, |c| {
         sqlx::query_scalar(SQL)
-            .bind(discord_id.to_db())
+            .bind(discord_id)
             .bind(display_name)
             .bind(now)
             .fetch_one(c)
-            .await?
-    });
-    Ok(SubscriberId::new(id))
+            .await
+    })
 }
 
 /// A Plex identity as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct IdentityRow {
     /// Row id.
-    pub id: i64,
+    pub id: PlexIdentityId,
     /// Owner of the identity.
-    pub subscriber_id: i64,
+    pub subscriber_id: SubscriberId,
     /// Normalised email or username.
-    pub email_norm: String,
+    pub email_norm: PlexEmail,
     /// plex.tv user id, when known.
     pub plex_user_id: Option<i64>,
-    /// `active`, `retired` or `banned`.
-    pub state: String,
+    /// Its state.
+    pub state: IdentityState,
     /// Why it stopped being active.
-    pub retire_reason: Option<String>,
+    pub retire_reason: Option<RetireReason>,
 }
 
 /// Links a Plex identity to a subscriber as their active one. Fails with a unique violation when
@@ -60,16 +61,15 @@ pub async fn insert_identity(
 ) -> Result<PlexIdentityId, sqlx::Error> {
     const SQL: &str = "INSERT INTO plex_identity (subscriber_id, email_norm, plex_user_id, state, created_at) \
                        VALUES ($1, $2, $3, 'active', $4) RETURNING id";
-    let id: i64 = on_tx!(tx, |c| {
+    on_tx!(tx, |c| {
         sqlx::query_scalar(SQL)
-            .bind(subscriber.get())
-            .bind(email.as_str())
+            .bind(subscriber)
+            .bind(email)
             .bind(plex_user_id)
             .bind(now)
             .fetch_one(c)
-            .await?
-    });
-    Ok(PlexIdentityId::new(id))
+            .await
+    })
 }
 
 /// Retires an active identity for good. False when it was not active.
@@ -82,15 +82,15 @@ pub async fn update_identity_retired(
     const SQL: &str = "UPDATE plex_identity SET state = $1, retire_reason = $2, retired_at = $3 \
                        WHERE id = $4 AND state = 'active'";
     let state = match reason {
-        RetireReason::Changed => "retired",
-        RetireReason::Banned => "banned",
+        RetireReason::Changed => IdentityState::Retired,
+        RetireReason::Banned => IdentityState::Banned,
     };
     let n = on_tx!(tx, |c| {
         sqlx::query(SQL)
             .bind(state)
-            .bind(reason.as_str())
+            .bind(reason)
             .bind(now)
-            .bind(id.get())
+            .bind(id)
             .execute(c)
             .await?
             .rows_affected()
@@ -106,7 +106,7 @@ pub async fn find_identity_by_email(
     const SQL: &str = "SELECT id, subscriber_id, email_norm, plex_user_id, state, retire_reason \
                        FROM plex_identity WHERE email_norm = $1";
     on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(email.as_str())
+        .bind(email)
         .fetch_optional(c)
         .await)
 }
@@ -119,7 +119,7 @@ pub async fn find_active_identity(
     const SQL: &str = "SELECT id, subscriber_id, email_norm, plex_user_id, state, retire_reason \
                        FROM plex_identity WHERE subscriber_id = $1 AND state = 'active'";
     on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(subscriber.get())
+        .bind(subscriber)
         .fetch_optional(c)
         .await)
 }
@@ -128,14 +128,14 @@ pub async fn find_active_identity(
 pub async fn update_subscriber_plan(
     tx: &mut Tx,
     subscriber: SubscriberId,
-    plan: Option<crate::domain::PlanId>,
+    plan: Option<PlanId>,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     const SQL: &str = "UPDATE subscriber SET plan_id = $1, updated_at = $2 WHERE id = $3";
     on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(plan.map(crate::domain::PlanId::get))
+        .bind(plan)
         .bind(now)
-        .bind(subscriber.get())
+        .bind(subscriber)
         .execute(c)
         .await
         .map(|_| ()))
@@ -145,13 +145,13 @@ pub async fn update_subscriber_plan(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SubscriberRow {
     /// Row id.
-    pub id: i64,
-    /// Discord id as stored.
-    pub discord_id: i64,
+    pub id: SubscriberId,
+    /// Discord id.
+    pub discord_id: DiscordId,
     /// Display name.
     pub display_name: String,
     /// Plan.
-    pub plan_id: Option<i64>,
+    pub plan_id: Option<PlanId>,
     /// Flagged for a Plex account change.
     pub requires_plex_change: bool,
     /// Chosen location.
@@ -164,10 +164,7 @@ pub async fn find_subscriber(
     id: SubscriberId,
 ) -> Result<Option<SubscriberRow>, sqlx::Error> {
     const SQL: &str = "SELECT id, discord_id, display_name, plan_id, requires_plex_change, preferred_location FROM subscriber WHERE id = $1";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(id.get())
-        .fetch_optional(c)
-        .await)
+    on_tx!(tx, |c| sqlx::query_as(SQL).bind(id).fetch_optional(c).await)
 }
 
 /// Sets or clears the "requires Plex account change" flag. False when nothing changed.
@@ -183,7 +180,7 @@ pub async fn update_flag(
     let n = on_tx!(tx, |c| sqlx::query(SQL)
         .bind(flagged)
         .bind(now)
-        .bind(id.get())
+        .bind(id)
         .execute(c)
         .await?
         .rows_affected());
@@ -195,21 +192,21 @@ pub async fn update_flag(
 #[allow(clippy::struct_excessive_bools)] // independent facts, shown side by side
 pub struct StatusRow {
     /// Row id.
-    pub id: i64,
-    /// Discord id as stored.
-    pub discord_id: i64,
+    pub id: SubscriberId,
+    /// Discord id.
+    pub discord_id: DiscordId,
     /// Display name.
     pub display_name: String,
     /// Contact email.
     pub contact_email: Option<String>,
     /// Active Plex identity's email.
-    pub plex_email: Option<String>,
+    pub plex_email: Option<PlexEmail>,
     /// Plan name.
     pub plan: Option<String>,
     /// Server of the newest live share on an active owner account's server.
     pub server: Option<String>,
     /// That share's state (`pending` or `accepted`).
-    pub share_state: Option<String>,
+    pub share_state: Option<ShareState>,
     /// End of the latest applied paid interval.
     pub paid_until: Option<DateTime<Utc>>,
     /// Now lies inside an applied paid interval.
@@ -256,7 +253,7 @@ pub async fn find_status_by_discord(
 ) -> Result<Option<StatusRow>, sqlx::Error> {
     let sql = format!("{STATUS_SQL} WHERE s.discord_id = $1");
     on_tx!(tx, |c| sqlx::query_as(&sql)
-        .bind(discord_id.to_db())
+        .bind(discord_id)
         .bind(now)
         .fetch_optional(c)
         .await)
@@ -270,7 +267,7 @@ pub async fn find_status(
 ) -> Result<Option<StatusRow>, sqlx::Error> {
     let sql = format!("{STATUS_SQL} WHERE s.id = $1");
     on_tx!(tx, |c| sqlx::query_as(&sql)
-        .bind(id.get())
+        .bind(id)
         .bind(now)
         .fetch_optional(c)
         .await)
@@ -289,7 +286,7 @@ pub async fn update_waiting_for_room(
     on_tx!(tx, |c| sqlx::query(SQL)
         .bind(waiting)
         .bind(now)
-        .bind(id.get())
+        .bind(id)
         .execute(c)
         .await
         .map(|_| ()))
@@ -299,15 +296,15 @@ pub async fn update_waiting_for_room(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WaitingRow {
     /// Subscriber id.
-    pub id: i64,
+    pub id: SubscriberId,
     /// Their plan.
-    pub plan_id: i64,
+    pub plan_id: PlanId,
     /// Chosen location.
     pub preferred_location: Option<String>,
     /// Their active Plex identity.
-    pub identity_id: i64,
+    pub identity_id: PlexIdentityId,
     /// Its email.
-    pub email_norm: String,
+    pub email_norm: PlexEmail,
 }
 
 /// Subscribers waiting for room who are paid up (or permanent), not flagged, have a plan and an
@@ -347,7 +344,7 @@ pub async fn update_notes(
     let n = on_tx!(tx, |c| sqlx::query(SQL)
         .bind(notes)
         .bind(now)
-        .bind(id.get())
+        .bind(id)
         .execute(c)
         .await?
         .rows_affected());
@@ -360,9 +357,8 @@ pub async fn find_id_by_discord(
     discord_id: DiscordId,
 ) -> Result<Option<SubscriberId>, sqlx::Error> {
     const SQL: &str = "SELECT id FROM subscriber WHERE discord_id = $1";
-    let id: Option<i64> = on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(discord_id.to_db())
+    on_tx!(tx, |c| sqlx::query_scalar(SQL)
+        .bind(discord_id)
         .fetch_optional(c)
-        .await?);
-    Ok(id.map(SubscriberId::new))
+        .await)
 }

@@ -13,9 +13,10 @@ use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Type};
 
 use crate::domain::{
-    BillingPeriod, ChangeRequestId, DiscordId, IdentityState, JobId, JobState, LibraryGroupId,
-    LibraryId, OwnerAccountId, OwnerAccountState, PaymentId, PlanId, PlexEmail, PlexIdentityId,
-    Provider, RetireReason, ServerId, ShareId, ShareState, SubscriberId,
+    BillingPeriod, ChangeRequestId, ChangeRequestState, DiscordId, IdentityState, JobId, JobState,
+    LibraryGroupId, LibraryId, NotificationChannel, NotificationKind, NotificationState,
+    OwnerAccountId, OwnerAccountState, PaymentId, PlanId, PlexEmail, PlexIdentityId, Provider,
+    RetireReason, ServerId, ShareId, ShareState, SubscriberId,
 };
 
 /// Maps a type onto a column of type `$raw` on both backends: `$to` turns the value into the raw
@@ -87,6 +88,10 @@ text_columns!(
     JobState,
     Provider,
     BillingPeriod,
+    ChangeRequestState,
+    NotificationState,
+    NotificationChannel,
+    NotificationKind,
 );
 
 column!(PlexEmail, String, |v| v.as_str().to_owned(), |raw| {
@@ -98,6 +103,12 @@ column!(DiscordId, i64, |v| v.to_db(), |raw| DiscordId::from_db(raw));
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, sqlx::FromRow)]
+    #[allow(dead_code)] // read only through its decode error
+    struct Row {
+        state: IdentityState,
+    }
 
     #[tokio::test]
     async fn domain_types_round_trip_through_sqlite_and_bad_text_names_the_column() {
@@ -113,12 +124,6 @@ mod tests {
         assert_eq!(row.0, ShareId::new(7));
         assert_eq!(row.1, IdentityState::Banned);
         assert_eq!(row.2.as_str(), "a@example.com");
-
-        #[derive(Debug, sqlx::FromRow)]
-        #[allow(dead_code)]
-        struct Row {
-            state: IdentityState,
-        }
         let err = sqlx::query_as::<_, Row>("SELECT 'Active' AS state")
             .fetch_one(&pool)
             .await

@@ -20,7 +20,7 @@ pub async fn insert_login_link(
     const SQL: &str = "INSERT INTO web_login_link (nonce, subscriber_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
     on_tx!(tx, |c| sqlx::query(SQL)
         .bind(nonce)
-        .bind(subscriber.get())
+        .bind(subscriber)
         .bind(now)
         .bind(expires_at)
         .execute(c)
@@ -41,7 +41,7 @@ pub async fn update_login_link_used(
     let n = on_tx!(tx, |c| sqlx::query(SQL)
         .bind(now)
         .bind(nonce)
-        .bind(subscriber.get())
+        .bind(subscriber)
         .execute(c)
         .await?
         .rows_affected());
@@ -61,7 +61,7 @@ pub async fn insert_session(
                        VALUES ($1, $2, $3, $4, $5)";
     on_tx!(tx, |c| sqlx::query(SQL)
         .bind(id_digest)
-        .bind(subscriber.get())
+        .bind(subscriber)
         .bind(csrf_token)
         .bind(now)
         .bind(expires_at)
@@ -74,7 +74,7 @@ pub async fn insert_session(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionRow {
     /// Whose it is.
-    pub subscriber_id: i64,
+    pub subscriber_id: SubscriberId,
     /// The token every form of this session must carry.
     pub csrf_token: String,
 }

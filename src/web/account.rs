@@ -19,7 +19,7 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
-use crate::domain::{Actor, PlexEmail, VerificationCode, as_sentence};
+use crate::domain::{Actor, PlexEmail, ShareState, VerificationCode, as_sentence};
 use crate::services::access::{self, Reinvited};
 use crate::services::account::{self, AccountStatus};
 use crate::services::account_change::{self, ChangeError};
@@ -204,9 +204,9 @@ fn account_page(
             .map(|t| t.format("%-d %B %Y, %H:%M UTC").to_string()),
         permanent: status.permanent,
         active: status.active,
-        plex_email: status.plex_email.as_deref(),
+        plex_email: status.plex_email.as_ref().map(PlexEmail::as_str),
         server: status.server.as_deref(),
-        invite: status.invite.as_deref(),
+        invite: status.invite.map(ShareState::as_str),
         flagged: status.flagged,
         code_pending: status.code_pending,
         waiting_for_room: status.waiting_for_room,

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::app::App;
+use crate::domain::JobState;
 use crate::store;
 
 pub mod account;
@@ -93,10 +94,7 @@ async fn healthz(State(app): State<App>) -> impl IntoResponse {
     }
 }
 
-/// The job states `/metrics` always reports, even at zero.
-const JOB_STATES: [&str; 5] = ["queued", "running", "done", "dead", "parked"];
-
-/// Prometheus text exposition. Written by hand: a handful of gauges read from the database per
+/// Prometheus text exposition (every job state, even at zero). Written by hand: a handful of gauges read from the database per
 /// scrape do not warrant a metrics registry.
 async fn metrics(State(app): State<App>) -> Result<impl IntoResponse, StatusCode> {
     let counts = store::jobs::count_by_state(&app.db).await.map_err(|err| {
@@ -106,7 +104,7 @@ async fn metrics(State(app): State<App>) -> Result<impl IntoResponse, StatusCode
     let mut body = String::from(
         "# HELP usher_jobs Jobs in the durable queue, by state.\n# TYPE usher_jobs gauge\n",
     );
-    for state in JOB_STATES {
+    for state in JobState::ALL {
         let n = counts
             .iter()
             .find(|(s, _)| s == state)

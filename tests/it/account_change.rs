@@ -61,14 +61,17 @@ async fn flagged_subscribers_move_to_new_accounts_and_are_reinvited_across_new_s
                 .unwrap()
                 .unwrap();
         assert_eq!(
-            (old.state.as_str(), old.retire_reason.as_deref()),
+            (
+                old.state.as_str(),
+                old.retire_reason.map(usher::domain::RetireReason::as_str)
+            ),
             ("banned", Some("banned"))
         );
         let current = subscribers::find_active_identity(&mut tx, *sub)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(current.email_norm, new_email);
+        assert_eq!(current.email_norm.as_str(), new_email);
         assert!(
             !subscribers::find_subscriber(&mut tx, *sub)
                 .await
@@ -107,7 +110,7 @@ async fn flagged_subscribers_move_to_new_accounts_and_are_reinvited_across_new_s
     let all_servers = servers::find_servers(&mut tx).await.unwrap();
     drop(tx);
     for server in all_servers {
-        usher::jobs::plex::reconcile(&app.app, usher::domain::ServerId::new(server.id))
+        usher::services::plex_sync::reconcile_server(&app.app, server.id)
             .await
             .unwrap();
     }
@@ -259,7 +262,8 @@ async fn every_refusal_changes_nothing(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        current.email_norm, alice_old,
+        current.email_norm.as_str(),
+        alice_old,
         "Alice still has her old identity"
     );
     assert!(

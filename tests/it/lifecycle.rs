@@ -133,9 +133,10 @@ impl Life {
         while self.app.app.queue.run_due(&dispatch).await.unwrap() > 0 {}
         let counts = store::jobs::count_by_state(&self.app.app.db).await.unwrap();
         assert!(
-            !counts
-                .iter()
-                .any(|(s, _)| s == "queued" || s == "running" || s == "dead" || s == "parked"),
+            !counts.iter().any(|(s, _)| s.as_str() == "queued"
+                || s.as_str() == "running"
+                || s.as_str() == "dead"
+                || s.as_str() == "parked"),
             "every job finished: {counts:?}"
         );
     }

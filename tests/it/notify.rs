@@ -133,7 +133,7 @@ async fn a_bulk_flag_by_state_notifies_each_flagged_subscriber_once(backend: Bac
 
     // A repeated fan-out (a retried job) adds nothing.
     let preview: i64 = scalar(&app, "SELECT MAX(id) FROM bulk_flag_preview").await;
-    notify::fan_out_flagged(&app.app, notify::FanoutJob { preview, after: 0 })
+    notify::fan_out_flagged(&app.app, preview, usher::domain::SubscriberId::new(0))
         .await
         .unwrap();
     drain(&app).await;

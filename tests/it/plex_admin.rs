@@ -140,7 +140,7 @@ async fn a_library_sync_keeps_groups_and_follows_the_server(backend: Backend) {
     let libraries = servers::find_libraries(&mut tx, server).await.unwrap();
     drop(tx);
     let movies = libraries.iter().find(|l| l.title == "Movies").unwrap();
-    plex_admin::assign_library(&app.app, &admin(), LibraryId::new(movies.id), Some(group))
+    plex_admin::assign_library(&app.app, &admin(), movies.id, Some(group))
         .await
         .unwrap();
 
@@ -158,7 +158,7 @@ async fn a_library_sync_keeps_groups_and_follows_the_server(backend: Backend) {
     assert_eq!(titles, ["Movies", "TV", "Music"]);
     assert_eq!(
         after[0].group_id,
-        Some(group.get()),
+        Some(group),
         "the group stays with the library"
     );
     drop(tx);
@@ -254,11 +254,8 @@ async fn removing_an_owner_account_ends_its_shares_and_keeps_subscribers(backend
     let mut tx = app.app.db.begin().await.unwrap();
     for (sub, share) in &kept {
         assert_eq!(
-            shares::find_share_state(&mut tx, *share)
-                .await
-                .unwrap()
-                .as_deref(),
-            Some("removed")
+            shares::find_share_state(&mut tx, *share).await.unwrap(),
+            Some(usher::domain::ShareState::Removed)
         );
         assert!(
             subscribers::find_active_identity(&mut tx, *sub)
@@ -378,7 +375,7 @@ async fn groups_and_plans_can_be_edited_and_plan_groups_update_live_shares(backe
     drop(tx);
     for library in &libraries {
         let group = if library.title == "4K" { uhd } else { standard };
-        plex_admin::assign_library(&app.app, &admin(), LibraryId::new(library.id), Some(group))
+        plex_admin::assign_library(&app.app, &admin(), library.id, Some(group))
             .await
             .unwrap();
     }
@@ -450,7 +447,7 @@ async fn groups_and_plans_can_be_edited_and_plan_groups_update_live_shares(backe
     let queued = store::jobs::count_by_state(&app.app.db).await.unwrap();
     assert_eq!(
         queued,
-        vec![("queued".to_string(), 1)],
+        vec![(usher::domain::JobState::Queued, 1)],
         "one share update queued with the change"
     );
     let bad = plex_admin::PlanEdit {

@@ -4,13 +4,13 @@
 use secrecy::SecretString;
 use usher::clock::Clock as _;
 use usher::domain::{
-    Actor, BillingPeriod, Currency, DiscordId, LibraryId, Money, OwnerAccountId, PlanId, PlexEmail,
-    ServerId, ShareId, ShareState,
+    Actor, BillingPeriod, Currency, DiscordId, Money, OwnerAccountId, PlanId, PlexEmail, ServerId,
+    ShareId, ShareState,
 };
 use usher::fakes::plex::{FakeServer, Faults};
 use usher::jobs::AppDispatch;
+use usher::jobs::{InviteShare, Job as _};
 use usher::services::plex_admin::{self, PlanSpec};
-use usher::services::shares::{INVITE, REMOVE, enqueue_share_job};
 use usher::store::{self, servers, shares, subscribers};
 
 use crate::helpers::{Backend, TestApp};
@@ -66,7 +66,7 @@ async fn catalogue(app: &TestApp, server_names: &[&str]) -> Catalogue {
             } else {
                 standard
             };
-            plex_admin::assign_library(&app.app, &admin(), LibraryId::new(library.id), Some(group))
+            plex_admin::assign_library(&app.app, &admin(), library.id, Some(group))
                 .await
                 .unwrap();
         }
@@ -134,7 +134,12 @@ async fn more_pending_invites(
         let share = shares::insert_share(&mut tx, sub, server, identity, ShareState::Pending, now)
             .await
             .unwrap();
-        enqueue_share_job(&app.app.queue, &mut tx, INVITE, share, cat.owner, "1")
+        app.app
+            .queue
+            .enqueue(
+                &mut tx,
+                &usher::jobs::InviteShare::new(share, cat.owner, "1"),
+            )
             .await
             .unwrap();
         out.push((share, email));
@@ -151,7 +156,7 @@ async fn drain(app: &TestApp) {
         let counts = store::jobs::count_by_state(&app.app.db).await.unwrap();
         if !counts
             .iter()
-            .any(|(state, _)| state == "queued" || state == "running")
+            .any(|(state, _)| state.as_str() == "queued" || state.as_str() == "running")
         {
             return;
         }
@@ -161,7 +166,12 @@ async fn drain(app: &TestApp) {
 }
 
 async fn job_states(app: &TestApp) -> Vec<(String, i64)> {
-    store::jobs::count_by_state(&app.app.db).await.unwrap()
+    store::jobs::count_by_state(&app.app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(state, n)| (state.as_str().to_owned(), n))
+        .collect()
 }
 
 async fn an_invite_shares_exactly_the_plans_libraries_by_global_id(backend: Backend) {
@@ -195,7 +205,7 @@ async fn an_invite_shares_exactly_the_plans_libraries_by_global_id(backend: Back
         ctx.plex_share_id,
         Some(i64::try_from(on_plex[0].id).unwrap())
     );
-    assert_eq!(ctx.state, "pending");
+    assert_eq!(ctx.state, ShareState::Pending);
 }
 
 async fn replayed_and_repeated_invites_send_one_share(backend: Backend) {
@@ -205,28 +215,24 @@ async fn replayed_and_repeated_invites_send_one_share(backend: Backend) {
     let mut tx = app.app.db.begin().await.unwrap();
     // The same job again is a no-op; a second, distinct job for the same share finds it sent.
     assert!(
-        !enqueue_share_job(
-            &app.app.queue,
-            &mut tx,
-            INVITE,
-            invited[0].0,
-            cat.owner,
-            "1"
-        )
-        .await
-        .unwrap()
+        !app.app
+            .queue
+            .enqueue(
+                &mut tx,
+                &usher::jobs::InviteShare::new(invited[0].0, cat.owner, "1")
+            )
+            .await
+            .unwrap()
     );
     assert!(
-        enqueue_share_job(
-            &app.app.queue,
-            &mut tx,
-            INVITE,
-            invited[0].0,
-            cat.owner,
-            "2"
-        )
-        .await
-        .unwrap()
+        app.app
+            .queue
+            .enqueue(
+                &mut tx,
+                &usher::jobs::InviteShare::new(invited[0].0, cat.owner, "2")
+            )
+            .await
+            .unwrap()
     );
     tx.commit().await.unwrap();
     drain(&app).await;
@@ -325,7 +331,7 @@ async fn a_retired_endpoint_parks_the_job_with_update_usher(backend: Backend) {
     subscribers_with_pending_invites(&app, &cat, cat.servers[0].0, 1).await;
     app.plex.retire_route(INVITE_ROUTE);
     drain(&app).await;
-    let job = store::jobs::find_by_key(&app.app.db, &format!("{INVITE}:1:1"))
+    let job = store::jobs::find_by_key(&app.app.db, &format!("{}:1:1", InviteShare::KIND))
         .await
         .unwrap()
         .unwrap();
@@ -377,7 +383,7 @@ async fn a_full_server_moves_the_invite_to_another_server(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(ctx.server_id, beta.get());
+    assert_eq!(ctx.server_id, *beta);
     let closed = servers::find_server(&mut tx, *alpha)
         .await
         .unwrap()
@@ -388,15 +394,32 @@ async fn a_full_server_moves_the_invite_to_another_server(backend: Backend) {
     );
     drop(tx);
 
-    // With no server left, the invite waits for an admin instead of failing silently.
+    // With no server left, the invite waits for an admin instead of failing silently: the share
+    // was moved to Beta (Usher's count saw room), plex.tv refused it there too, and the moved
+    // invite is parked.
     app.plex.set_share_limit(&beta_fake.machine_identifier, 1);
     let more = more_pending_invites(&app, &cat, *alpha, "late", 20_500..20_501).await;
     drain(&app).await;
-    let job = store::jobs::find_by_key(&app.app.db, &format!("{INVITE}:{}:1", more[0].0))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(job.state, "parked");
+    let first = store::jobs::find_by_key(
+        &app.app.db,
+        &format!("{}:{}:1", InviteShare::KIND, more[0].0),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        first.state.as_str(),
+        "done",
+        "the first invite moved the share"
+    );
+    let job = store::jobs::find_by_key(
+        &app.app.db,
+        &format!("{}:{}:moved-{beta}", InviteShare::KIND, more[0].0),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(job.state.as_str(), "parked");
     assert!(
         job.last_error.unwrap().contains("no server has room"),
         "admins are told why"
@@ -409,26 +432,22 @@ async fn removing_a_share_deletes_it_once_and_tolerates_replays(backend: Backend
     let invited = subscribers_with_pending_invites(&app, &cat, cat.servers[0].0, 1).await;
     drain(&app).await;
     let mut tx = app.app.db.begin().await.unwrap();
-    enqueue_share_job(
-        &app.app.queue,
-        &mut tx,
-        REMOVE,
-        invited[0].0,
-        cat.owner,
-        "1",
-    )
-    .await
-    .unwrap();
-    enqueue_share_job(
-        &app.app.queue,
-        &mut tx,
-        REMOVE,
-        invited[0].0,
-        cat.owner,
-        "2",
-    )
-    .await
-    .unwrap();
+    app.app
+        .queue
+        .enqueue(
+            &mut tx,
+            &usher::jobs::RemoveShare::new(invited[0].0, cat.owner, "1"),
+        )
+        .await
+        .unwrap();
+    app.app
+        .queue
+        .enqueue(
+            &mut tx,
+            &usher::jobs::RemoveShare::new(invited[0].0, cat.owner, "2"),
+        )
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     drain(&app).await;
     assert!(app.plex.shares_for_email(&invited[0].1).is_empty());
@@ -436,9 +455,8 @@ async fn removing_a_share_deletes_it_once_and_tolerates_replays(backend: Backend
     assert_eq!(
         shares::find_share_state(&mut tx, invited[0].0)
             .await
-            .unwrap()
-            .as_deref(),
-        Some("removed")
+            .unwrap(),
+        Some(ShareState::Removed)
     );
     drop(tx);
     assert_eq!(job_states(&app).await, vec![("done".to_string(), 3)]);
@@ -518,11 +536,11 @@ async fn reconcile_records_accepted_vanished_and_unknown_shares(backend: Backend
         0,
         "not twice in the same hour"
     );
-    let drift = usher::jobs::plex::reconcile(&app.app, *server)
+    let drift = usher::services::plex_sync::reconcile_server(&app.app, *server)
         .await
         .unwrap();
-    assert_eq!(drift.accepted, vec![invited[0].0.get()]);
-    assert_eq!(drift.vanished, vec![invited[1].0.get()]);
+    assert_eq!(drift.accepted, vec![invited[0].0]);
+    assert_eq!(drift.vanished, vec![invited[1].0]);
     assert_eq!(drift.unknown, vec![stranger.id.0]);
     drain(&app).await;
     let mut tx = app.app.db.begin().await.unwrap();
@@ -536,7 +554,14 @@ async fn reconcile_records_accepted_vanished_and_unknown_shares(backend: Backend
         );
     }
     drop(tx);
-    assert_eq!(states, ["accepted", "removed", "pending"]);
+    assert_eq!(
+        states,
+        [
+            ShareState::Accepted,
+            ShareState::Removed,
+            ShareState::Pending
+        ]
+    );
     assert_eq!(
         audit_count(&app, "reconcile.drift").await,
         2,
@@ -611,25 +636,18 @@ async fn an_update_job_brings_the_share_in_line_with_the_plan(backend: Backend) 
         .unwrap();
     drop(tx);
     let home = libraries.iter().find(|l| l.title == "Home Videos").unwrap();
-    plex_admin::assign_library(
-        &app.app,
-        &admin(),
-        LibraryId::new(home.id),
-        Some(usher::domain::LibraryGroupId::new(standard)),
-    )
-    .await
-    .unwrap();
+    plex_admin::assign_library(&app.app, &admin(), home.id, Some(standard))
+        .await
+        .unwrap();
     let mut tx = app.app.db.begin().await.unwrap();
-    enqueue_share_job(
-        &app.app.queue,
-        &mut tx,
-        usher::services::shares::UPDATE,
-        invited[0].0,
-        cat.owner,
-        "groups-1",
-    )
-    .await
-    .unwrap();
+    app.app
+        .queue
+        .enqueue(
+            &mut tx,
+            &usher::jobs::UpdateShare::new(invited[0].0, cat.owner, "groups-1"),
+        )
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     drain(&app).await;
     let mut sent = app.plex.shares_for_email(&invited[0].1)[0]

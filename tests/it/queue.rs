@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 use usher::clock::Clock as _;
+use usher::domain::JobState;
 use usher::jobs::{ClaimedJob, Dispatch, JobError, NewJob, Outcome, Queue};
 use usher::store;
 
@@ -69,7 +70,7 @@ async fn enqueue(app: &TestApp, key: &str) {
     assert!(
         app.app
             .queue
-            .enqueue(&mut tx, &NewJob::new("test", &serde_json::json!({}), key))
+            .enqueue_raw(&mut tx, &NewJob::new("test", &serde_json::json!({}), key))
             .await
             .unwrap()
     );
@@ -87,7 +88,7 @@ async fn a_job_enqueued_in_a_rolled_back_transaction_never_runs(backend: Backend
     let app = TestApp::spawn(backend).await;
     let mut tx = app.app.db.begin().await.unwrap();
     let job = NewJob::new("test", &serde_json::json!({"n": 1}), "rolled-back");
-    assert!(app.app.queue.enqueue(&mut tx, &job).await.unwrap());
+    assert!(app.app.queue.enqueue_raw(&mut tx, &job).await.unwrap());
     tx.rollback().await.unwrap();
 
     let recorder = Recorder::default();
@@ -107,7 +108,7 @@ async fn enqueueing_the_same_key_twice_keeps_one_job(backend: Backend) {
     let mut tx = app.app.db.begin().await.unwrap();
     let again = NewJob::new("test", &serde_json::json!({}), "once");
     assert!(
-        !app.app.queue.enqueue(&mut tx, &again).await.unwrap(),
+        !app.app.queue.enqueue_raw(&mut tx, &again).await.unwrap(),
         "second enqueue is a no-op"
     );
     tx.commit().await.unwrap();
@@ -115,7 +116,7 @@ async fn enqueueing_the_same_key_twice_keeps_one_job(backend: Backend) {
     let recorder = Recorder::default();
     assert_eq!(app.app.queue.run_due(&recorder).await.unwrap(), 1);
     assert_eq!(recorder.runs_of("once"), 1);
-    assert_eq!(job_state(&app, "once").await.state, "done");
+    assert_eq!(job_state(&app, "once").await.state.as_str(), "done");
 }
 
 async fn a_failing_job_is_retried_with_growing_delays_then_marked_dead(backend: Backend) {
@@ -138,10 +139,10 @@ async fn a_failing_job_is_retried_with_growing_delays_then_marked_dead(backend: 
         assert_eq!(u32::try_from(job.attempts).unwrap(), attempt);
         assert_eq!(job.last_error.as_deref(), Some("plex.tv answered 503"));
         if attempt == 5 {
-            assert_eq!(job.state, "dead", "out of attempts");
+            assert_eq!(job.state.as_str(), "dead", "out of attempts");
             break;
         }
-        assert_eq!(job.state, "queued");
+        assert_eq!(job.state.as_str(), "queued");
         let delay = job.run_at - app.clock.now();
         // Equal jitter: between half and all of base · 2^(attempt-1).
         let full = chrono::Duration::seconds(10 * (1 << (attempt - 1)));
@@ -178,7 +179,7 @@ async fn a_job_whose_worker_died_runs_exactly_once_more_after_its_lease(backend:
     enqueue(&app, "orphan").await;
     // A worker claims the job and dies before finishing: the claim is simply never completed.
     let stale = app.app.queue.claim().await.unwrap().expect("claimed");
-    assert_eq!(job_state(&app, "orphan").await.state, "running");
+    assert_eq!(job_state(&app, "orphan").await.state.as_str(), "running");
 
     let recorder = Recorder::default();
     assert_eq!(
@@ -215,14 +216,14 @@ async fn a_job_whose_worker_died_runs_exactly_once_more_after_its_lease(backend:
         .await
         .unwrap();
     assert_eq!(outcome, Outcome::LeaseLost);
-    assert_eq!(job_state(&app, "orphan").await.state, "done");
+    assert_eq!(job_state(&app, "orphan").await.state.as_str(), "done");
 }
 
 async fn a_parked_job_waits_for_an_admin_and_resumes_when_unparked(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let mut tx = app.app.db.begin().await.unwrap();
     let job = NewJob::new("test", &serde_json::json!({}), "invite-1").rate_limited_by("owner:7");
-    app.app.queue.enqueue(&mut tx, &job).await.unwrap();
+    app.app.queue.enqueue_raw(&mut tx, &job).await.unwrap();
     tx.commit().await.unwrap();
 
     assert_eq!(
@@ -234,7 +235,7 @@ async fn a_parked_job_waits_for_an_admin_and_resumes_when_unparked(backend: Back
         1
     );
     let parked = job_state(&app, "invite-1").await;
-    assert_eq!(parked.state, "parked");
+    assert_eq!(parked.state.as_str(), "parked");
     assert_eq!(
         parked.last_error.as_deref(),
         Some("parked: owner token was revoked")
@@ -256,7 +257,7 @@ async fn a_parked_job_waits_for_an_admin_and_resumes_when_unparked(backend: Back
     );
     tx.commit().await.unwrap();
     assert_eq!(app.app.queue.run_due(&recorder).await.unwrap(), 1);
-    assert_eq!(job_state(&app, "invite-1").await.state, "done");
+    assert_eq!(job_state(&app, "invite-1").await.state, JobState::Done);
 }
 
 async fn shutdown_releases_a_running_job_uncharged(backend: Backend) {
@@ -277,7 +278,7 @@ async fn shutdown_releases_a_running_job_uncharged(backend: Backend) {
         async move { queue.run_workers(recorder, shutdown).await }
     });
     wait_until(|| recorder.runs_of("slow") == 1).await;
-    assert_eq!(job_state(&app, "slow").await.state, "running");
+    assert_eq!(job_state(&app, "slow").await.state.as_str(), "running");
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), workers)
         .await
@@ -297,7 +298,7 @@ async fn concurrent_workers_never_run_the_same_job_twice(backend: Backend) {
     let mut tx = app.app.db.begin().await.unwrap();
     for n in 0..JOBS {
         let job = NewJob::new("test", &serde_json::json!({ "n": n }), format!("job-{n}"));
-        app.app.queue.enqueue(&mut tx, &job).await.unwrap();
+        app.app.queue.enqueue_raw(&mut tx, &job).await.unwrap();
     }
     tx.commit().await.unwrap();
 
@@ -343,7 +344,7 @@ async fn concurrent_workers_never_run_the_same_job_twice(backend: Backend) {
         assert!(twice.is_empty(), "jobs run more than once: {twice:?}");
     }
     let counts = store::jobs::count_by_state(&app.app.db).await.unwrap();
-    assert_eq!(counts, vec![("done".to_string(), i64::from(JOBS))]);
+    assert_eq!(counts, vec![(JobState::Done, i64::from(JOBS))]);
 }
 
 /// Polls a condition for up to 60 s (a liveness bound, not a timing assertion).

@@ -43,7 +43,7 @@ async fn an_email_in_other_case_and_spacing_is_the_same_identity(backend: Backen
         .unwrap();
     assert_eq!(
         (found.subscriber_id, found.email_norm.as_str()),
-        (alice.get(), "foo@example.com")
+        (alice, "foo@example.com")
     );
 }
 
@@ -111,7 +111,10 @@ async fn a_retired_identity_can_never_be_active_again(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (row.state.as_str(), row.retire_reason.as_deref()),
+        (
+            row.state.as_str(),
+            row.retire_reason.map(usher::domain::RetireReason::as_str)
+        ),
         ("retired", Some("changed"))
     );
     assert!(

@@ -14,7 +14,7 @@ async fn healthz_answers_and_metrics_count_jobs_by_state(backend: Backend) {
     for n in 0..3 {
         app.app
             .queue
-            .enqueue(&mut tx, &NewJob::new("test", &n, format!("m-{n}")))
+            .enqueue_raw(&mut tx, &NewJob::new("test", &n, format!("m-{n}")))
             .await
             .unwrap();
     }

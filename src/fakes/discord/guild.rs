@@ -237,7 +237,7 @@ mod tests {
             deny: bits::SEND_MESSAGES,
         };
         assert_eq!(
-            g.channel_permissions(GUILD, BOT, &roles, &[deny_role.clone()]) & send,
+            g.channel_permissions(GUILD, BOT, &roles, std::slice::from_ref(&deny_role)) & send,
             bits::VIEW_CHANNEL
         );
         let allow_member = Overwrite {

@@ -5,14 +5,13 @@
 use secrecy::SecretString;
 use usher::clock::Clock as _;
 use usher::domain::{
-    Actor, BillingPeriod, Currency, DiscordId, LibraryId, Money, OwnerAccountId, PlanId, PlexEmail,
+    Actor, BillingPeriod, Currency, DiscordId, Money, OwnerAccountId, PlanId, PlexEmail,
     ShareState, SubscriberId, VerificationCode,
 };
 use usher::jobs::AppDispatch;
 use usher::services::account_change;
 use usher::services::plex_admin::{self, PlanSpec};
 use usher::services::settings::set_plex_account_change;
-use usher::services::shares::{INVITE, enqueue_share_job};
 use usher::store::{self, servers, shares, subscribers};
 
 use super::TestApp;
@@ -46,7 +45,7 @@ pub async fn owner_with_servers(
         let libraries = servers::find_libraries(&mut tx, server).await.unwrap();
         drop(tx);
         for library in libraries {
-            plex_admin::assign_library(&app.app, &admin(), LibraryId::new(library.id), Some(group))
+            plex_admin::assign_library(&app.app, &admin(), library.id, Some(group))
                 .await
                 .unwrap();
         }
@@ -127,7 +126,12 @@ pub async fn banned_world(app: &TestApp, n: u64) -> World {
             shares::insert_share(&mut tx, sub, old_server, identity, ShareState::Pending, now)
                 .await
                 .unwrap();
-        enqueue_share_job(&app.app.queue, &mut tx, INVITE, share, old_owner, "1")
+        app.app
+            .queue
+            .enqueue(
+                &mut tx,
+                &usher::jobs::InviteShare::new(share, old_owner, "1"),
+            )
             .await
             .unwrap();
         list.push((sub, email));
@@ -153,7 +157,10 @@ pub async fn drain(app: &TestApp) {
     for _ in 0..50 {
         app.app.queue.run_due(&dispatch).await.unwrap();
         let counts = store::jobs::count_by_state(&app.app.db).await.unwrap();
-        if !counts.iter().any(|(s, _)| s == "queued" || s == "running") {
+        if !counts
+            .iter()
+            .any(|(s, _)| s.as_str() == "queued" || s.as_str() == "running")
+        {
             return;
         }
         app.clock.advance(chrono::Duration::hours(7));

@@ -1,88 +1,68 @@
-//! The share jobs: invite, update, remove — the only places Usher changes shares on plex.tv.
+//! Keeping plex.tv in line with Usher's shares: invite, update, remove, suspend, release and
+//! reconcile — the only places Usher changes shares on plex.tv. Each function is one step of a
+//! job (`src/jobs/share_jobs.rs`, `reconcile_server.rs`) and returns a [`StepError`] the job maps
+//! to retry, park or dead.
 //!
 //! Rules they keep:
 //! - Idempotent: a share that already has a plex.tv id is never invited again; a replay, or a crash
 //!   after plex.tv answered but before we recorded it, ends in re-reading the server's shares and
 //!   recording the one that exists (plex.tv refuses the duplicate), so nothing is doubled.
 //! - Never send an empty library list: on plex.tv that means "all libraries".
-//! - Error rules (wire reference §1.9): 401 parks the job (owner token invalid: an admin must act,
-//!   plex.tv is not hammered); 410 parks it with "update Usher" and is never retried; 404 fails;
-//!   429 and 5xx retry with backoff, honouring Retry-After; a refused invite is decided by re-reading
-//!   the shares — already shared counts as success, a full server moves the invite to another
-//!   server chosen by placement (the full one is closed to new
-//!   subscriptions), anything else fails with plex.tv's message.
+//! - plex.tv's failures go back to the job as they are (401 parks, 429/5xx retry, …); a refused
+//!   invite is decided here by re-reading the shares — already shared counts as success, a full
+//!   server closes that server to new subscriptions and moves the invite to another server chosen
+//!   by placement (a fresh invite job), anything else fails with plex.tv's message.
 
 use anyhow::anyhow;
 use secrecy::SecretString;
 
 use crate::app::App;
-use crate::domain::{Actor, PlanId, ServerId, ShareId, ShareState, SubscriberId};
+use crate::domain::{Actor, OwnerAccountState, ServerId, ShareId, ShareState};
 use crate::integrations::plex::{
-    Invite, PlexError, PlexSectionId, Retry, ShareSettings, ShareState as PlexShareState,
-    ShareUpdate, SharedServer, SharedServerId,
+    Invite, PlexError, PlexSectionId, ShareSettings, ShareState as PlexShareState, ShareUpdate,
+    SharedServer, SharedServerId,
 };
-use crate::jobs::JobError;
+use crate::jobs::InviteShare;
+use crate::services::StepError;
 use crate::services::placement::{self, SubscriberContext};
 use crate::services::shares::{load_candidates, plan_needs};
 use crate::store::servers::{self, ServerFlags};
 use crate::store::shares::{self, ShareContext};
 use crate::store::{audit, lifecycle};
 
-/// How a plex.tv failure decides the job's fate.
-fn classify(err: PlexError) -> JobError {
-    match err {
-        PlexError::Unauthorized => JobError::Park(anyhow!(
-            "plex.tv refused the owner account's token; re-add the owner Plex account"
-        )),
-        PlexError::Gone { endpoint } => JobError::Park(anyhow!(
-            "plex.tv retired the endpoint {endpoint}; update Usher"
-        )),
-        other => match other.retry() {
-            Retry::After(after) => JobError::Retry {
-                error: other.into(),
-                after,
-            },
-            Retry::Never => JobError::Fail(other.into()),
-        },
-    }
-}
-
-fn db(err: sqlx::Error) -> JobError {
-    JobError::retry(anyhow::Error::new(err).context("database"))
-}
-
-async fn context(app: &App, share: ShareId) -> Result<ShareContext, JobError> {
-    let mut tx = app.db.read().await.map_err(db)?;
+async fn context(app: &App, share: ShareId) -> Result<ShareContext, StepError> {
+    let mut tx = app.db.read().await?;
     shares::find_share_context(&mut tx, share)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| JobError::Fail(anyhow!("share {share} no longer exists")))
+        .await?
+        .ok_or_else(|| StepError::Impossible(anyhow!("share {share} no longer exists")))
 }
 
-fn owner_token(app: &App, ctx: &ShareContext) -> Result<SecretString, JobError> {
-    if ctx.owner_state != "active" {
-        return Err(JobError::Fail(anyhow!(
+fn owner_token(app: &App, ctx: &ShareContext) -> Result<SecretString, StepError> {
+    if ctx.owner_state != OwnerAccountState::Active {
+        return Err(StepError::Impossible(anyhow!(
             "the server's owner account is {}",
             ctx.owner_state
         )));
     }
-    app.cipher
-        .decrypt(&ctx.token_enc)
-        .map_err(|e| JobError::Fail(anyhow!("opening the owner token: {e}")))
+    open_token(app, &ctx.token_enc)
 }
 
-async fn sections(app: &App, ctx: &ShareContext) -> Result<Vec<PlexSectionId>, JobError> {
-    let plan = ctx
-        .plan_id
-        .ok_or_else(|| JobError::Fail(anyhow!("subscriber {} has no plan", ctx.subscriber_id)))?;
-    let mut tx = app.db.read().await.map_err(db)?;
-    let ids = shares::find_plan_sections(&mut tx, ServerId::new(ctx.server_id), PlanId::new(plan))
-        .await
-        .map_err(db)?;
+fn open_token(app: &App, sealed: &str) -> Result<SecretString, StepError> {
+    app.cipher
+        .decrypt(sealed)
+        .map_err(|e| StepError::Impossible(anyhow!("opening the owner token: {e}")))
+}
+
+async fn sections(app: &App, ctx: &ShareContext) -> Result<Vec<PlexSectionId>, StepError> {
+    let plan = ctx.plan_id.ok_or_else(|| {
+        StepError::Impossible(anyhow!("subscriber {} has no plan", ctx.subscriber_id))
+    })?;
+    let mut tx = app.db.read().await?;
+    let ids = shares::find_plan_sections(&mut tx, ctx.server_id, plan).await?;
     if ids.is_empty() {
         // An empty list would share every library: wait for the admin to group this server's
         // libraries instead.
-        return Err(JobError::Park(anyhow!(
+        return Err(StepError::NeedsAdmin(anyhow!(
             "plan {plan} has no libraries on server {}; group that server's libraries",
             ctx.server_id
         )));
@@ -94,17 +74,16 @@ async fn sections(app: &App, ctx: &ShareContext) -> Result<Vec<PlexSectionId>, J
         .collect())
 }
 
-async fn record(app: &App, share: ShareId, shared: &SharedServer) -> Result<(), JobError> {
+async fn record(app: &App, share: ShareId, shared: &SharedServer) -> Result<(), StepError> {
     let state = match shared.state {
         PlexShareState::Accepted => ShareState::Accepted,
         PlexShareState::Pending => ShareState::Pending,
     };
-    let id = i64::try_from(shared.id.0).map_err(|e| JobError::Fail(e.into()))?;
-    let mut tx = app.db.begin().await.map_err(db)?;
-    shares::update_share_invited(&mut tx, share, id, state, app.clock.now())
-        .await
-        .map_err(db)?;
-    tx.commit().await.map_err(db)
+    let id = i64::try_from(shared.id.0).map_err(|e| StepError::Impossible(e.into()))?;
+    let mut tx = app.db.begin().await?;
+    shares::update_share_invited(&mut tx, share, id, state, app.clock.now()).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The server's share (accepted or pending) for this identity, if plex.tv has one.
@@ -112,35 +91,22 @@ async fn existing_share(
     app: &App,
     token: &SecretString,
     ctx: &ShareContext,
-) -> Result<Option<SharedServer>, JobError> {
+) -> Result<Option<SharedServer>, StepError> {
     let matches = |s: &SharedServer| {
-        s.invited_email
-            .as_deref()
-            .is_some_and(|e| e.eq_ignore_ascii_case(&ctx.email_norm))
-            || s.invited_username
-                .as_deref()
-                .is_some_and(|u| u.eq_ignore_ascii_case(&ctx.email_norm))
+        [s.invited_email.as_deref(), s.invited_username.as_deref()]
+            .into_iter()
+            .flatten()
+            .any(|named| crate::domain::PlexEmail::parse(named).is_ok_and(|n| n == ctx.email_norm))
     };
-    let mut all = app
-        .plex
-        .accepted_shares(token, &ctx.machine_id)
-        .await
-        .map_err(classify)?;
-    all.extend(
-        app.plex
-            .pending_invites(token, &ctx.machine_id)
-            .await
-            .map_err(classify)?,
-    );
+    let mut all = app.plex.accepted_shares(token, &ctx.machine_id).await?;
+    all.extend(app.plex.pending_invites(token, &ctx.machine_id).await?);
     Ok(all.into_iter().find(matches))
 }
 
 /// Sends the invite for a pending share.
-pub async fn invite(app: &App, share: ShareId) -> Result<(), JobError> {
+pub async fn send_invite(app: &App, share: ShareId) -> Result<(), StepError> {
     let ctx = context(app, share).await?;
-    if ctx.state == ShareState::Removed.as_str()
-        || ctx.plex_share_id.is_some()
-        || ctx.suspended_at.is_some()
+    if ctx.state == ShareState::Removed || ctx.plex_share_id.is_some() || ctx.suspended_at.is_some()
     {
         // Cancelled or suspended (the paid time ended) meanwhile, or already sent: nothing to do.
         return Ok(());
@@ -149,7 +115,7 @@ pub async fn invite(app: &App, share: ShareId) -> Result<(), JobError> {
     let library_ids = sections(app, &ctx).await?;
     let request = Invite {
         machine_identifier: ctx.machine_id.clone(),
-        invited: ctx.email_norm.clone(),
+        invited: ctx.email_norm.as_str().to_owned(),
         library_ids,
         settings: ShareSettings::default(),
     };
@@ -167,29 +133,29 @@ pub async fn invite(app: &App, share: ShareId) -> Result<(), JobError> {
             if message.to_ascii_lowercase().contains("limit") {
                 return move_to_another_server(app, &ctx).await;
             }
-            Err(JobError::Fail(anyhow!(
+            Err(StepError::Impossible(anyhow!(
                 "plex.tv refused the invite ({status}, code {code:?}): {message}"
             )))
         }
-        Err(err) => Err(classify(err)),
+        Err(err) => Err(err.into()),
     }
 }
 
 /// plex.tv says the share's server is full. Close it to new subscriptions (visible to the admins,
 /// audited; they reopen it once there is room), so no later placement picks it again, then place
-/// the invite elsewhere and run again. With nowhere left, park the job: the admins see why.
-async fn move_to_another_server(app: &App, ctx: &ShareContext) -> Result<(), JobError> {
-    let plan = PlanId::new(ctx.plan_id.unwrap_or_default());
-    let full = ServerId::new(ctx.server_id);
+/// the invite elsewhere and queue its invite there. With nowhere left, the admins must act.
+async fn move_to_another_server(app: &App, ctx: &ShareContext) -> Result<(), StepError> {
+    let full = ctx.server_id;
+    let plan = ctx.plan_id.ok_or_else(|| {
+        StepError::Impossible(anyhow!("subscriber {} has no plan", ctx.subscriber_id))
+    })?;
     let now = app.clock.now();
-    let mut tx = app.db.begin().await.map_err(db)?;
+    let mut tx = app.db.begin().await?;
     let close = ServerFlags {
         allow_new_subscriptions: Some(false),
         ..ServerFlags::default()
     };
-    servers::update_server_flags(&mut tx, full, &close)
-        .await
-        .map_err(db)?;
+    servers::update_server_flags(&mut tx, full, &close).await?;
     let detail =
         serde_json::json!({ "server": full, "reason": "plex.tv refused a share: server full" });
     audit::insert_audit(
@@ -200,39 +166,40 @@ async fn move_to_another_server(app: &App, ctx: &ShareContext) -> Result<(), Job
         &detail,
         now,
     )
-    .await
-    .map_err(db)?;
-    let candidates = load_candidates(&mut tx).await.map_err(db)?;
+    .await?;
+    let candidates = load_candidates(&mut tx).await?;
     let needs = plan_needs(&mut tx, plan)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| JobError::Fail(anyhow!("plan {plan} no longer exists")))?;
+        .await?
+        .ok_or_else(|| StepError::Impossible(anyhow!("plan {plan} no longer exists")))?;
     match placement::place_one(&candidates, &SubscriberContext::default(), &needs) {
         Ok(placed) => {
             let server = placed.server();
-            shares::update_share_server(&mut tx, ShareId::new(ctx.id), server, now)
-                .await
-                .map_err(db)?;
-            tx.commit().await.map_err(db)?;
-            Err(JobError::Retry {
-                error: anyhow!("server {full} is full; moved the invite to server {server}"),
-                after: Some(std::time::Duration::ZERO),
-            })
+            let owner = candidates
+                .iter()
+                .find(|c| c.id == server)
+                .map(|c| c.owner)
+                .ok_or_else(|| StepError::Impossible(anyhow!("placed server is no candidate")))?;
+            shares::update_share_server(&mut tx, ctx.id, server, now).await?;
+            let invite = InviteShare::new(ctx.id, owner, &format!("moved-{server}"));
+            app.queue.enqueue(&mut tx, &invite).await?;
+            app.queue.commit(tx).await?;
+            tracing::info!(share = %ctx.id, from = %full, to = %server, "server full; moved the invite");
+            Ok(())
         }
         Err(no_fit) => {
-            tx.commit().await.map_err(db)?;
-            Err(JobError::Park(no_fit.into()))
+            tx.commit().await?;
+            Err(StepError::NeedsAdmin(no_fit.into()))
         }
     }
 }
 
 /// Brings an invited share's libraries in line with the subscriber's plan.
-pub async fn update(app: &App, share: ShareId) -> Result<(), JobError> {
+pub async fn update_libraries(app: &App, share: ShareId) -> Result<(), StepError> {
     let ctx = context(app, share).await?;
     let Some(plex_share) = ctx.plex_share_id.and_then(|id| u64::try_from(id).ok()) else {
         return Ok(()); // Not invited yet: the invite will carry the current libraries.
     };
-    if ctx.state == ShareState::Removed.as_str() || ctx.suspended_at.is_some() {
+    if ctx.state == ShareState::Removed || ctx.suspended_at.is_some() {
         return Ok(());
     }
     let token = owner_token(app, &ctx)?;
@@ -242,25 +209,22 @@ pub async fn update(app: &App, share: ShareId) -> Result<(), JobError> {
     };
     app.plex
         .update_share(&token, SharedServerId(plex_share), &update)
-        .await
-        .map_err(classify)
+        .await?;
+    Ok(())
 }
 
 /// Deletes a share on plex.tv and marks it removed. A share plex.tv no longer has counts as
 /// removed. On a banned owner account the delete is best effort: its token may still work, and if
 /// plex.tv refuses it the share is marked removed anyway (there is nobody to wait for). On a
 /// removed account nothing is called.
-pub async fn remove(app: &App, share: ShareId) -> Result<(), JobError> {
+pub async fn remove_share(app: &App, share: ShareId) -> Result<(), StepError> {
     let ctx = context(app, share).await?;
     let plex_share = ctx.plex_share_id.and_then(|id| u64::try_from(id).ok());
     if let Some(plex_share) = plex_share
-        && ctx.owner_state != "removed"
+        && ctx.owner_state != OwnerAccountState::Removed
     {
-        let banned = ctx.owner_state == "banned";
-        let token = app
-            .cipher
-            .decrypt(&ctx.token_enc)
-            .map_err(|e| JobError::Fail(anyhow!("opening the owner token: {e}")))?;
+        let banned = ctx.owner_state == OwnerAccountState::Banned;
+        let token = open_token(app, &ctx.token_enc)?;
         match app
             .plex
             .delete_share(&token, SharedServerId(plex_share))
@@ -270,14 +234,13 @@ pub async fn remove(app: &App, share: ShareId) -> Result<(), JobError> {
             Err(PlexError::Unauthorized | PlexError::Rejected { .. }) if banned => {
                 tracing::info!(share = %share, "banned owner account refused the removal; marking it removed");
             }
-            Err(err) => return Err(classify(err)),
+            Err(err) => return Err(err.into()),
         }
     }
-    let mut tx = app.db.begin().await.map_err(db)?;
-    shares::update_share_removed(&mut tx, share, app.clock.now())
-        .await
-        .map_err(db)?;
-    tx.commit().await.map_err(db)
+    let mut tx = app.db.begin().await?;
+    shares::update_share_removed(&mut tx, share, app.clock.now()).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Removes a lapsed subscriber's library access: deletes the shared server on plex.tv and marks the
@@ -285,22 +248,20 @@ pub async fn remove(app: &App, share: ShareId) -> Result<(), JobError> {
 /// A subscriber who is active again by the time it runs (renewed) is left alone. A share whose
 /// invite was sent but not recorded yet is found by re-reading the server's shares. On a banned
 /// or removed owner account nothing is called (the recovery flow owns those shares).
-pub async fn suspend(app: &App, share: ShareId) -> Result<(), JobError> {
+pub async fn suspend_share(app: &App, share: ShareId) -> Result<(), StepError> {
     let ctx = context(app, share).await?;
-    if ctx.state == ShareState::Removed.as_str() || ctx.suspended_at.is_some() {
+    if ctx.state == ShareState::Removed || ctx.suspended_at.is_some() {
         return Ok(());
     }
     let now = app.clock.now();
     let standing = {
-        let mut tx = app.db.read().await.map_err(db)?;
-        lifecycle::find_standing(&mut tx, SubscriberId::new(ctx.subscriber_id), now)
-            .await
-            .map_err(db)?
+        let mut tx = app.db.read().await?;
+        lifecycle::find_standing(&mut tx, ctx.subscriber_id, now).await?
     };
     if standing.is_none_or(|s| s.active || !s.paying) {
         return Ok(()); // Renewed since the sweep (or never paid): access stays.
     }
-    if ctx.owner_state == "active" {
+    if ctx.owner_state == OwnerAccountState::Active {
         let token = owner_token(app, &ctx)?;
         let plex_share = match ctx.plex_share_id.and_then(|id| u64::try_from(id).ok()) {
             Some(id) => Some(SharedServerId(id)),
@@ -309,47 +270,44 @@ pub async fn suspend(app: &App, share: ShareId) -> Result<(), JobError> {
         if let Some(plex_share) = plex_share {
             match app.plex.delete_share(&token, plex_share).await {
                 Ok(()) | Err(PlexError::NotFound { .. }) => {}
-                Err(err) => return Err(classify(err)),
+                Err(err) => return Err(err.into()),
             }
         }
     }
-    let mut tx = app.db.begin().await.map_err(db)?;
-    if lifecycle::update_share_suspended(&mut tx, share, now)
-        .await
-        .map_err(db)?
-    {
+    let mut tx = app.db.begin().await?;
+    if lifecycle::update_share_suspended(&mut tx, share, now).await? {
         let detail = serde_json::json!({ "share": share, "server": ctx.server_id });
         audit::insert_audit(
             &mut tx,
             &Actor::System,
-            Some(SubscriberId::new(ctx.subscriber_id)),
+            Some(ctx.subscriber_id),
             "share.access_removed",
             &detail,
             now,
         )
-        .await
-        .map_err(db)?;
+        .await?;
     }
-    tx.commit().await.map_err(db)
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Gives up a suspended share's place after the grace days: marks it removed (deleting any plex.tv
 /// share a late invite left behind). A share whose access came back meanwhile is left alone.
-pub async fn release(app: &App, share: ShareId) -> Result<(), JobError> {
+pub async fn release_share(app: &App, share: ShareId) -> Result<(), StepError> {
     let ctx = context(app, share).await?;
     if ctx.suspended_at.is_none() {
         return Ok(()); // Restored (renewed) or already removed.
     }
-    remove(app, share).await
+    remove_share(app, share).await
 }
 
 /// Drift found by one reconcile of a server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Drift {
     /// Pending invites the subscriber has accepted since.
-    pub accepted: Vec<i64>,
+    pub accepted: Vec<ShareId>,
     /// Shares we hold live that plex.tv no longer has (marked removed).
-    pub vanished: Vec<i64>,
+    pub vanished: Vec<ShareId>,
     /// plex.tv share ids on the server that Usher did not make.
     pub unknown: Vec<u64>,
 }
@@ -358,54 +316,35 @@ pub struct Drift {
 /// pending → accepted is applied, vanished shares are marked removed, and unknown shares are
 /// recorded for the admins (never deleted: someone may have added them by hand). The drift is
 /// written to the audit log as `reconcile.drift` when there is any.
-pub async fn reconcile(app: &App, server: ServerId) -> Result<Drift, JobError> {
+pub async fn reconcile_server(app: &App, server: ServerId) -> Result<Drift, StepError> {
     let owner = {
-        let mut tx = app.db.read().await.map_err(db)?;
+        let mut tx = app.db.read().await?;
         servers::find_server_owner(&mut tx, server)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| JobError::Fail(anyhow!("server {server} no longer exists")))?
+            .await?
+            .ok_or_else(|| StepError::Impossible(anyhow!("server {server} no longer exists")))?
     };
-    if owner.owner_state != "active" {
+    if owner.owner_state != OwnerAccountState::Active {
         return Ok(Drift::default()); // Nothing to compare with: the account is banned or removed.
     }
-    let token = app
-        .cipher
-        .decrypt(&owner.token_enc)
-        .map_err(|e| JobError::Fail(anyhow!("opening the owner token: {e}")))?;
-    let accepted = app
-        .plex
-        .accepted_shares(&token, &owner.machine_id)
-        .await
-        .map_err(classify)?;
-    let pending = app
-        .plex
-        .pending_invites(&token, &owner.machine_id)
-        .await
-        .map_err(classify)?;
+    let token = open_token(app, &owner.token_enc)?;
+    let accepted = app.plex.accepted_shares(&token, &owner.machine_id).await?;
+    let pending = app.plex.pending_invites(&token, &owner.machine_id).await?;
 
     let now = app.clock.now();
-    let mut tx = app.db.begin().await.map_err(db)?;
-    let ours = shares::find_live_shares_on_server(&mut tx, server)
-        .await
-        .map_err(db)?;
+    let mut tx = app.db.begin().await?;
+    let ours = shares::find_live_shares_on_server(&mut tx, server).await?;
     let mut drift = Drift::default();
     for share in &ours {
         let Some(plex_id) = share.plex_share_id.and_then(|id| u64::try_from(id).ok()) else {
             continue; // Not invited yet: the invite job owns it.
         };
-        let id = ShareId::new(share.id);
         if accepted.iter().any(|s| s.id.0 == plex_id) {
-            if share.state == ShareState::Pending.as_str() {
-                shares::update_share_accepted(&mut tx, id, now)
-                    .await
-                    .map_err(db)?;
+            if share.state == ShareState::Pending {
+                shares::update_share_accepted(&mut tx, share.id, now).await?;
                 drift.accepted.push(share.id);
             }
         } else if !pending.iter().any(|s| s.id.0 == plex_id) {
-            shares::update_share_removed(&mut tx, id, now)
-                .await
-                .map_err(db)?;
+            shares::update_share_removed(&mut tx, share.id, now).await?;
             drift.vanished.push(share.id);
         }
     }
@@ -430,9 +369,8 @@ pub async fn reconcile(app: &App, server: ServerId) -> Result<Drift, JobError> {
             &detail,
             now,
         )
-        .await
-        .map_err(db)?;
+        .await?;
     }
-    tx.commit().await.map_err(db)?;
+    tx.commit().await?;
     Ok(drift)
 }
