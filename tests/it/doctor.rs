@@ -177,6 +177,11 @@ async fn doctor(usher: &Usher) -> (i32, Vec<String>) {
 /// The one ✗ line; panics unless there is exactly one, starting with `prefix`, and exit 1.
 async fn only_failure(usher: &Usher, prefix: &str) -> String {
     let (code, lines) = doctor(usher).await;
+    one_failure(code, &lines, prefix)
+}
+
+/// As [`only_failure`], for a report already run.
+fn one_failure(code: i32, lines: &[String], prefix: &str) -> String {
     let failed: Vec<&String> = lines.iter().filter(|l| l.starts_with('✗')).collect();
     assert_eq!(
         failed.len(),
@@ -278,6 +283,20 @@ async fn doctor_passes_a_complete_installation_and_names_each_fault_alone(backen
     assert!(line.contains("usher migrate"), "{line}");
     if let Some(name) = empty.1 {
         drop_postgres_database(name);
+    }
+    let unreachable = w.usher.clone().env(
+        "USHER_DATABASE__URL",
+        "postgres://postgres@127.0.0.1:1/usher",
+    );
+    let (code, lines) = doctor(&unreachable).await;
+    let line = one_failure(code, &lines, "database");
+    assert!(line.contains("cannot connect"), "{line}");
+    for skipped in ["– migrations", "– owner Plex accounts", "– public_url"] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(skipped)),
+            "{skipped} is not checked without the database:\n{}",
+            lines.join("\n")
+        );
     }
 
     // Discord.
