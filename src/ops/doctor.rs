@@ -2,8 +2,8 @@
 //! what was found, `✗` with what is wrong and the fix in words, or `–` for a check that does not
 //! apply or cannot run because an earlier one failed. Any `✗` makes the command exit 1.
 //!
-//! Rules it keeps: it changes nothing (no migration, no key created, no mail sent, no message
-//! posted); every remote call is a read; no line shows a secret.
+//! Rules it keeps: it changes no data (no migration, no database or key created, no mail sent,
+//! no message posted); every remote call is a read; no line shows a secret.
 
 use std::fmt;
 use std::os::unix::fs::PermissionsExt as _;
@@ -90,7 +90,24 @@ pub async fn run(settings: Settings) -> Vec<Check> {
         !matches!(&key.outcome, Outcome::Fail(wrong, _) if wrong.contains("does not exist"));
     report.push(key);
 
-    let db = match Db::connect(&settings).await {
+    let sqlite_file = settings.data_dir.join(crate::ops::backup::DATABASE);
+    let connected = if settings.database.url.is_none() && !sqlite_file.exists() {
+        // Connecting would create an empty database: say so instead.
+        Err(Check::fail(
+            "database",
+            format!("{} does not exist", sqlite_file.display()),
+            "start `usher run` once to create it, or restore a backup with `usher restore`",
+        ))
+    } else {
+        Db::connect(&settings).await.map_err(|err| {
+            Check::fail(
+                "database",
+                format!("cannot connect ({err:#})"),
+                "check database.url (and that PostgreSQL runs), or the data folder for SQLite",
+            )
+        })
+    };
+    let db = match connected {
         Ok(db) => {
             report.push(Check::pass(
                 "database",
@@ -98,12 +115,8 @@ pub async fn run(settings: Settings) -> Vec<Check> {
             ));
             Some(db)
         }
-        Err(err) => {
-            report.push(Check::fail(
-                "database",
-                format!("cannot connect ({err:#})"),
-                "check database.url (and that PostgreSQL runs), or the data folder for SQLite",
-            ));
+        Err(failed) => {
+            report.push(failed);
             report.push(Check::skip("migrations", "needs the database"));
             None
         }
@@ -468,6 +481,17 @@ fn channel_permissions(channel: &GuildChannel, roles: &[GuildRole], held: &[u64]
 
 async fn mail(settings: &Settings) -> Check {
     let name = "mail";
+    let outbox = settings.outbox_dir();
+    if settings.email.smtp.is_none() && !outbox.exists() {
+        // Building the mailer would create the folder; Usher does that at start.
+        return Check::pass(
+            name,
+            format!(
+                "no SMTP relay (email.smtp): mail will be written to {} (made at start)",
+                outbox.display()
+            ),
+        );
+    }
     let mailer = match Mailer::from_settings(settings) {
         Ok(mailer) => mailer,
         Err(err) => {

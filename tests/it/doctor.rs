@@ -407,3 +407,29 @@ async fn doctor_passes_a_complete_installation_and_names_each_fault_alone(backen
 }
 
 crate::on_both_backends!(doctor_passes_a_complete_installation_and_names_each_fault_alone);
+
+#[tokio::test]
+async fn on_a_fresh_folder_the_doctor_says_what_is_missing_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let usher = Usher::new(dir.path());
+    let (code, lines) = doctor(&usher).await;
+    let report = lines.join("\n");
+    assert_eq!(code, 1, "{report}");
+    for failed in ["✗ data folder", "✗ secret key", "✗ database"] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(failed)),
+            "{failed} in:\n{report}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("– Discord: no discord.token configured")),
+        "{report}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing was created:\n{report}"
+    );
+}
