@@ -41,3 +41,41 @@ impl From<sqlx::Error> for StepError {
         Self::Temporary(anyhow::Error::new(err).context("database"))
     }
 }
+
+/// An error a door can show to the person who caused it. Every service error type implements it
+/// (usually through [`user_facing!`]), so each door renders them all in one place: a refusal as
+/// its sentence, anything unexpected as an apology with a reference and the cause in the log.
+pub trait UserFacing: std::error::Error + Send + Sync + 'static {
+    /// The message for the person, or `None` for an unexpected failure (never shown as it is).
+    fn user_message(&self) -> Option<String>;
+}
+
+/// Implements [`UserFacing`] for service error enums whose every variant but `Unexpected` is a
+/// message for the person.
+macro_rules! user_facing {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl $crate::services::UserFacing for $ty {
+            fn user_message(&self) -> Option<String> {
+                (!matches!(self, Self::Unexpected(_)))
+                    .then(|| $crate::domain::as_sentence(&self.to_string()))
+            }
+        }
+    )+};
+}
+
+user_facing!(
+    account::NoteError,
+    account_change::ChangeError,
+    account_change::BulkFlagError,
+    access::ReinviteError,
+    checkout::CheckoutError,
+    payments::AssignError,
+    plex_admin::AdminError,
+    settings::SettingError,
+);
+
+impl UserFacing for crate::domain::DiscordIdError {
+    fn user_message(&self) -> Option<String> {
+        Some(crate::domain::as_sentence(&self.to_string()))
+    }
+}
