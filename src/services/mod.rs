@@ -50,8 +50,9 @@ pub trait UserFacing: std::error::Error + Send + Sync + 'static {
     fn user_message(&self) -> Option<String>;
 }
 
-/// Implements [`UserFacing`] for service error enums whose every variant but `Unexpected` is a
-/// message for the person.
+/// Implements [`UserFacing`] for service error enums whose every variant but
+/// `Unexpected(anyhow::Error)` is a message for the person; with `and_database`, also the
+/// conversion of a database error into `Unexpected`.
 macro_rules! user_facing {
     ($($ty:ty),+ $(,)?) => {$(
         impl $crate::services::UserFacing for $ty {
@@ -61,17 +62,26 @@ macro_rules! user_facing {
             }
         }
     )+};
+    (and_database: $($ty:ty),+ $(,)?) => {$(
+        user_facing!($ty);
+
+        impl From<sqlx::Error> for $ty {
+            fn from(err: sqlx::Error) -> Self {
+                Self::Unexpected(anyhow::Error::new(err).context("database"))
+            }
+        }
+    )+};
 }
 
+user_facing!(checkout::CheckoutError, payments::AssignError);
 user_facing!(
-    account::NoteError,
+    and_database: account::NoteError,
     account_change::ChangeError,
     account_change::BulkFlagError,
     access::ReinviteError,
-    checkout::CheckoutError,
-    payments::AssignError,
     plex_admin::AdminError,
     settings::SettingError,
+    sign_in::SignInError,
 );
 
 impl UserFacing for crate::domain::DiscordIdError {

@@ -113,12 +113,6 @@ pub enum AdminError {
     Unexpected(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for AdminError {
-    fn from(err: sqlx::Error) -> Self {
-        Self::Unexpected(anyhow::Error::new(err).context("database"))
-    }
-}
-
 /// Maps a plex.tv failure on a call made with a stored owner token.
 fn plex_failure(err: PlexError, account: &str) -> AdminError {
     match err {

@@ -98,12 +98,6 @@ pub enum SettingError {
     Unexpected(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for SettingError {
-    fn from(err: sqlx::Error) -> Self {
-        Self::Unexpected(anyhow::Error::new(err).context("database"))
-    }
-}
-
 /// Parses reminder days: `3,1`, `1, 3, 7`, `none` (no reminders). Sorted largest first, no
 /// duplicates.
 pub fn parse_reminder_days(text: &str) -> Result<Vec<u32>, SettingError> {
