@@ -58,6 +58,76 @@ pub struct Settings {
     pub jobs: JobSettings,
     /// Payment providers.
     pub payments: PaymentSettings,
+    /// What this process logs and how.
+    pub log: LogSettings,
+    /// The parts of Usher this process runs (`usher run --roles` overrides it).
+    pub roles: Vec<Role>,
+}
+
+/// Logging settings. The level filter comes from the `USHER_LOG` environment variable.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` (one line per event; colour only on a terminal) or `json` (one object per line).
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only when standard error is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// A part of Usher one process can run. Several processes may share one PostgreSQL database;
+/// exactly one of them may run [`Role::Bot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The web door: webhooks, My Account, `/healthz`, `/metrics`.
+    Web,
+    /// The job workers (invites, removals, emails, DMs).
+    Jobs,
+    /// The Discord bot (gateway and slash commands). One process only.
+    Bot,
+    /// The periodic tick that queues hourly work; idempotent per period, so two are harmless.
+    Scheduler,
+}
+
+impl Role {
+    /// Every role, the default of `usher run`.
+    pub const ALL: [Self; 4] = [Self::Web, Self::Jobs, Self::Bot, Self::Scheduler];
+
+    /// The name used in the configuration and on the command line.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Web => "web",
+            Self::Jobs => "jobs",
+            Self::Bot => "bot",
+            Self::Scheduler => "scheduler",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s.trim())
+            .ok_or_else(|| format!("`{s}` is not a role: use web, jobs, bot or scheduler"))
+    }
 }
 
 /// Database connection settings.
@@ -263,6 +333,8 @@ impl Default for Settings {
             email: EmailSettings::default(),
             jobs: JobSettings::default(),
             payments: PaymentSettings::default(),
+            log: LogSettings::default(),
+            roles: Role::ALL.to_vec(),
         }
     }
 }
@@ -405,6 +477,9 @@ impl Settings {
             && smtp.host.trim().is_empty()
         {
             return invalid("email.smtp.host", "must not be empty");
+        }
+        if self.roles.is_empty() {
+            return invalid("roles", "name at least one of web, jobs, bot and scheduler");
         }
         if self.jobs.workers == 0 {
             return invalid("jobs.workers", "must be at least 1");
@@ -689,6 +764,36 @@ mod tests {
         };
         let err = settings.check().unwrap_err().to_string();
         assert!(err.contains("jobs.workers"), "{err}");
+    }
+
+    #[test]
+    fn the_example_file_parses_to_the_defaults_it_documents() {
+        let example: Settings = toml::from_str(include_str!("../usher.example.toml")).unwrap();
+        example.check().unwrap();
+        assert_eq!(
+            example.to_masked_toml(),
+            Settings::default().to_masked_toml()
+        );
+    }
+
+    #[test]
+    fn roles_parse_by_name_and_refuse_others() {
+        assert_eq!("jobs".parse::<Role>(), Ok(Role::Jobs));
+        assert!(
+            "gateway"
+                .parse::<Role>()
+                .unwrap_err()
+                .contains("web, jobs, bot or scheduler")
+        );
+        let settings: Settings =
+            toml::from_str("roles = [\"web\"]\n[log]\nformat = \"json\"\n").unwrap();
+        assert_eq!(settings.roles, [Role::Web]);
+        assert_eq!(settings.log.format, LogFormat::Json);
+        let none = Settings {
+            roles: Vec::new(),
+            ..Settings::default()
+        };
+        assert!(none.check().unwrap_err().to_string().contains("`roles`"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod fakes;
 pub mod integrations;
 pub mod jobs;
+pub mod ops;
 pub mod scheduler;
 pub mod services;
 pub mod store;

@@ -9,10 +9,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 use usher::clock::SystemClock;
-use usher::config::Settings;
-use usher::{App, bot, scheduler, web};
+use usher::config::{Role, Settings};
+use usher::jobs::AppDispatch;
+use usher::{App, bot, ops, scheduler, web};
 
 /// Plex access management: plans, payments, invites, expiry and ban recovery, Discord-first.
 #[derive(Debug, Parser)]
@@ -28,7 +28,13 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the service: web door, job workers, scheduler, and the bot when a token is set.
-    Run,
+    Run {
+        /// The parts to run in this process, comma-separated: web, jobs, bot, scheduler (default:
+        /// `roles` in the configuration, which defaults to all). Processes sharing one PostgreSQL
+        /// database may split them; exactly one may run `bot`.
+        #[arg(long, value_delimiter = ',', value_name = "ROLES")]
+        roles: Option<Vec<Role>>,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Inspect the configuration.
@@ -41,6 +47,104 @@ enum Command {
         #[command(subcommand)]
         action: UsersAction,
     },
+    /// Check the configuration against the world: one line per check, ✓ or ✗ with the fix;
+    /// exits 1 when any check fails. Changes nothing.
+    Doctor,
+    /// Back the installation up into one archive while it runs: a consistent copy of the SQLite
+    /// database and the secret key, with a manifest (PostgreSQL: the key alone; use `pg_dump`).
+    Backup {
+        /// The archive to write (must not exist).
+        file: PathBuf,
+    },
+    /// Restore an archive made by `usher backup` into a new or empty data folder.
+    Restore {
+        /// The archive.
+        file: PathBuf,
+        /// The data folder to restore into; refused unless it is new or empty.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
+    /// Owner Plex accounts (the Plex logins that own the servers).
+    PlexAccount {
+        #[command(subcommand)]
+        action: PlexAccountAction,
+    },
+    /// Plex servers of the owner accounts.
+    Server {
+        #[command(subcommand)]
+        action: ServerAction,
+    },
+    /// Plans subscribers buy.
+    Plan {
+        #[command(subcommand)]
+        action: PlanAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PlexAccountAction {
+    /// Add an owner Plex account: sign in to Plex in a browser (the link is printed, Usher waits
+    /// for the approval), or give its token with --token-file. The token is tested against
+    /// plex.tv, stored encrypted and never shown.
+    Add {
+        /// Read the token from this file instead of signing in; `-` reads standard input.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+    },
+    /// List the owner Plex accounts.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerAction {
+    /// Add a server the owner account owns and read its libraries.
+    Add {
+        /// The owner Plex account (its name, or #id).
+        #[arg(long)]
+        account: String,
+        /// The server's name on plex.tv.
+        #[arg(
+            long,
+            conflicts_with = "machine_id",
+            required_unless_present = "machine_id"
+        )]
+        name: Option<String>,
+        /// The server's machine identifier.
+        #[arg(long)]
+        machine_id: Option<String>,
+    },
+    /// List the servers with their users and switches.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum PlanAction {
+    /// Create a plan.
+    Create {
+        /// Unique name.
+        #[arg(long)]
+        name: String,
+        /// Price per period, e.g. 8 or 7.50.
+        #[arg(long)]
+        price: String,
+        /// Currency, e.g. USD.
+        #[arg(long)]
+        currency: String,
+        /// Billing period: week, month, quarter, `half_year` or year.
+        #[arg(long)]
+        period: String,
+        /// Concurrent streams.
+        #[arg(long, default_value_t = 1)]
+        streams: i32,
+        /// Library groups, separated by commas (e.g. "Standard,4K").
+        #[arg(long, default_value = "")]
+        groups: String,
+        /// A trial plan.
+        #[arg(long)]
+        trial: bool,
+    },
+    /// List the plans, their prices and who sells them.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,7 +166,6 @@ enum ConfigAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(err) => {
@@ -70,6 +173,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    ops::logging::init(settings.log.format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build();
@@ -77,8 +181,15 @@ fn main() -> ExitCode {
         .context("starting the async runtime")
         .and_then(|rt| {
             rt.block_on(async {
+                let creates_data = !matches!(
+                    cli.command,
+                    Command::Doctor | Command::Restore { .. } | Command::Config { .. }
+                );
+                if creates_data {
+                    ops::create_data_dir(&settings.data_dir)?;
+                }
                 match cli.command {
-                    Command::Run => run(settings).await,
+                    Command::Run { roles } => run(settings, roles).await,
                     Command::Migrate => migrate(settings).await,
                     Command::Config {
                         action: ConfigAction::Check,
@@ -89,6 +200,26 @@ fn main() -> ExitCode {
                     Command::Users {
                         action: UsersAction::Export { csv },
                     } => export_users(settings, &csv).await,
+                    Command::Doctor => {
+                        let report = ops::doctor::run(settings).await;
+                        for check in &report {
+                            println!("{check}");
+                        }
+                        let failed = report.iter().filter(|c| c.failed()).count();
+                        anyhow::ensure!(failed == 0, "{failed} of the checks above failed");
+                        Ok(())
+                    }
+                    Command::Backup { file } => {
+                        print!("{}", ops::backup::backup(&settings, &file).await?);
+                        Ok(())
+                    }
+                    Command::Restore { file, data_dir } => {
+                        print!("{}", ops::backup::restore(&file, &data_dir)?);
+                        Ok(())
+                    }
+                    Command::PlexAccount { action } => plex_account(settings, action).await,
+                    Command::Server { action } => server(settings, action).await,
+                    Command::Plan { action } => plan(settings, action).await,
                 }
             })
         });
@@ -100,15 +231,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing() {
-    let filter = EnvFilter::try_from_env("USHER_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,serenity=warn,tracing::span=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
@@ -131,17 +253,138 @@ async fn export_users(settings: Settings, path: &std::path::Path) -> anyhow::Res
     Ok(())
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
+/// Builds the app for a one-shot command, runs `work`, prints what it says and closes the
+/// database again.
+async fn with_app<F, Fut>(settings: Settings, work: F) -> anyhow::Result<()>
+where
+    F: FnOnce(App) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<String>>,
+{
+    let app = App::build(settings, Arc::new(SystemClock)).await?;
+    let db = app.db.clone();
+    let result = work(app).await;
+    db.close().await;
+    let text = result?;
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+async fn plex_account(settings: Settings, action: PlexAccountAction) -> anyhow::Result<()> {
+    match action {
+        PlexAccountAction::Add {
+            token_file: Some(path),
+        } => {
+            let token = ops::setup::read_token(&path)?;
+            with_app(settings, |app| async move {
+                Ok(ops::setup::add_owner_with_token(&app, &token).await?)
+            })
+            .await
+        }
+        PlexAccountAction::Add { token_file: None } => {
+            with_app(settings, |app| async move {
+                ops::setup::add_owner_with_sign_in(&app, PIN_POLL, |link| {
+                    println!("Sign in to Plex as the owner of the servers and approve Usher:\n\n  {link}\n\nWaiting for the approval (Ctrl-C gives up)…");
+                })
+                .await
+            })
+            .await
+        }
+        PlexAccountAction::List => {
+            with_app(settings, |app| async move {
+                ops::setup::list_owner_accounts(&app).await
+            })
+            .await
+        }
+    }
+}
+
+/// How often `plex-account add` asks plex.tv whether the sign-in was approved.
+const PIN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn server(settings: Settings, action: ServerAction) -> anyhow::Result<()> {
+    match action {
+        ServerAction::Add {
+            account,
+            name,
+            machine_id,
+        } => {
+            let wanted = match (name, machine_id) {
+                (Some(name), _) => ops::setup::ServerWanted::Name(name),
+                (None, Some(id)) => ops::setup::ServerWanted::MachineId(id),
+                (None, None) => anyhow::bail!("give --name or --machine-id"),
+            };
+            with_app(settings, |app| async move {
+                ops::setup::add_server(&app, &account, &wanted).await
+            })
+            .await
+        }
+        ServerAction::List => {
+            with_app(settings, |app| async move {
+                ops::setup::list_servers(&app).await
+            })
+            .await
+        }
+    }
+}
+
+async fn plan(settings: Settings, action: PlanAction) -> anyhow::Result<()> {
+    match action {
+        PlanAction::Create {
+            name,
+            price,
+            currency,
+            period,
+            streams,
+            groups,
+            trial,
+        } => {
+            let input = ops::setup::PlanInput {
+                name,
+                price,
+                currency,
+                period,
+                streams,
+                groups,
+                trial,
+            };
+            with_app(settings, |app| async move {
+                ops::setup::create_plan(&app, &input).await
+            })
+            .await
+        }
+        PlanAction::List => {
+            with_app(
+                settings,
+                |app| async move { ops::setup::list_plans(&app).await },
+            )
+            .await
+        }
+    }
+}
+
+async fn run(mut settings: Settings, roles: Option<Vec<Role>>) -> anyhow::Result<()> {
+    if let Some(roles) = roles {
+        settings.roles = roles;
+    }
+    let mut roles = settings.roles.clone();
+    roles.sort_unstable();
+    roles.dedup();
+    anyhow::ensure!(!roles.is_empty(), "--roles: name at least one role");
     let addr = settings.web.addr;
     let app = App::build(settings, Arc::new(SystemClock)).await?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the web door to {addr} (web.addr)"))?;
-    tracing::info!(addr = %listener.local_addr()?, "web door listening");
+    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    tracing::info!(roles = names.join(","), "running");
 
     let shutdown = CancellationToken::new();
     let mut doors: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
-    {
+    if roles.contains(&Role::Web) {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the web door to {addr} (web.addr)"))?;
+        tracing::info!(addr = %listener.local_addr()?, "web door listening");
         let (app, shutdown) = (app.clone(), shutdown.clone());
         doors.spawn(async move {
             (
@@ -152,20 +395,33 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             )
         });
     }
-    {
+    if roles.contains(&Role::Jobs) {
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        doors.spawn(async move {
+            let dispatch = Arc::new(AppDispatch::new(app.clone()));
+            app.queue.run_workers(dispatch, shutdown).await;
+            ("jobs", Ok(()))
+        });
+    }
+    if roles.contains(&Role::Scheduler) {
         let (app, shutdown) = (app.clone(), shutdown.clone());
         doors.spawn(async move {
             scheduler::run(app, shutdown).await;
             ("scheduler", Ok(()))
         });
     }
-    if let Some(token) = app.settings.discord.token.clone() {
-        let (app, shutdown) = (app.clone(), shutdown.clone());
-        doors.spawn(async move { ("bot", bot::run(app, token, shutdown).await) });
-    } else {
-        tracing::info!(
+    match (
+        roles.contains(&Role::Bot),
+        app.settings.discord.token.clone(),
+    ) {
+        (true, Some(token)) => {
+            let (app, shutdown) = (app.clone(), shutdown.clone());
+            doors.spawn(async move { ("bot", bot::run(app, token, shutdown).await) });
+        }
+        (true, None) => tracing::info!(
             "Discord bot is off: no discord.token is configured (set USHER_DISCORD__TOKEN); web and jobs keep running"
-        );
+        ),
+        (false, _) => tracing::info!("Discord bot is off in this process (not among --roles)"),
     }
 
     let mut failure = None;

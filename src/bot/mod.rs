@@ -1,5 +1,7 @@
 //! Framework glue for the Discord door: the poise `Data` (the [`App`]), the error type, the one
-//! `on_error`, and starting the client. Commands live in `commands/`.
+//! `on_error`, starting the client, and what the bot asks Discord for: its gateway [`INTENTS`],
+//! the guild [`PERMISSIONS`] its calls need and the [`invite_url`] that grants them. Commands live
+//! in `commands/`.
 
 use poise::serenity_prelude as serenity;
 use secrecy::SecretString;
@@ -15,6 +17,40 @@ pub use reply::{Error, Refusal, reply_failure, short_ref};
 pub type Data = App;
 /// A command's context.
 pub type Context<'a> = poise::Context<'a, Data, Error>;
+
+/// The gateway intents the bot connects with, none of them privileged (nothing to switch on in
+/// the Developer Portal):
+/// - `GUILDS`: the guilds the bot is in, their channels and roles (the cache poise and serenity
+///   keep for commands and checks);
+/// - `DIRECT_MESSAGES`: the DM channels the bot opens to send receipts, reminders and buttons.
+///
+/// Slash commands, buttons and forms arrive as interactions, which need no intent; Usher reads no
+/// message content and lists no members (one member is fetched by id when needed).
+pub const INTENTS: serenity::GatewayIntents =
+    serenity::GatewayIntents::GUILDS.union(serenity::GatewayIntents::DIRECT_MESSAGES);
+
+/// The guild permissions the bot's calls need, each for a call Usher makes:
+/// - Manage Roles: give and take the subscriber roles (`PUT`/`DELETE
+///   /guilds/{guild}/members/{user}/roles/{role}`); the bot's own role must also sit above them;
+/// - View Channel and Send Messages: post admin alerts and DM fallbacks in
+///   `discord.alert_channel_id` and `discord.fallback_channel_id` (`POST
+///   /channels/{channel}/messages`).
+///
+/// Replies to slash commands, buttons and forms, and DMs, need no guild permission.
+pub const PERMISSIONS: serenity::Permissions = serenity::Permissions::MANAGE_ROLES
+    .union(serenity::Permissions::VIEW_CHANNEL)
+    .union(serenity::Permissions::SEND_MESSAGES);
+
+/// The link that adds the bot of `application_id` to a guild with the `bot` and
+/// `applications.commands` scopes and [`PERMISSIONS`].
+pub fn invite_url(application_id: u64) -> url::Url {
+    let mut url = url::Url::parse("https://discord.com/oauth2/authorize").expect("constant URL");
+    url.query_pairs_mut()
+        .append_pair("client_id", &application_id.to_string())
+        .append_pair("permissions", &PERMISSIONS.bits().to_string())
+        .append_pair("scope", "bot applications.commands");
+    url
+}
 
 /// Runs the bot until `shutdown`. It talks to discord.com with serenity's rate limiter on, or,
 /// when `discord.api_base_url` is set (tests), to that server with the rate limiter off (serenity
@@ -35,16 +71,17 @@ pub async fn run(app: App, token: SecretString, shutdown: CancellationToken) -> 
             initialize_owners: false,
             ..Default::default()
         })
-        .setup(move |ctx, _ready, framework| {
+        .setup(move |ctx, ready, framework| {
+            let invite = invite_url(ready.application.id.get());
             Box::pin(async move {
+                tracing::info!(invite = %invite, "Discord bot connected; add it to a server with the invite link");
                 register(ctx, &framework.options().commands, &guild_ids).await?;
                 Ok(app)
             })
         })
         .build();
-    let intents = serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::DIRECT_MESSAGES;
     // Never call `.token()` on this builder: it would replace the `Http` (and its base URL).
-    let mut client = serenity::ClientBuilder::new_with_http(http, intents)
+    let mut client = serenity::ClientBuilder::new_with_http(http, INTENTS)
         .framework(framework)
         .await?;
     let shards = client.shard_manager.clone();
@@ -141,5 +178,32 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
     let reply = poise::CreateReply::default().content(text).ephemeral(true);
     if let Err(err) = ctx.send(reply).await {
         tracing::warn!(error = %err, "could not tell the user about a failed command");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bot_asks_for_no_privileged_intent() {
+        assert!((INTENTS & serenity::GatewayIntents::privileged()).is_empty());
+        assert_eq!(
+            INTENTS,
+            serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::DIRECT_MESSAGES
+        );
+    }
+
+    #[test]
+    fn the_invite_link_asks_for_both_scopes_and_the_permissions() {
+        let url = invite_url(1_300_000_000_000_000_001);
+        assert_eq!(
+            url.as_str(),
+            "https://discord.com/oauth2/authorize?client_id=1300000000000000001&permissions=268438528&scope=bot+applications.commands"
+        );
+        assert!(
+            !PERMISSIONS.administrator(),
+            "never more than the calls need"
+        );
     }
 }

@@ -18,6 +18,7 @@
 //! off); serenity then finds the gateway through `GET /api/v10/gateway`.
 
 mod gateway;
+mod guild;
 mod rest;
 mod wire;
 
@@ -37,6 +38,8 @@ pub mod codes {
     pub const UNKNOWN_CHANNEL: i64 = 10_003;
     /// Unknown guild.
     pub const UNKNOWN_GUILD: i64 = 10_004;
+    /// Missing access (the bot is not in the guild, or cannot see the channel).
+    pub const MISSING_ACCESS: i64 = 50_001;
     /// Unknown member (the user is not in the guild).
     pub const UNKNOWN_MEMBER: i64 = 10_007;
     /// Unknown role.
@@ -61,6 +64,7 @@ pub mod codes {
     pub const ALREADY_ACKNOWLEDGED: i64 = 40_060;
 }
 
+pub use guild::{INVITED_BOT_PERMISSIONS, bits};
 pub use wire::DEFAULT_MEMBER_PERMISSIONS;
 
 /// The bot token the fake expects unless started with another.
@@ -76,6 +80,8 @@ pub struct Options {
     pub token: String,
     /// The `heartbeat_interval` sent in HELLO, in milliseconds (Discord sends 41250).
     pub heartbeat_interval_ms: u64,
+    /// The permissions of the bot's own role in every guild it joins (what the invite granted).
+    pub bot_permissions: u64,
 }
 
 impl Default for Options {
@@ -83,6 +89,7 @@ impl Default for Options {
         Self {
             token: DEFAULT_TOKEN.to_owned(),
             heartbeat_interval_ms: 41_250,
+            bot_permissions: INVITED_BOT_PERMISSIONS,
         }
     }
 }
@@ -232,8 +239,14 @@ struct Interaction {
 }
 
 enum Channel {
-    Dm { user_id: u64 },
-    Guild { guild_id: u64, name: String },
+    Dm {
+        user_id: u64,
+    },
+    Guild {
+        guild_id: u64,
+        name: String,
+        overwrites: Vec<guild::Overwrite>,
+    },
 }
 
 /// The gateway side: the live session and the dispatches waiting for one.
@@ -282,9 +295,8 @@ struct State {
     messages: Vec<RecordedMessage>,
     failing_dms: HashSet<u64>,
     interactions: HashMap<u64, Interaction>,
-    /// Roles that exist, per guild; roles the bot may not manage (above its own).
-    guild_roles: HashMap<u64, BTreeSet<u64>>,
-    locked_roles: HashSet<u64>,
+    /// Guilds by id: roles, positions, permissions, the bot's own role.
+    guilds: BTreeMap<u64, guild::Guild>,
     /// Guild members (guild, user) and the roles each holds.
     members: BTreeMap<(u64, u64), BTreeSet<u64>>,
     /// Every dispatch the test sent (event name, `d`), in order.
@@ -313,6 +325,7 @@ impl State {
         if let Some(id) = self.guild_general.get(&guild_id) {
             return *id;
         }
+        self.guild(guild_id);
         let id = self.snowflake();
         self.guild_general.insert(guild_id, id);
         self.channels.insert(
@@ -320,9 +333,30 @@ impl State {
             Channel::Guild {
                 guild_id,
                 name: "general".to_owned(),
+                overwrites: Vec::new(),
             },
         );
         id
+    }
+
+    /// The guild, made on first mention: the bot is a member with its own role.
+    fn guild(&mut self, guild_id: u64) -> &mut guild::Guild {
+        if !self.guilds.contains_key(&guild_id) {
+            let bot_role = self.snowflake();
+            let permissions = self.options.bot_permissions;
+            self.guilds.insert(
+                guild_id,
+                guild::Guild::new(guild_id, self.owner_id, bot_role, permissions),
+            );
+            self.members
+                .insert((guild_id, self.bot_user_id), BTreeSet::from([bot_role]));
+        }
+        self.guilds.get_mut(&guild_id).expect("inserted above")
+    }
+
+    /// The roles the bot holds in a guild; `None` when it is not a member.
+    fn bot_roles(&self, guild_id: u64) -> Option<&BTreeSet<u64>> {
+        self.members.get(&(guild_id, self.bot_user_id))
     }
 
     fn user_json(&self, user_id: u64) -> Option<Value> {
@@ -441,8 +475,7 @@ impl FakeDiscord {
             messages: Vec::new(),
             failing_dms: HashSet::new(),
             interactions: HashMap::new(),
-            guild_roles: HashMap::new(),
-            locked_roles: HashSet::new(),
+            guilds: BTreeMap::new(),
             members: BTreeMap::new(),
             dispatched: Vec::new(),
             gateway: Gateway::default(),
@@ -507,24 +540,80 @@ impl FakeDiscord {
         });
     }
 
-    /// Makes `role` exist in `guild` (the subscriber role the installation configures).
+    /// Makes `role` exist in `guild` (the subscriber role the installation configures), below
+    /// the bot's own role and with no permissions.
     pub fn add_guild_role(&self, guild: u64, role: u64) {
-        mutate(&self.inner, |s| {
-            s.guild_roles.entry(guild).or_default().insert(role);
-        });
+        mutate(&self.inner, |s| s.guild(guild).add_role(role));
     }
 
     /// Puts `role` above the bot's highest role: changing it is refused with 50013, as Discord
     /// does.
     pub fn lock_role(&self, role: u64) {
         mutate(&self.inner, |s| {
-            s.locked_roles.insert(role);
+            for guild in s.guilds.values_mut() {
+                guild.lock_role(role);
+            }
+        });
+    }
+
+    /// Names a guild (made on first mention as `Guild {id}`).
+    pub fn name_guild(&self, guild: u64, name: &str) {
+        mutate(&self.inner, |s| name.clone_into(&mut s.guild(guild).name));
+    }
+
+    /// Sets what `@everyone` may do in `guild` (Discord's usual set by default).
+    pub fn set_everyone_permissions(&self, guild: u64, permissions: u64) {
+        mutate(&self.inner, |s| {
+            if let Some(role) = s.guild(guild).roles.get_mut(&guild) {
+                role.permissions = permissions;
+            }
+        });
+    }
+
+    /// Sets the permissions of the bot's own role in `guild`, as an admin editing it would.
+    pub fn set_bot_permissions(&self, guild: u64, permissions: u64) {
+        mutate(&self.inner, |s| {
+            let g = s.guild(guild);
+            let bot_role = g.bot_role;
+            if let Some(role) = g.roles.get_mut(&bot_role) {
+                role.permissions = permissions;
+            }
+        });
+    }
+
+    /// Kicks the bot out of `guild`: it is no longer listed among its guilds and every call there
+    /// is refused.
+    pub fn remove_bot_from_guild(&self, guild: u64) {
+        mutate(&self.inner, |s| {
+            s.guild(guild);
+            let bot = s.bot_user_id;
+            s.members.remove(&(guild, bot));
+        });
+    }
+
+    /// Adds an overwrite to a guild channel that denies the bot's role `permissions` there.
+    pub fn deny_bot_in_channel(&self, channel: u64, permissions: u64) {
+        mutate(&self.inner, |s| {
+            let Some(Channel::Guild { guild_id, .. }) = s.channels.get(&channel) else {
+                return;
+            };
+            let guild_id = *guild_id;
+            let bot_role = s.guild(guild_id).bot_role;
+            if let Some(Channel::Guild { overwrites, .. }) = s.channels.get_mut(&channel) {
+                overwrites.push(guild::Overwrite {
+                    id: bot_role,
+                    kind: 0,
+                    allow: 0,
+                    deny: permissions,
+                });
+            }
         });
     }
 
     /// Makes a known user a member of `guild` (also adds the user) with no roles.
     pub fn add_member(&self, guild: u64, user: &FakeUser) {
         mutate(&self.inner, |s| {
+            s.guild(guild);
             s.users.insert(user.id, user.clone());
             s.members.entry((guild, user.id)).or_default();
         });
@@ -541,12 +630,14 @@ impl FakeDiscord {
     /// Creates a text channel in a guild and returns its id.
     pub fn add_guild_channel(&self, guild_id: u64, name: &str) -> u64 {
         mutate(&self.inner, |s| {
+            s.guild(guild_id);
             let id = s.snowflake();
             s.channels.insert(
                 id,
                 Channel::Guild {
                     guild_id,
                     name: name.to_owned(),
+                    overwrites: Vec::new(),
                 },
             );
             id

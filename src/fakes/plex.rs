@@ -1,8 +1,8 @@
 //! A fake of plex.tv and of Plex Media Servers, as one local axum app.
 //!
 //! Owns the fake's state (accounts, owned servers, libraries with plex.tv-global ids and local
-//! keys, shares and pending invites), the seeding and inspection helpers tests use, fault
-//! injection and per-route call counters. Rule kept: the fake is never looser than the real
+//! keys, shares and pending invites, sign-in PINs), the seeding and inspection helpers tests use
+//! (including approving a PIN as a given account), fault injection and per-route call counters. Rule kept: the fake is never looser than the real
 //! service: it demands the identity headers and a live token, JSON bodies of the right types,
 //! global section ids, refuses duplicate shares and shares past the server's capacity, answers
 //! v1 routes in XML and v2 routes in JSON only when asked (`Accept: application/json`).
@@ -46,6 +46,8 @@ pub mod codes {
     pub const ALREADY_SHARED: i64 = 1008;
     /// The server is at its share ceiling (pending invites included).
     pub const SHARE_LIMIT: i64 = 1009;
+    /// A sign-in PIN that is unknown, expired or another client's.
+    pub const PIN_NOT_FOUND: i64 = 1020;
     /// An injected server error.
     pub const SERVER_ERROR: i64 = 2000;
 }
@@ -183,9 +185,24 @@ struct Server {
     next_library_key: u64,
 }
 
+/// A sign-in PIN (`POST /api/v2/pins`), bound to the client identifier that created it.
+#[derive(Debug, Clone)]
+struct Pin {
+    id: u64,
+    code: String,
+    client_identifier: String,
+    product: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    expires_in: i64,
+    /// The approving account's token, once approved.
+    auth_token: Option<String>,
+}
+
 struct State {
     base_url: Url,
     accounts: Vec<Account>,
+    pins: Vec<Pin>,
+    next_pin_id: u64,
     servers: Vec<Server>,
     shares: Vec<FakeShare>,
     next_account_id: u64,
@@ -299,6 +316,8 @@ impl FakePlex {
         let state = Arc::new(Mutex::new(State {
             base_url,
             accounts: Vec::new(),
+            pins: Vec::new(),
+            next_pin_id: 2_188_000_001,
             servers: Vec::new(),
             shares: Vec::new(),
             next_account_id: 1_000_001,
@@ -455,6 +474,14 @@ impl FakePlex {
         }
     }
 
+    /// Takes a server off its owner's account (unclaimed, or moved to another account): plex.tv no
+    /// longer lists it among the owner's resources.
+    pub fn remove_server(&self, machine_identifier: &str) {
+        lock(&self.state)
+            .servers
+            .retain(|s| s.seeded.machine_identifier != machine_identifier);
+    }
+
     /// Sets how many shares (pending included) a server accepts.
     pub fn set_share_limit(&self, machine_identifier: &str, limit: usize) {
         let mut state = lock(&self.state);
@@ -496,6 +523,37 @@ impl FakePlex {
             }
             None => false,
         }
+    }
+
+    /// Approves the sign-in PIN with this code as the account with this email would on
+    /// app.plex.tv: the next poll of the PIN carries the account's token. False when no live PIN
+    /// has that code or no account that email.
+    pub fn approve_pin(&self, code: &str, email: &str) -> bool {
+        let mut state = lock(&self.state);
+        let Some(token) = state.account_by_login(email).map(|a| a.token.clone()) else {
+            return false;
+        };
+        match state.pins.iter_mut().find(|p| p.code == code) {
+            Some(pin) => {
+                pin.auth_token = Some(token);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets the sign-in PIN with this code, as plex.tv does when it expires.
+    pub fn expire_pin(&self, code: &str) {
+        lock(&self.state).pins.retain(|p| p.code != code);
+    }
+
+    /// The codes of the sign-in PINs plex.tv holds now, oldest first.
+    pub fn pin_codes(&self) -> Vec<String> {
+        lock(&self.state)
+            .pins
+            .iter()
+            .map(|p| p.code.clone())
+            .collect()
     }
 
     /// Injects random 429/500 answers on plex.tv routes, deterministically from `faults.seed`.

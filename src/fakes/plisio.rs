@@ -104,6 +104,7 @@ impl FakePlisio {
         }));
         let app = Router::new()
             .route("/api/v1/invoices/new", get(create_invoice))
+            .route("/api/v1/currencies", get(currencies))
             .fallback(unknown_route)
             .with_state(state.clone());
         let task = tokio::spawn(async move {
@@ -187,6 +188,39 @@ async fn unknown_route(AxumState(state): AxumState<Shared>, method: Method, uri:
 }
 
 #[allow(clippy::needless_pass_by_value)] // axum extractors are taken by value
+/// `GET /api/v1/currencies`: the cryptocurrencies the shop accepts (read-only; needs the key).
+async fn currencies(AxumState(state): AxumState<Shared>, RawQuery(query): RawQuery) -> Response {
+    let mut state = lock(&state);
+    *state
+        .calls
+        .entry("GET /api/v1/currencies".into())
+        .or_default() += 1;
+    let key = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "api_key")
+        .map(|(_, v)| v.into_owned());
+    if key.as_deref() != Some(state.secret_key.as_str()) {
+        return plisio_error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Your request was made with invalid credentials.",
+        );
+    }
+    let coin = |name: &str, cid: &str, rate: &str| {
+        json!({
+            "name": name, "cid": cid, "currency": cid,
+            "icon": format!("https://plisio.net/img/psys-icon/{cid}.svg"),
+            "rate_usd": rate, "price_usd": rate, "precision": 8, "fiat": "USD",
+            "fiat_rate": rate, "min_sum_in": "0.00001", "invoice_commission_percentage": "0.5",
+            "hidden": 0, "maintenance": false,
+        })
+    };
+    axum::Json(json!({
+        "status": "success",
+        "data": [coin("Bitcoin", "BTC", "64000.00"), coin("Litecoin", "LTC", "70.00")],
+    }))
+    .into_response()
+}
+
 async fn create_invoice(
     AxumState(state): AxumState<Shared>,
     RawQuery(query): RawQuery,

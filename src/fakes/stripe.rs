@@ -109,6 +109,8 @@ struct State {
     subscriptions: Vec<Subscription>,
     /// Idempotency key → (the body first sent, the response given).
     idempotency: HashMap<String, (Bytes, Value)>,
+    /// Webhook endpoints (id, url, livemode), as the Dashboard lists them.
+    webhook_endpoints: Vec<(String, String, bool)>,
     calls: HashMap<String, usize>,
 }
 
@@ -155,10 +157,16 @@ impl FakeStripe {
             sessions: Vec::new(),
             subscriptions: Vec::new(),
             idempotency: HashMap::new(),
+            webhook_endpoints: Vec::new(),
             calls: HashMap::new(),
         }));
         let app = Router::new()
             .route("/v1/checkout/sessions", post(create_session))
+            .route("/v1/balance", axum::routing::get(balance))
+            .route(
+                "/v1/webhook_endpoints",
+                axum::routing::get(webhook_endpoints),
+            )
             .fallback(unknown_route)
             .with_state(state.clone());
         let task = tokio::spawn(async move {
@@ -182,6 +190,32 @@ impl FakeStripe {
     /// The webhook endpoint's signing secret (`whsec_…`).
     pub fn webhook_secret(&self) -> String {
         lock(&self.state).webhook_secret.clone()
+    }
+
+    /// Adds a webhook endpoint delivering to `url`, in live mode or test mode (the fake's key is a
+    /// test-mode key, so it sees only test-mode endpoints, as with Stripe); returns its id.
+    pub fn add_webhook_endpoint(&self, url: &str, livemode: bool) -> String {
+        let id = format!("we_{}", ids::alphanumeric(24));
+        lock(&self.state)
+            .webhook_endpoints
+            .push((id.clone(), url.to_owned(), livemode));
+        id
+    }
+
+    /// The ids of the webhook endpoints, oldest first.
+    pub fn webhook_endpoint_ids(&self) -> Vec<String> {
+        lock(&self.state)
+            .webhook_endpoints
+            .iter()
+            .map(|(id, _, _)| id.clone())
+            .collect()
+    }
+
+    /// Deletes a webhook endpoint, as the Dashboard does.
+    pub fn remove_webhook_endpoint(&self, id: &str) {
+        lock(&self.state)
+            .webhook_endpoints
+            .retain(|(e, _, _)| e != id);
     }
 
     /// Registers a price; `currency` in any case.
@@ -599,6 +633,73 @@ async fn unknown_route(AxumState(state): AxumState<Shared>, method: Method, uri:
         &format!("Unrecognized request URL ({method}: {}).", uri.path()),
         None,
     )
+}
+
+/// The read-only routes' key check: the fake's own test-mode key, as a Bearer token.
+#[allow(clippy::result_large_err)] // the refusal is a ready-made response; size does not matter here
+fn read_key(state: &State, headers: &HeaderMap) -> Result<(), Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if bearer == Some(state.secret_key.as_str()) {
+        Ok(())
+    } else {
+        Err(stripe_error(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "Invalid API Key provided.",
+            None,
+        ))
+    }
+}
+
+/// `GET /v1/balance`: all zero, in the key's mode (test).
+async fn balance(AxumState(state): AxumState<Shared>, headers: HeaderMap) -> Response {
+    let mut state = lock(&state);
+    *state.calls.entry("GET /v1/balance".into()).or_default() += 1;
+    if let Err(refused) = read_key(&state, &headers) {
+        return refused;
+    }
+    let amount = json!([{"amount": 0, "currency": "usd", "source_types": {"card": 0}}]);
+    axum::Json(json!({
+        "object": "balance",
+        "available": amount,
+        "connect_reserved": [{"amount": 0, "currency": "usd"}],
+        "livemode": false,
+        "pending": amount,
+    }))
+    .into_response()
+}
+
+/// `GET /v1/webhook_endpoints`: the endpoints of the key's mode (test), newest first.
+async fn webhook_endpoints(AxumState(state): AxumState<Shared>, headers: HeaderMap) -> Response {
+    let mut state = lock(&state);
+    *state
+        .calls
+        .entry("GET /v1/webhook_endpoints".into())
+        .or_default() += 1;
+    if let Err(refused) = read_key(&state, &headers) {
+        return refused;
+    }
+    let data: Vec<Value> = state
+        .webhook_endpoints
+        .iter()
+        .rev()
+        .filter(|(_, _, live)| !live)
+        .map(|(id, url, live)| {
+            json!({
+                "id": id, "object": "webhook_endpoint", "api_version": null,
+                "application": null, "created": 1_767_225_600, "description": null,
+                "enabled_events": ["*"], "livemode": live, "metadata": {},
+                "status": "enabled", "url": url,
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "object": "list", "data": data, "has_more": false, "url": "/v1/webhook_endpoints",
+    }))
+    .into_response()
 }
 
 /// Top-level parameters the fake knows (the part of a key before its first `[`).

@@ -125,6 +125,119 @@ impl DiscordRest {
     }
 }
 
+/// A guild the bot is in, as `GET /users/@me/guilds` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotGuild {
+    /// The guild's id.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// The bot's guild-wide permissions there.
+    pub permissions: serenity::Permissions,
+}
+
+/// A guild role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuildRole {
+    /// The role's id (the guild's id for `@everyone`).
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// Its place in the hierarchy (higher is more powerful).
+    pub position: u16,
+    /// What it grants.
+    pub permissions: serenity::Permissions,
+}
+
+/// A guild text channel and its permission overwrites.
+#[derive(Debug, Clone)]
+pub struct GuildChannel {
+    /// The guild it belongs to.
+    pub guild_id: u64,
+    /// Its name.
+    pub name: String,
+    /// Its overwrites.
+    pub overwrites: Vec<serenity::PermissionOverwrite>,
+}
+
+impl DiscordRest {
+    /// The bot user's id and name (`GET /users/@me`): the call that proves the token.
+    pub async fn current_user(&self) -> Result<(u64, String), DiscordError> {
+        let user = self.http.get_current_user().await.map_err(classify)?;
+        Ok((user.id.get(), user.name.clone()))
+    }
+
+    /// The application's id (`GET /oauth2/applications/@me`), which the invite link names.
+    pub async fn application_id(&self) -> Result<u64, DiscordError> {
+        let app = self
+            .http
+            .get_current_application_info()
+            .await
+            .map_err(classify)?;
+        Ok(app.id.get())
+    }
+
+    /// The guilds the bot is in (the first 200), with its permissions in each.
+    pub async fn guilds(&self) -> Result<Vec<BotGuild>, DiscordError> {
+        let guilds = self.http.get_guilds(None, None).await.map_err(classify)?;
+        Ok(guilds
+            .into_iter()
+            .map(|g| BotGuild {
+                id: g.id.get(),
+                name: g.name,
+                permissions: g.permissions,
+            })
+            .collect())
+    }
+
+    /// Every role of a guild, `@everyone` included.
+    pub async fn roles(&self, guild: u64) -> Result<Vec<GuildRole>, DiscordError> {
+        let roles = self
+            .http
+            .get_guild_roles(serenity::GuildId::new(guild))
+            .await
+            .map_err(classify)?;
+        Ok(roles
+            .into_iter()
+            .map(|r| GuildRole {
+                id: r.id.get(),
+                name: r.name,
+                position: r.position,
+                permissions: r.permissions,
+            })
+            .collect())
+    }
+
+    /// The roles a member holds in a guild (one member by id: no privileged intent needed).
+    pub async fn member_roles(&self, guild: u64, user: u64) -> Result<Vec<u64>, DiscordError> {
+        let member = self
+            .http
+            .get_member(serenity::GuildId::new(guild), serenity::UserId::new(user))
+            .await
+            .map_err(classify)?;
+        Ok(member.roles.iter().map(|r| r.get()).collect())
+    }
+
+    /// A guild channel with its overwrites; refused (50001) when the bot cannot see it.
+    pub async fn guild_channel(&self, channel: u64) -> Result<GuildChannel, DiscordError> {
+        match self
+            .http
+            .get_channel(serenity::ChannelId::new(channel))
+            .await
+            .map_err(classify)?
+        {
+            serenity::Channel::Guild(c) => Ok(GuildChannel {
+                guild_id: c.guild_id.get(),
+                name: c.name,
+                overwrites: c.permission_overwrites,
+            }),
+            _ => Err(DiscordError::Refused(format!(
+                "channel {channel} is not a guild channel"
+            ))),
+        }
+    }
+}
+
 /// serenity's `Http` for `token`, pointed at `api_base` when given (see [`DiscordRest::new`]).
 pub fn build_http(token: &SecretString, api_base: Option<&str>) -> serenity::Http {
     let builder = serenity::HttpBuilder::new(token.expose_secret());

@@ -81,6 +81,27 @@ impl Mailer {
         Ok(Self::Smtp(builder.build()))
     }
 
+    /// Checks that mail can go out without sending any: the SMTP relay accepts a connection and
+    /// the login (`NOOP` after `AUTH`), or the outbox folder is writable. Used by `usher doctor`.
+    pub async fn check(&self) -> Result<(), MailError> {
+        match self {
+            Self::Smtp(transport) => match transport.test_connection().await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(MailError::Transient("the relay did not answer NOOP".into())),
+                Err(e) if e.is_permanent() => Err(MailError::Permanent(e.to_string())),
+                Err(e) => Err(MailError::Transient(e.to_string())),
+            },
+            Self::Outbox(_, dir) => {
+                let probe = dir.join(format!(".usher-check-{}", uuid::Uuid::new_v4().simple()));
+                std::fs::write(&probe, b"")
+                    .and_then(|()| std::fs::remove_file(&probe))
+                    .map_err(|e| {
+                        MailError::Permanent(format!("cannot write to {}: {e}", dir.display()))
+                    })
+            }
+        }
+    }
+
     /// Sends one rendered email (text and HTML alternatives) from `from` to `to`.
     pub async fn send(&self, from: &str, to: &str, email: &RenderedEmail) -> Result<(), MailError> {
         let to_box: Mailbox = to

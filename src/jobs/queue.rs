@@ -246,9 +246,21 @@ impl Queue {
         }))
     }
 
-    /// Runs one claimed job to an outcome and records it. On `shutdown`, a running job gets the
-    /// grace period to finish and is released otherwise.
+    /// Runs one claimed job to an outcome and records it, in a `job` span carrying its id, kind
+    /// and attempt. On `shutdown`, a running job gets the grace period to finish and is released
+    /// otherwise.
     pub async fn execute(
+        &self,
+        job: ClaimedJob,
+        dispatch: &dyn Dispatch,
+        shutdown: &CancellationToken,
+    ) -> Result<Outcome, sqlx::Error> {
+        let span =
+            tracing::info_span!("job", id = job.id.get(), kind = %job.kind, attempt = job.attempt);
+        tracing::Instrument::instrument(self.execute_in_span(job, dispatch, shutdown), span).await
+    }
+
+    async fn execute_in_span(
         &self,
         job: ClaimedJob,
         dispatch: &dyn Dispatch,

@@ -1,15 +1,14 @@
-//! Recurring work of a running installation: the job workers, and a tick that enqueues periodic
-//! jobs (hourly Plex share reconcile, placing subscribers who waited for room, and the lifecycle
-//! sweep: expiry, reminders, roles). Ticks only enqueue,
-//! with period-stamped idempotency keys, so a restart or a second process never doubles them.
+//! Recurring work of a running installation: a tick that enqueues periodic jobs (hourly Plex
+//! share reconcile, placing subscribers who waited for room, and the lifecycle sweep: expiry,
+//! reminders, roles) for the job workers (`Queue::run_workers`, the `jobs` role) to run. Ticks
+//! only enqueue, with period-stamped idempotency keys, so a restart or a second process running
+//! the scheduler never doubles them.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::jobs::AppDispatch;
 use crate::services::access::enqueue_place_waiting;
 use crate::services::lifecycle::enqueue_sweep;
 use crate::services::shares::enqueue_reconciles;
@@ -17,25 +16,17 @@ use crate::services::shares::enqueue_reconciles;
 /// How often the tick looks for periodic work.
 const TICK: Duration = Duration::from_secs(60);
 
-/// Runs the job workers and the periodic tick until `shutdown`.
+/// Runs the periodic tick until `shutdown`.
 pub async fn run(app: App, shutdown: CancellationToken) {
-    let dispatch = Arc::new(AppDispatch::new(app.clone()));
-    let ticker = {
-        let (app, shutdown) = (app.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            loop {
-                if let Err(err) = tick(&app).await {
-                    tracing::error!(error = format!("{err:#}"), "scheduler tick failed");
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(TICK) => {}
-                    () = shutdown.cancelled() => break,
-                }
-            }
-        })
-    };
-    app.queue.run_workers(dispatch, shutdown).await;
-    let _ = ticker.await;
+    loop {
+        if let Err(err) = tick(&app).await {
+            tracing::error!(error = format!("{err:#}"), "scheduler tick failed");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(TICK) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
 }
 
 /// Enqueues the periodic jobs due now; returns how many were added.

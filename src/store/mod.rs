@@ -9,6 +9,7 @@ pub mod export;
 pub mod jobs;
 pub mod lifecycle;
 pub mod notifications;
+pub mod ops;
 pub mod owner_accounts;
 pub mod payments;
 pub mod recovery;

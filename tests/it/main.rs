@@ -5,13 +5,18 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod account_change;
+mod backup;
 mod browser;
 mod cli;
+mod cli_setup;
 mod discord;
 mod discord_door;
+mod discord_permissions;
+mod doctor;
 mod email;
 mod helpers;
 mod lifecycle;
+mod logs;
 mod my_account;
 mod notify;
 mod payments_commands;
@@ -24,6 +29,9 @@ mod payments_stripe;
 mod plex_admin;
 mod plex_client;
 mod plex_jobs;
+mod plex_pin;
 mod queue;
+mod readme;
+mod roles;
 mod store;
 mod web;

@@ -7,6 +7,7 @@
 // Refusals are ready-made axum responses carried in `Err`; their size does not matter in a fake.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
 
 use axum::body::Bytes;
@@ -19,6 +20,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
+use super::guild::{Guild, Overwrite, bits};
 use super::wire::{self, error};
 use super::{
     Channel, Inner, RecordedAttachment, RecordedCall, RecordedMessage, Reply, ReplyKind,
@@ -36,6 +38,10 @@ pub(super) fn router(inner: Weak<Inner>) -> Router {
         .route("/gateway/bot", get(gateway_bot))
         .route("/oauth2/applications/@me", get(application))
         .route("/users/@me", get(current_user))
+        .route("/users/@me/guilds", get(current_user_guilds))
+        .route("/guilds/{guild}", get(get_guild))
+        .route("/guilds/{guild}/roles", get(guild_roles))
+        .route("/guilds/{guild}/members/{user}", get(guild_member))
         .route("/users/@me/channels", post(create_dm))
         .route("/users/{user}", get(get_user))
         .route("/channels/{channel}", get(get_channel))
@@ -309,27 +315,57 @@ async fn create_dm(
     })
 }
 
+fn missing_access() -> Response {
+    error(
+        StatusCode::FORBIDDEN,
+        codes::MISSING_ACCESS,
+        "Missing Access",
+    )
+}
+
+fn missing_permissions() -> Response {
+    error(
+        StatusCode::FORBIDDEN,
+        codes::MISSING_PERMISSIONS,
+        "Missing Permissions",
+    )
+}
+
+/// The guild the bot is a member of, with the roles it holds there; Discord's 404/403 otherwise.
+fn bot_guild(s: &FakeState, guild: u64) -> Result<(&Guild, &BTreeSet<u64>), Response> {
+    let Some(found) = s.guilds.get(&guild) else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            codes::UNKNOWN_GUILD,
+            "Unknown Guild",
+        ));
+    };
+    let roles = s.bot_roles(guild).ok_or_else(missing_access)?;
+    Ok((found, roles))
+}
+
 /// `PUT` (add) or `DELETE` (remove) one role of a guild member. Discord answers 204 with no body
 /// either way, also when the member already had (or lacked) the role; unknown guild, member or role
-/// is a 404 with its own code, and a role above the bot's is 403 with 50013.
+/// is a 404 with its own code; a bot outside the guild gets 50001, and one without Manage Roles,
+/// or whose highest role is not above the role, 50013.
 fn change_member_role(inner: &Inner, raw: &(String, String, String), add: bool) -> Response {
     let (guild, user, role) = match (snowflake(&raw.0), snowflake(&raw.1), snowflake(&raw.2)) {
         (Ok(g), Ok(u), Ok(r)) => (g, u, r),
         (Err(response), ..) | (_, Err(response), _) | (.., Err(response)) => return response,
     };
     mutate(inner, |s| {
-        let Some(roles) = s.guild_roles.get(&guild) else {
-            return error(StatusCode::NOT_FOUND, codes::UNKNOWN_GUILD, "Unknown Guild");
+        let (found, bot_roles) = match bot_guild(s, guild) {
+            Ok(found) => found,
+            Err(response) => return response,
         };
-        if !roles.contains(&role) {
+        let Some(target) = found.roles.get(&role) else {
             return error(StatusCode::NOT_FOUND, codes::UNKNOWN_ROLE, "Unknown Role");
-        }
-        if s.locked_roles.contains(&role) {
-            return error(
-                StatusCode::FORBIDDEN,
-                codes::MISSING_PERMISSIONS,
-                "Missing Permissions",
-            );
+        };
+        let permissions = found.base_permissions(guild, s.bot_user_id, bot_roles);
+        if permissions & bits::MANAGE_ROLES == 0
+            || found.highest_position(bot_roles) <= target.position
+        {
+            return missing_permissions();
         }
         let Some(held) = s.members.get_mut(&(guild, user)) else {
             return error(
@@ -361,6 +397,16 @@ async fn remove_member_role(
     change_member_role(&inner, &raw, false)
 }
 
+/// The bot's permissions in a guild channel; 50001 when it is not in the guild.
+fn bot_channel_permissions(
+    s: &FakeState,
+    guild_id: u64,
+    overwrites: &[Overwrite],
+) -> Result<u64, Response> {
+    let (found, roles) = bot_guild(s, guild_id)?;
+    Ok(found.channel_permissions(guild_id, s.bot_user_id, roles, overwrites))
+}
+
 async fn get_channel(Extension(inner): Extension<Shared>, Path(channel): Path<String>) -> Response {
     let id = match snowflake(&channel) {
         Ok(id) => id,
@@ -372,27 +418,166 @@ async fn get_channel(Extension(inner): Extension<Shared>, Path(channel): Path<St
             let user = s.user_json(*user_id).unwrap_or(Value::Null);
             Json(wire::dm_channel(id, &user)).into_response()
         }
-        Some(Channel::Guild { guild_id, name }) => Json(json!({
-            "id": id.to_string(),
-            "type": 0,
-            "guild_id": guild_id.to_string(),
-            "name": name,
-            "position": 0,
-            "permission_overwrites": [],
-            "nsfw": false,
-            "parent_id": null,
-            "last_message_id": null,
-            "rate_limit_per_user": 0,
-            "topic": null,
-            "flags": 0,
-        }))
-        .into_response(),
+        Some(Channel::Guild {
+            guild_id,
+            name,
+            overwrites,
+        }) => {
+            match bot_channel_permissions(&s, *guild_id, overwrites) {
+                Ok(permissions) if permissions & bits::VIEW_CHANNEL != 0 => {}
+                Ok(_) => return missing_access(),
+                Err(response) => return response,
+            }
+            Json(json!({
+                "id": id.to_string(),
+                "type": 0,
+                "guild_id": guild_id.to_string(),
+                "name": name,
+                "position": 0,
+                "permission_overwrites": overwrites.iter().map(Overwrite::json).collect::<Vec<_>>(),
+                "nsfw": false,
+                "parent_id": null,
+                "last_message_id": null,
+                "rate_limit_per_user": 0,
+                "topic": null,
+                "flags": 0,
+            }))
+            .into_response()
+        }
         None => error(
             StatusCode::NOT_FOUND,
             codes::UNKNOWN_CHANNEL,
             "Unknown Channel",
         ),
     }
+}
+
+/// `GET /users/@me/guilds`: the guilds the bot is in, with its permissions in each.
+async fn current_user_guilds(Extension(inner): Extension<Shared>) -> Json<Value> {
+    let s = lock(&inner);
+    let guilds: Vec<Value> = s
+        .guilds
+        .iter()
+        .filter_map(|(id, found)| {
+            let roles = s.bot_roles(*id)?;
+            Some(json!({
+                "id": id.to_string(),
+                "name": found.name,
+                "icon": null,
+                "banner": null,
+                "owner": found.owner_id == s.bot_user_id,
+                "permissions": found.base_permissions(*id, s.bot_user_id, roles).to_string(),
+                "features": [],
+            }))
+        })
+        .collect();
+    Json(Value::Array(guilds))
+}
+
+/// `GET /guilds/{guild}`: the guild with its roles.
+async fn get_guild(Extension(inner): Extension<Shared>, Path(guild): Path<String>) -> Response {
+    let id = match snowflake(&guild) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    let s = lock(&inner);
+    let found = match bot_guild(&s, id) {
+        Ok((found, _)) => found,
+        Err(response) => return response,
+    };
+    let roles: Vec<Value> = found
+        .roles
+        .iter()
+        .map(|(role, r)| Guild::role_json(*role, r, s.bot_user_id))
+        .collect();
+    Json(json!({
+        "id": id.to_string(),
+        "name": found.name,
+        "icon": null,
+        "splash": null,
+        "discovery_splash": null,
+        "owner_id": found.owner_id.to_string(),
+        "afk_channel_id": null,
+        "afk_timeout": 300,
+        "verification_level": 0,
+        "default_message_notifications": 0,
+        "explicit_content_filter": 0,
+        "roles": roles,
+        "emojis": [],
+        "features": [],
+        "mfa_level": 0,
+        "application_id": null,
+        "system_channel_id": null,
+        "system_channel_flags": 0,
+        "rules_channel_id": null,
+        "vanity_url_code": null,
+        "description": null,
+        "banner": null,
+        "premium_tier": 0,
+        "preferred_locale": "en-US",
+        "public_updates_channel_id": null,
+        "nsfw_level": 0,
+        "premium_progress_bar_enabled": false,
+        "safety_alerts_channel_id": null,
+    }))
+    .into_response()
+}
+
+/// `GET /guilds/{guild}/roles`.
+async fn guild_roles(Extension(inner): Extension<Shared>, Path(guild): Path<String>) -> Response {
+    let id = match snowflake(&guild) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    let s = lock(&inner);
+    match bot_guild(&s, id) {
+        Ok((found, _)) => Json(Value::Array(
+            found
+                .roles
+                .iter()
+                .map(|(role, r)| Guild::role_json(*role, r, s.bot_user_id))
+                .collect(),
+        ))
+        .into_response(),
+        Err(response) => response,
+    }
+}
+
+/// `GET /guilds/{guild}/members/{user}` (no privileged intent needed for one member).
+async fn guild_member(
+    Extension(inner): Extension<Shared>,
+    Path((guild, user)): Path<(String, String)>,
+) -> Response {
+    let (guild, user) = match (snowflake(&guild), snowflake(&user)) {
+        (Ok(g), Ok(u)) => (g, u),
+        (Err(response), _) | (_, Err(response)) => return response,
+    };
+    let s = lock(&inner);
+    if let Err(response) = bot_guild(&s, guild) {
+        return response;
+    }
+    let (Some(roles), Some(user_json)) = (s.members.get(&(guild, user)), s.user_json(user)) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            codes::UNKNOWN_MEMBER,
+            "Unknown Member",
+        );
+    };
+    Json(json!({
+        "user": user_json,
+        "nick": null,
+        "avatar": null,
+        "banner": null,
+        "roles": roles.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "joined_at": wire::now(),
+        "premium_since": null,
+        "deaf": false,
+        "mute": false,
+        "flags": 0,
+        "pending": false,
+        "communication_disabled_until": null,
+    }))
+    .into_response()
 }
 
 async fn create_message(
@@ -425,7 +610,17 @@ async fn create_message(
                     "Cannot send messages to this user",
                 );
             }
-            Some(_) => {}
+            Some(Channel::Guild {
+                guild_id,
+                overwrites,
+                ..
+            }) => match bot_channel_permissions(s, *guild_id, overwrites) {
+                Ok(p) if p & bits::VIEW_CHANNEL == 0 => return missing_access(),
+                Ok(p) if p & bits::SEND_MESSAGES == 0 => return missing_permissions(),
+                Ok(_) => {}
+                Err(response) => return response,
+            },
+            Some(Channel::Dm { .. }) => {}
         }
         if let Err(response) = check_message(&body, &files, true) {
             return response;

@@ -26,9 +26,26 @@ use super::{Account, FakeSettings, FakeShare, Fault, Shared, State as FakeState,
 #[derive(Debug, Clone, Copy)]
 struct Caller(u64);
 
+/// The `X-Plex-Client-Identifier` and `X-Plex-Product` the request carried (plex.tv routes only).
+#[derive(Debug, Clone)]
+struct Client {
+    identifier: String,
+    product: String,
+}
+
+/// plex.tv routes that take no token: a PIN is how a client without one gets one.
+const TOKEN_FREE: [&str; 2] = ["POST /api/v2/pins", "GET /api/v2/pins/{id}"];
+
+/// How long a PIN lives: strong (25-character) PINs for sign-in links half an hour, the 4-character
+/// PINs typed at plex.tv/link a quarter of an hour.
+const STRONG_PIN_SECS: i64 = 1800;
+const SHORT_PIN_SECS: i64 = 900;
+
 pub(super) fn router(state: Shared) -> Router {
     Router::new()
         .route("/api/v2/user", get(user))
+        .route("/api/v2/pins", post(create_pin))
+        .route("/api/v2/pins/{id}", get(check_pin))
         .route("/api/users/validate", get(validate).post(validate))
         .route("/api/v2/resources", get(resources))
         .route("/api/servers/{machineId}", get(server_sections))
@@ -105,15 +122,28 @@ async fn gate(State(state): State<Shared>, mut request: Request, next: Next) -> 
     if on_server {
         return next.run(request).await;
     }
-    for header in ["X-Plex-Client-Identifier", "X-Plex-Product"] {
-        if plex_value(&request, header).is_none() {
-            return wire::error(
-                StatusCode::BAD_REQUEST,
-                wire,
-                codes::MISSING_CLIENT_HEADERS,
-                &format!("{header} is required"),
-            );
-        }
+    let (Some(identifier), Some(product)) = (
+        plex_value(&request, "X-Plex-Client-Identifier"),
+        plex_value(&request, "X-Plex-Product"),
+    ) else {
+        let missing = if plex_value(&request, "X-Plex-Client-Identifier").is_none() {
+            "X-Plex-Client-Identifier"
+        } else {
+            "X-Plex-Product"
+        };
+        return wire::error(
+            StatusCode::BAD_REQUEST,
+            wire,
+            codes::MISSING_CLIENT_HEADERS,
+            &format!("{missing} is required"),
+        );
+    };
+    request.extensions_mut().insert(Client {
+        identifier,
+        product,
+    });
+    if TOKEN_FREE.contains(&route.as_str()) {
+        return next.run(request).await;
     }
     let caller = plex_value(&request, "X-Plex-Token")
         .and_then(|token| lock(&state).account_by_token(&token).map(|a| a.id));
@@ -185,6 +215,122 @@ async fn user(
         "user",
         &account_json(account),
     )
+}
+
+#[derive(Deserialize)]
+struct PinQuery {
+    #[serde(default)]
+    strong: Option<String>,
+}
+
+fn pin_json(pin: &super::Pin) -> Value {
+    let expires_at = pin.created_at + chrono::Duration::seconds(pin.expires_in);
+    let elapsed = (chrono::Utc::now() - pin.created_at).num_seconds();
+    json!({
+        "id": pin.id,
+        "code": pin.code,
+        "product": pin.product,
+        "trusted": false,
+        "qr": format!("https://plex.tv/api/v2/pins/qr/{}", pin.code),
+        "clientIdentifier": pin.client_identifier,
+        "location": {
+            "code": "NL",
+            "european_union_member": true,
+            "continent_code": "EU",
+            "country": "Netherlands",
+            "city": "Amsterdam",
+            "time_zone": "Europe/Amsterdam",
+            "postal_code": "1012",
+            "in_privacy_restricted_country": true,
+            "subdivisions": "North Holland",
+            "coordinates": "52.3740, 4.8897",
+        },
+        "expiresIn": (pin.expires_in - elapsed).max(0),
+        "createdAt": pin.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "expiresAt": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "authToken": pin.auth_token,
+        "newRegistration": null,
+    })
+}
+
+/// `POST /api/v2/pins[?strong=true]`: a PIN bound to the calling client identifier.
+async fn create_pin(
+    State(state): State<Shared>,
+    Extension(client): Extension<Client>,
+    Query(query): Query<PinQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let strong = query.strong.as_deref() == Some("true") || query.strong.as_deref() == Some("1");
+    let (length, expires_in) = if strong {
+        (25, STRONG_PIN_SECS)
+    } else {
+        (4, SHORT_PIN_SECS)
+    };
+    let mut state = lock(&state);
+    let id = state.next_pin_id;
+    state.next_pin_id += 1;
+    let pin = super::Pin {
+        id,
+        code: pin_code(length),
+        client_identifier: client.identifier,
+        product: client.product,
+        created_at: chrono::Utc::now(),
+        expires_in,
+        auth_token: None,
+    };
+    let body = pin_json(&pin);
+    state.pins.push(pin);
+    wire::ok(
+        StatusCode::CREATED,
+        Wire::negotiated(&headers),
+        "pin",
+        "pin",
+        &body,
+    )
+}
+
+/// `GET /api/v2/pins/{id}`: the PIN, with `authToken` once approved. Only the client identifier
+/// that created it may read it; an unknown, foreign or expired PIN is a 404.
+async fn check_pin(
+    State(state): State<Shared>,
+    Extension(client): Extension<Client>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let wire = Wire::negotiated(&headers);
+    let mut state = lock(&state);
+    let now = chrono::Utc::now();
+    state
+        .pins
+        .retain(|p| now < p.created_at + chrono::Duration::seconds(p.expires_in));
+    let found = id.parse::<u64>().ok().and_then(|id| {
+        state
+            .pins
+            .iter()
+            .find(|p| p.id == id && p.client_identifier == client.identifier)
+    });
+    match found {
+        Some(pin) => wire::ok(StatusCode::OK, wire, "pin", "pin", &pin_json(pin)),
+        None => wire::error(
+            StatusCode::NOT_FOUND,
+            wire,
+            codes::PIN_NOT_FOUND,
+            "Code not found or expired",
+        ),
+    }
+}
+
+/// A PIN code: upper-case letters and digits for the short ones typed by hand, mixed case for
+/// the strong ones carried in links.
+fn pin_code(length: usize) -> String {
+    use rand::Rng as _;
+    const SHORT: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    const STRONG: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let alphabet = if length > 4 { STRONG } else { SHORT };
+    let mut rng = rand::thread_rng();
+    (0..length)
+        .map(|_| char::from(alphabet[rng.gen_range(0..alphabet.len())]))
+        .collect()
 }
 
 #[derive(Deserialize)]

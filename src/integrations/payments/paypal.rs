@@ -299,6 +299,14 @@ impl PayPalClient {
         })
     }
 
+    /// Asks PayPal for a fresh OAuth token with the configured client id and secret: `Ok` when
+    /// they work. Used by `usher doctor`; the token is cached like any other.
+    pub async fn check_credentials(&self) -> Result<(), PayPalError> {
+        let fresh = self.fetch_token().await?;
+        *self.token.lock().await = Some(fresh);
+        Ok(())
+    }
+
     /// POSTs JSON with the cached token; on 401 drops that token, fetches one and tries once more.
     async fn send_authorised(
         &self,

@@ -530,6 +530,19 @@ pub struct CheckoutSession {
     pub url: Url,
 }
 
+/// A webhook endpoint configured in Stripe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeWebhookEndpoint {
+    /// `we_…`.
+    pub id: String,
+    /// Where Stripe delivers.
+    pub url: String,
+    /// `status` is `enabled`.
+    pub enabled: bool,
+    /// A live-mode endpoint.
+    pub livemode: bool,
+}
+
 /// A client of the Stripe API.
 #[derive(Clone)]
 pub struct StripeClient {
@@ -621,6 +634,72 @@ impl StripeClient {
             id: id.to_owned(),
             url,
         })
+    }
+
+    /// Whether the key is a live-mode key: `GET /v1/balance` answers with `livemode` (a read any
+    /// secret key may make; a restricted key needs Balance read). Used by `usher doctor`.
+    pub async fn livemode(&self) -> Result<bool, StripeError> {
+        let balance = self.get("GET /v1/balance", "v1/balance").await?;
+        balance
+            .get("livemode")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| StripeError::Decode("the balance has no livemode".into()))
+    }
+
+    /// The webhook endpoints of the key's mode (`GET /v1/webhook_endpoints`, first 100): where
+    /// Stripe delivers events, and whether each is enabled. Used by `usher doctor`.
+    pub async fn webhook_endpoints(&self) -> Result<Vec<StripeWebhookEndpoint>, StripeError> {
+        let list = self
+            .get(
+                "GET /v1/webhook_endpoints",
+                "v1/webhook_endpoints?limit=100",
+            )
+            .await?;
+        let data = list
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(|| StripeError::Decode("the endpoint list has no data".into()))?;
+        data.iter()
+            .map(|e| {
+                let text = |name: &str| {
+                    e.get(name)
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| StripeError::Decode(format!("an endpoint has no {name}")))
+                };
+                Ok(StripeWebhookEndpoint {
+                    id: text("id")?,
+                    url: text("url")?,
+                    enabled: text("status")? == "enabled",
+                    livemode: e.get("livemode").and_then(Value::as_bool).unwrap_or(false),
+                })
+            })
+            .collect()
+    }
+
+    async fn get(&self, endpoint_name: &'static str, path: &str) -> Result<Value, StripeError> {
+        let response = self
+            .http
+            .get(endpoint(&self.base, path))
+            .bearer_auth(self.secret_key.expose_secret())
+            .send()
+            .await
+            .map_err(|e| StripeError::Transport(e.without_url()))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| StripeError::Transport(e.without_url()))?;
+        tracing::debug!(
+            endpoint = endpoint_name,
+            status = status.as_u16(),
+            "stripe call"
+        );
+        if !status.is_success() {
+            return Err(self.error(status, &body));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|_| StripeError::Decode(format!("{endpoint_name} did not answer JSON")))
     }
 
     fn error(&self, status: StatusCode, body: &[u8]) -> StripeError {

@@ -43,6 +43,43 @@ impl fmt::Display for SharedServerId {
     }
 }
 
+/// The id of a plex.tv sign-in PIN: what [`PlexTvClient::check_pin`](super::PlexTvClient::check_pin)
+/// polls. Only the installation that created the PIN (its client identifier) can read it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PlexPinId(pub u64);
+
+impl fmt::Display for PlexPinId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A sign-in PIN plex.tv issued: the person opens
+/// [`PlexTvClient::sign_in_url`](super::PlexTvClient::sign_in_url), signs in to Plex and approves
+/// it, and the next [`check_pin`](super::PlexTvClient::check_pin) yields their token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlexPin {
+    /// The id to poll.
+    pub id: PlexPinId,
+    /// The code the sign-in page approves (it travels in the link; not a credential by itself).
+    pub code: String,
+    /// When plex.tv forgets the PIN (`expiresAt`), when it said.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Where a sign-in PIN stands.
+#[derive(Debug, Clone)]
+pub enum PinCheck {
+    /// Not approved yet: ask again in a moment.
+    Waiting,
+    /// Approved: the account's token (test it with
+    /// [`PlexTvClient::account`](super::PlexTvClient::account) to learn whose it is).
+    Approved(SecretString),
+    /// plex.tv no longer knows the PIN (it expired): start over with a new one.
+    Expired,
+}
+
 /// The plex.tv account a token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlexAccount {

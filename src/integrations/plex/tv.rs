@@ -1,8 +1,10 @@
-//! The plex.tv account API client: tokens, account validation, servers, sections and shares.
+//! The plex.tv account API client: tokens, Plex sign-in (PINs), account validation, servers,
+//! sections and shares.
 //!
 //! Owns the plex.tv routes Usher uses and their wire shapes (v2 routes as JSON, v1 routes as XML).
 //! Rule kept: every call takes the owner token as a `SecretString` and sends it only in a sensitive
-//! header; shares are always created with plex.tv-global section ids and `skipFriendship: true`.
+//! header; shares are always created with plex.tv-global section ids and `skipFriendship: true`;
+//! a token a PIN yields comes back as a `SecretString` and is never logged.
 
 use std::fmt;
 
@@ -16,13 +18,17 @@ use super::PlexConfig;
 use super::error::{ErrorBody, PlexError};
 use super::http::{Call, Format, Http, decode_error, decode_json, decode_xml};
 use super::model::{
-    Connection, Invite, OwnedServer, PlexAccount, PlexSection, PlexSectionId, SectionKey,
-    ServerLibraries, ShareSettings, ShareState, ShareUpdate, SharedServer, SharedServerId,
-    Validation,
+    Connection, Invite, OwnedServer, PinCheck, PlexAccount, PlexPin, PlexPinId, PlexSection,
+    PlexSectionId, SectionKey, ServerLibraries, ShareSettings, ShareState, ShareUpdate,
+    SharedServer, SharedServerId, Validation,
 };
 use super::pms::PmsClient;
 
 const USER: &str = "GET /api/v2/user";
+const CREATE_PIN: &str = "POST /api/v2/pins";
+const CHECK_PIN: &str = "GET /api/v2/pins/{id}";
+/// Where a person signs in to Plex and approves a PIN (plex.tv's own page; not configurable).
+const SIGN_IN_PAGE: &str = "https://app.plex.tv/auth";
 const VALIDATE: &str = "POST /api/users/validate";
 const RESOURCES: &str = "GET /api/v2/resources";
 const SERVER: &str = "GET /api/servers/{machineId}";
@@ -36,6 +42,8 @@ const PENDING: &str = "GET /api/v2/shared_servers/invites/owned/pending";
 #[derive(Clone)]
 pub struct PlexTvClient {
     http: Http,
+    client_identifier: String,
+    product: String,
 }
 
 impl fmt::Debug for PlexTvClient {
@@ -51,6 +59,8 @@ impl PlexTvClient {
     pub fn new(config: &PlexConfig) -> Result<Self, PlexError> {
         Ok(Self {
             http: Http::new(config)?,
+            client_identifier: config.client_identifier.clone(),
+            product: config.product.clone(),
         })
     }
 
@@ -59,7 +69,9 @@ impl PlexTvClient {
         PmsClient::from_http(self.http.rebased(base_url))
     }
 
-    /// Tests a token: the account it belongs to, or [`PlexError::Unauthorized`].
+    /// Tests a token: the account it belongs to (plex.tv id, uuid, username, email, Plex Pass), or
+    /// [`PlexError::Unauthorized`]. Works for any account's token: an owner's, or one a
+    /// subscriber's sign-in PIN yielded.
     pub async fn account(&self, token: &SecretString) -> Result<PlexAccount, PlexError> {
         #[derive(Deserialize)]
         struct Wire {
@@ -90,6 +102,81 @@ impl PlexTvClient {
             email: wire.email,
             plex_pass: wire.subscription.is_some_and(|s| s.active),
         })
+    }
+
+    /// Starts a Plex sign-in: `POST /api/v2/pins?strong=true` (no token), a PIN bound to this
+    /// installation's client identifier. Send the person to [`Self::sign_in_url`], then poll
+    /// [`Self::check_pin`].
+    pub async fn create_pin(&self) -> Result<PlexPin, PlexError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire {
+            id: u64,
+            code: String,
+            #[serde(default)]
+            expires_at: Option<String>,
+        }
+        let call = Call {
+            query: &[("strong", "true")],
+            ..json_call(CREATE_PIN, Method::POST, &["api", "v2", "pins"])
+        };
+        let body = self.http.expect_success(call, None).await?;
+        let wire: Wire = decode_json(CREATE_PIN, &body, None)?;
+        if wire.code.is_empty() {
+            return Err(decode_error(CREATE_PIN, "the PIN has no code", None));
+        }
+        Ok(PlexPin {
+            id: PlexPinId(wire.id),
+            code: wire.code,
+            expires_at: wire
+                .expires_at
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok())
+                .map(|at| at.to_utc()),
+        })
+    }
+
+    /// The page where a person signs in to Plex and approves `pin`; after approving, plex.tv
+    /// sends the browser to `forward` when given (a web sign-in's return page).
+    pub fn sign_in_url(&self, pin: &PlexPin, forward: Option<&Url>) -> Url {
+        let mut fragment = url::form_urlencoded::Serializer::new(String::new());
+        fragment
+            .append_pair("clientID", &self.client_identifier)
+            .append_pair("code", &pin.code)
+            .append_pair("context[device][product]", &self.product);
+        if let Some(forward) = forward {
+            fragment.append_pair("forwardUrl", forward.as_str());
+        }
+        let mut url = Url::parse(SIGN_IN_PAGE).expect("constant URL");
+        url.set_fragment(Some(&format!("?{}", fragment.finish())));
+        url
+    }
+
+    /// Polls a PIN (`GET /api/v2/pins/{id}`, no token): [`PinCheck::Approved`] with the signed-in
+    /// account's token once the person approved it, [`PinCheck::Expired`] once plex.tv forgot it.
+    pub async fn check_pin(&self, pin: PlexPinId) -> Result<PinCheck, PlexError> {
+        let id = pin.to_string();
+        let segments = ["api", "v2", "pins", &id];
+        let reply = self
+            .http
+            .send(json_call(CHECK_PIN, Method::GET, &segments), None)
+            .await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok(PinCheck::Expired);
+        }
+        if !reply.status.is_success() {
+            return Err(reply.into_error(CHECK_PIN, None));
+        }
+        // Read by hand: a decoder's message could quote the token it choked on.
+        let answer: serde_json::Value = serde_json::from_slice(&reply.body)
+            .map_err(|_| decode_error(CHECK_PIN, "the PIN answer is not JSON", None))?;
+        Ok(
+            match answer.get("authToken").and_then(serde_json::Value::as_str) {
+                Some(token) if !token.is_empty() => {
+                    PinCheck::Approved(SecretString::from(token.to_owned()))
+                }
+                _ => PinCheck::Waiting,
+            },
+        )
     }
 
     /// Asks plex.tv whether an email or username is an account. A 410 means the check is

@@ -5,6 +5,8 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`). When it cannot be reached the test fails with
 //! that message: tests never skip a backend.
 
+pub mod bin;
+pub mod load;
 pub mod world;
 
 use std::net::SocketAddr;
@@ -183,25 +185,28 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
         if let Some(name) = self.pg_database.take() {
-            // Drop runs outside any runtime guarantee: use a thread with its own small runtime.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-                        let _ = sqlx::query(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                        .execute(&mut conn)
-                        .await;
-                    }
-                });
-            })
-            .join();
+            drop_postgres_database(name);
         }
     }
+}
+
+/// Drops a test database made by [`fresh_postgres_database`]; callable from `Drop`.
+pub fn drop_postgres_database(name: String) {
+    // Drop runs outside any runtime guarantee: use a thread with its own small runtime.
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        });
+    })
+    .join();
 }
 
 /// The PostgreSQL server tests use.

@@ -381,6 +381,37 @@ impl PlisioClient {
         })
     }
 
+    /// `GET /api/v1/currencies`: the cheapest call that needs the key; `Ok` when Plisio accepts
+    /// it. Used by `usher doctor`.
+    pub async fn check_key(&self) -> Result<(), PlisioError> {
+        let mut url = endpoint(&self.base, "api/v1/currencies");
+        url.query_pairs_mut()
+            .append_pair("api_key", self.api_key.expose_secret());
+        // The URL carries the key: it goes to reqwest and nowhere else, and errors drop it.
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| PlisioError::Transport(e.without_url()))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| PlisioError::Transport(e.without_url()))?;
+        tracing::debug!(
+            endpoint = "GET /api/v1/currencies",
+            status = status.as_u16(),
+            "plisio call"
+        );
+        let reply: Value = serde_json::from_slice(&body).unwrap_or_default();
+        if status.is_success() && reply.get("status").and_then(Value::as_str) == Some("success") {
+            Ok(())
+        } else {
+            Err(self.error(status, &reply))
+        }
+    }
+
     fn error(&self, status: StatusCode, reply: &Value) -> PlisioError {
         let message = reply
             .pointer("/data/message")
