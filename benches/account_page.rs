@@ -6,7 +6,7 @@
 //! `USHER_BENCH_SUBSCRIBERS` (default 10000), `USHER_BENCH_SECONDS` (default 10) and
 //! `USHER_BENCH_CONNECTIONS` (default 32) change the run.
 // Benchmarks seed the store directly; the wall guards commands/ only.
-#![allow(clippy::disallowed_types)]
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod common;
 

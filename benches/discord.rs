@@ -5,7 +5,7 @@
 //!
 //! `cargo bench --bench discord`; `USHER_BENCH_SUBSCRIBERS` changes the size (default 10000).
 // Benchmarks seed the store directly; the wall guards commands/ only.
-#![allow(clippy::disallowed_types)]
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod common;
 

@@ -8,7 +8,7 @@
 //! `cargo bench --bench plex_invites`; `USHER_BENCH_INVITES` (default 10000) and
 //! `USHER_BENCH_RATE` (R, default 50) change the size.
 // Benchmarks set up state through the store directly; the wall guards commands/ only.
-#![allow(clippy::disallowed_types)]
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,7 +82,7 @@ async fn run(invites: u64, rate: u32, fault_each: f64) -> anyhow::Result<Run> {
             period: BillingPeriod::Month,
             max_streams: 1,
             trial: false,
-            groups: vec![group],
+            groups: vec![group.into()],
         },
     )
     .await?;

@@ -16,7 +16,7 @@
 //! `USHER_BENCH_SUBSCRIBERS` (default 2000) change the run.
 
 // Benchmarks seed and check the store directly; the wall guards commands/ only.
-#![allow(clippy::disallowed_types)]
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod common;
 

@@ -10,7 +10,7 @@ use crate::services::account::{self, AccountStatus};
 use crate::services::notify::OPEN_ACCOUNT_BUTTON;
 use crate::services::sign_in;
 
-use super::ephemeral;
+use super::common::ephemeral;
 
 /// Red, for the "must change" banner.
 const RED: u32 = 0x00E7_4C3C;

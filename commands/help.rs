@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 
 use crate::bot::{Context, Error};
 
-use super::{AdminOnly, caller_member, is_admin, say};
+use super::AdminOnly;
+use super::common::{caller_member, is_admin, say};
 
 /// Lists Usher's commands and what each does.
 #[poise::command(slash_command)]

@@ -1,23 +1,29 @@
 //! The Discord surface: one module per command group. Commands parse arguments into domain types,
 //! call one service with the [`App`](crate::app::App), and render the result. They never touch SQL
-//! or HTTP: `clippy.toml` lists those types as disallowed, and this module denies the lint.
+//! or HTTP: `clippy.toml` lists those types and calls as disallowed, and this module denies the
+//! lints.
 //!
 //! Buttons and modals are answered by [`on_interaction`] from the event handler, not by in-memory
 //! collectors, so a button in a DM still works after a restart. Their `custom_id`s are constants
 //! (the handler acts for whoever clicks) or signed tokens (the DM button names its subscriber).
-#![deny(clippy::disallowed_types)]
+#![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use poise::serenity_prelude as serenity;
 
 use crate::app::App;
 use crate::bot::{Context, Error, Refusal};
-use crate::domain::{Actor, DiscordId};
 
 mod account;
 mod admin;
 mod admin_payments;
+mod admin_plans;
+mod admin_recovery;
+mod admin_servers;
+mod admin_users;
+mod common;
 mod help;
 mod plex;
+mod settings;
 mod subscribe;
 
 /// Every command the bot registers: the single registry.
@@ -66,29 +72,16 @@ pub fn is_admin(app: &App, user: serenity::UserId, member: Option<&serenity::Mem
     })
 }
 
-/// The guild member behind a command, when it came from a guild.
-fn caller_member(ctx: Context<'_>) -> Option<&serenity::Member> {
-    match ctx {
-        poise::Context::Application(actx) => actx.interaction.member.as_deref(),
-        poise::Context::Prefix(_) => None,
-    }
-}
-
 /// The check every `/admin` command (the group and each subcommand) carries. Async because poise
 /// checks are futures.
 #[allow(clippy::unused_async)]
 pub async fn admin_check(ctx: Context<'_>) -> Result<bool, Error> {
-    if is_admin(ctx.data(), ctx.author().id, caller_member(ctx)) {
+    if is_admin(ctx.data(), ctx.author().id, common::caller_member(ctx)) {
         Ok(true)
     } else {
         tracing::info!(user = %ctx.author().id, command = %ctx.command().qualified_name, "refused an admin command to a non-admin");
         Err(Refusal::new(NOT_ADMIN).into())
     }
-}
-
-/// The actor for an admin acting through Discord.
-fn admin_actor(user: serenity::UserId) -> Result<Actor, Error> {
-    Ok(Actor::Admin(DiscordId::new(user.get())?))
 }
 
 /// Answers a button click or modal submit that belongs to Usher. Returns false for ids it does
@@ -113,95 +106,6 @@ pub async fn on_interaction(
         }
         _ => Ok(false),
     }
-}
-
-/// Answers a command with an ephemeral text.
-async fn say(ctx: Context<'_>, text: impl Into<String>) -> Result<(), Error> {
-    ctx.send(
-        poise::CreateReply::default()
-            .content(text.into())
-            .ephemeral(true),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Answers a slash command by opening a modal (poise has no reply for that).
-async fn open_modal(
-    ctx: Context<'_>,
-    modal: serenity::CreateInteractionResponse,
-) -> Result<(), Error> {
-    if let poise::Context::Application(actx) = ctx {
-        actx.interaction.create_response(ctx.http(), modal).await?;
-        actx.has_sent_initial_response
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-    Ok(())
-}
-
-/// Autocomplete choices `(label, value)` whose label contains what was typed, for admins only:
-/// poise runs the checks before autocomplete too, this keeps the lists closed even without them.
-fn admin_choices(
-    ctx: Context<'_>,
-    partial: &str,
-    items: impl IntoIterator<Item = (String, String)>,
-) -> serenity::CreateAutocompleteResponse {
-    let partial = partial.to_lowercase();
-    let choices = if is_admin(ctx.data(), ctx.author().id, caller_member(ctx)) {
-        items
-            .into_iter()
-            .filter(|(label, _)| label.to_lowercase().contains(&partial))
-            .take(25)
-            .map(|(label, value)| serenity::AutocompleteChoice::new(label, value))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    serenity::CreateAutocompleteResponse::new().set_choices(choices)
-}
-
-/// An ephemeral message as the first answer to an interaction.
-fn ephemeral(content: impl Into<String>) -> serenity::CreateInteractionResponse {
-    serenity::CreateInteractionResponse::Message(
-        serenity::CreateInteractionResponseMessage::new()
-            .content(content)
-            .ephemeral(true),
-    )
-}
-
-/// A modal with one text input.
-fn text_modal(
-    custom_id: &str,
-    title: &str,
-    input_id: &str,
-    label: &str,
-    placeholder: &str,
-    length: (u16, u16),
-) -> serenity::CreateInteractionResponse {
-    let input = serenity::CreateInputText::new(serenity::InputTextStyle::Short, label, input_id)
-        .placeholder(placeholder)
-        .min_length(length.0)
-        .max_length(length.1)
-        .required(true);
-    serenity::CreateInteractionResponse::Modal(
-        serenity::CreateModal::new(custom_id, title)
-            .components(vec![serenity::CreateActionRow::InputText(input)]),
-    )
-}
-
-/// The value of text input `id` in a submitted modal.
-fn modal_value<'a>(submit: &'a serenity::ModalInteraction, id: &str) -> Option<&'a str> {
-    submit
-        .data
-        .components
-        .iter()
-        .flat_map(|row| &row.components)
-        .find_map(|component| match component {
-            serenity::ActionRowComponent::InputText(input) if input.custom_id == id => {
-                input.value.as_deref()
-            }
-            _ => None,
-        })
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::bot::{Context, Error, Refusal, reply_failure};
 use crate::domain::{Actor, DiscordId, PlexEmail, SubscriberId, VerificationCode};
 use crate::services::{account, account_change, notify};
 
-use super::{ephemeral, modal_value, open_modal, text_modal};
+use super::common::{ephemeral, modal_value, open_modal, text_modal};
 
 /// The email modal.
 const EMAIL_MODAL: &str = "usher:change-email";

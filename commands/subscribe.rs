@@ -5,11 +5,11 @@
 use poise::serenity_prelude as serenity;
 
 use crate::bot::{Context, Error};
-use crate::domain::{BillingPeriod, DiscordId, PlanId, Provider};
+use crate::domain::{DiscordId, PlanId, Provider};
 use crate::services::account;
-use crate::services::checkout::{self, CheckoutError, Offer, provider_name};
+use crate::services::checkout::{self, CheckoutError, provider_name};
 
-use super::admin::parse_id;
+use super::common::{parse_id, price_line};
 
 /// How to pay, as a slash-command choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, poise::ChoiceParameter)]
@@ -33,18 +33,6 @@ impl From<ProviderChoice> for Provider {
             ProviderChoice::Plisio => Self::Plisio,
         }
     }
-}
-
-/// "8.00 USD a month".
-pub(super) fn price_line(offer: &Offer) -> String {
-    let per = match offer.period {
-        BillingPeriod::Week => "a week",
-        BillingPeriod::Month => "a month",
-        BillingPeriod::Quarter => "every 3 months",
-        BillingPeriod::HalfYear => "every 6 months",
-        BillingPeriod::Year => "a year",
-    };
-    format!("{} {per}", offer.price)
 }
 
 /// The provider already chosen in the command being typed, to narrow the plans offered.

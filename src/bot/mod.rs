@@ -11,12 +11,10 @@ use crate::app::App;
 
 mod reply;
 
-pub use reply::{Refusal, reply_failure, short_ref, user_message};
+pub use reply::{Error, Refusal, reply_failure, short_ref};
 
 /// What every command receives.
 pub type Data = App;
-/// The error commands return; rendered in one place, [`on_error`].
-pub type Error = anyhow::Error;
 /// A command's context.
 pub type Context<'a> = poise::Context<'a, Data, Error>;
 
@@ -156,7 +154,7 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
             }
             let text = error
                 .as_ref()
-                .and_then(user_message)
+                .and_then(|e| e.user_message().map(str::to_owned))
                 .unwrap_or_else(|| crate::commands::NOT_ADMIN.to_owned());
             (ctx, text)
         }

@@ -18,8 +18,21 @@ macro_rules! id_type {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { self.0.fmt(f) }
         }
+
+        /// Reads an id as a person or a signed payload writes it: a positive decimal number.
+        impl std::str::FromStr for $name {
+            type Err = ParseIdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.trim().parse::<i64>().ok().filter(|id| *id > 0).map(Self).ok_or(ParseIdError)
+            }
+        }
     )*};
 }
+
+/// Text that is not a positive whole number, where an id was expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not an id (a positive whole number)")]
+pub struct ParseIdError;
 
 id_type!(
     /// A subscriber (one Discord user).

@@ -16,8 +16,8 @@ pub use actor::Actor;
 pub use code::{VerificationCode, VerificationCodeError};
 pub use discord::{DiscordId, DiscordIdError};
 pub use ids::{
-    ChangeRequestId, JobId, LibraryGroupId, LibraryId, OwnerAccountId, PaymentId, PlanId,
-    PlexIdentityId, ServerId, ShareId, SubscriberId,
+    ChangeRequestId, JobId, LibraryGroupId, LibraryId, OwnerAccountId, ParseIdError, PaymentId,
+    PlanId, PlexIdentityId, ServerId, ShareId, SubscriberId,
 };
 pub use money::{Currency, CurrencyError, Money, MoneyError};
 pub use plex_email::{PlexEmail, PlexEmailError};

@@ -1,6 +1,6 @@
 //! The `plex.invite` job: sends the plex.tv invite of a pending share (placement chose its server).
 
-use crate::jobs::share_args::share_job;
+use crate::jobs::kinds::share_job;
 use crate::services::plex_sync;
 
 share_job!(

@@ -1,6 +1,6 @@
 //! The `plex.release_share` job: gives up a suspended share's place after the grace days (marks it removed).
 
-use crate::jobs::share_args::share_job;
+use crate::jobs::kinds::share_job;
 use crate::services::plex_sync;
 
 share_job!(

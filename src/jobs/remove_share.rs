@@ -1,6 +1,6 @@
 //! The `plex.remove_share` job: deletes a share on plex.tv and marks it removed.
 
-use crate::jobs::share_args::share_job;
+use crate::jobs::kinds::share_job;
 use crate::services::plex_sync;
 
 share_job!(

@@ -1,6 +1,6 @@
 //! The `plex.suspend_share` job: removes a lapsed subscriber's library access (the paid time ended), keeping the share row and its place on the server.
 
-use crate::jobs::share_args::share_job;
+use crate::jobs::kinds::share_job;
 use crate::services::plex_sync;
 
 share_job!(

@@ -1,6 +1,6 @@
 //! The `plex.update_share` job: brings an invited share's libraries in line with the subscriber's plan.
 
-use crate::jobs::share_args::share_job;
+use crate::jobs::kinds::share_job;
 use crate::services::plex_sync;
 
 share_job!(

@@ -110,12 +110,6 @@ pub enum ReinviteError {
     Unexpected(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for ReinviteError {
-    fn from(err: sqlx::Error) -> Self {
-        Self::Unexpected(anyhow::Error::new(err).context("database"))
-    }
-}
-
 /// What "Re-invite me" did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reinvited {

@@ -114,12 +114,6 @@ pub enum NoteError {
     Unexpected(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for NoteError {
-    fn from(err: sqlx::Error) -> Self {
-        Self::Unexpected(anyhow::Error::new(err).context("database"))
-    }
-}
-
 /// Replaces a subscriber's admin note (empty clears it); audited with the old and new text.
 pub async fn set_note(
     app: &App,

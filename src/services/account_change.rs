@@ -88,12 +88,6 @@ pub enum ChangeError {
     Unexpected(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for ChangeError {
-    fn from(err: sqlx::Error) -> Self {
-        Self::Unexpected(anyhow::Error::new(err).context("database"))
-    }
-}
-
 /// A code is on its way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeSent {
@@ -498,12 +492,6 @@ pub enum BulkFlagError {
     /// Anything else.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
-}
-
-impl From<sqlx::Error> for BulkFlagError {
-    fn from(err: sqlx::Error) -> Self {
-        Self::Unexpected(anyhow::Error::new(err).context("database"))
-    }
 }
 
 const BULK_FLAG_PURPOSE: &str = "bulk-flag";

@@ -43,3 +43,51 @@ impl From<sqlx::Error> for StepError {
         Self::Temporary(anyhow::Error::new(err).context("database"))
     }
 }
+
+/// An error a door can show to the person who caused it. Every service error type implements it
+/// (usually through [`user_facing!`]), so each door renders them all in one place: a refusal as
+/// its sentence, anything unexpected as an apology with a reference and the cause in the log.
+pub trait UserFacing: std::error::Error + Send + Sync + 'static {
+    /// The message for the person, or `None` for an unexpected failure (never shown as it is).
+    fn user_message(&self) -> Option<String>;
+}
+
+/// Implements [`UserFacing`] for service error enums whose every variant but
+/// `Unexpected(anyhow::Error)` is a message for the person; with `and_database`, also the
+/// conversion of a database error into `Unexpected`.
+macro_rules! user_facing {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl $crate::services::UserFacing for $ty {
+            fn user_message(&self) -> Option<String> {
+                (!matches!(self, Self::Unexpected(_)))
+                    .then(|| $crate::domain::as_sentence(&self.to_string()))
+            }
+        }
+    )+};
+    (and_database: $($ty:ty),+ $(,)?) => {$(
+        user_facing!($ty);
+
+        impl From<sqlx::Error> for $ty {
+            fn from(err: sqlx::Error) -> Self {
+                Self::Unexpected(anyhow::Error::new(err).context("database"))
+            }
+        }
+    )+};
+}
+
+user_facing!(checkout::CheckoutError, payments::AssignError);
+user_facing!(
+    and_database: account::NoteError,
+    account_change::ChangeError,
+    account_change::BulkFlagError,
+    access::ReinviteError,
+    plex_admin::AdminError,
+    settings::SettingError,
+    sign_in::SignInError,
+);
+
+impl UserFacing for crate::domain::DiscordIdError {
+    fn user_message(&self) -> Option<String> {
+        Some(crate::domain::as_sentence(&self.to_string()))
+    }
+}

@@ -74,6 +74,9 @@ pub enum AdminError {
     /// No such library group.
     #[error("there is no library group #{0}")]
     NoSuchGroup(LibraryGroupId),
+    /// No library group has that name.
+    #[error("there is no library group named `{0}`")]
+    NoGroupNamed(String),
     /// No such plan.
     #[error("there is no plan #{0}")]
     NoSuchPlan(PlanId),
@@ -108,12 +111,6 @@ pub enum AdminError {
     /// Anything else: logged with its cause, shown as a reference.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
-}
-
-impl From<sqlx::Error> for AdminError {
-    fn from(err: sqlx::Error) -> Self {
-        Self::Unexpected(anyhow::Error::new(err).context("database"))
-    }
 }
 
 /// Maps a plex.tv failure on a call made with a stored owner token.
@@ -557,7 +554,45 @@ pub struct PlanSpec {
     /// A trial plan.
     pub trial: bool,
     /// Library groups it gives access to.
-    pub groups: Vec<LibraryGroupId>,
+    pub groups: Vec<GroupRef>,
+}
+
+/// A library group as an admin names it: by id (picked from a list) or by name (typed, any case).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupRef {
+    /// The group with this id.
+    Id(LibraryGroupId),
+    /// The group with this name, compared without regard to case.
+    Name(String),
+}
+
+impl From<LibraryGroupId> for GroupRef {
+    fn from(id: LibraryGroupId) -> Self {
+        Self::Id(id)
+    }
+}
+
+/// The ids of the named groups, each checked to exist.
+async fn resolve_groups(
+    tx: &mut Tx,
+    wanted: &[GroupRef],
+) -> Result<Vec<LibraryGroupId>, AdminError> {
+    let known = servers::find_groups(tx).await?;
+    wanted
+        .iter()
+        .map(|g| match g {
+            GroupRef::Id(id) => known
+                .iter()
+                .find(|k| k.id == *id)
+                .map(|k| k.id)
+                .ok_or(AdminError::NoSuchGroup(*id)),
+            GroupRef::Name(name) => known
+                .iter()
+                .find(|k| k.name.eq_ignore_ascii_case(name.trim()))
+                .map(|k| k.id)
+                .ok_or_else(|| AdminError::NoGroupNamed(name.trim().to_owned())),
+        })
+        .collect()
 }
 
 /// Creates a plan.
@@ -571,6 +606,7 @@ pub async fn create_plan(app: &App, actor: &Actor, spec: &PlanSpec) -> Result<Pl
     }
     let currency = spec.price.currency();
     let mut tx = app.db.begin().await?;
+    let groups = resolve_groups(&mut tx, &spec.groups).await?;
     let row = NewPlan {
         name,
         price_minor: spec.price.minor(),
@@ -578,7 +614,7 @@ pub async fn create_plan(app: &App, actor: &Actor, spec: &PlanSpec) -> Result<Pl
         period: spec.period,
         max_streams: spec.max_streams,
         trial: spec.trial,
-        groups: &spec.groups,
+        groups: &groups,
     };
     let id = match servers::insert_plan(&mut tx, &row, app.clock.now()).await {
         Ok(id) => id,
@@ -587,7 +623,7 @@ pub async fn create_plan(app: &App, actor: &Actor, spec: &PlanSpec) -> Result<Pl
         }
         Err(err) => return Err(err.into()),
     };
-    let detail = serde_json::json!({ "plan": id, "name": name, "price": spec.price.to_string(), "groups": spec.groups });
+    let detail = serde_json::json!({ "plan": id, "name": name, "price": spec.price.to_string(), "groups": groups });
     audit::insert_audit(
         &mut tx,
         actor,

@@ -16,27 +16,17 @@ pub async fn plex_account_change_enabled(tx: &mut Tx) -> Result<bool, sqlx::Erro
         == Some("on"))
 }
 
-/// Turns "Plex account change processing" on or off.
+/// Turns "Plex account change processing" on or off (a [`change`] of that one setting).
 pub async fn set_plex_account_change(
     app: &App,
     actor: &Actor,
     enabled: bool,
-) -> Result<(), sqlx::Error> {
-    let now = app.clock.now();
-    let value = if enabled { "on" } else { "off" };
-    let mut tx = app.db.begin().await?;
-    settings::upsert_setting(&mut tx, PLEX_ACCOUNT_CHANGE, value, now).await?;
-    let detail = serde_json::json!({ "setting": PLEX_ACCOUNT_CHANGE, "value": value });
-    audit::insert_audit(&mut tx, actor, None, "setting.set", &detail, now).await?;
-    tx.commit().await
-}
-
-/// Whether "Plex account change processing" is on.
-pub async fn plex_account_change(app: &App) -> anyhow::Result<bool> {
-    let mut tx = app.db.read().await?;
-    let on = plex_account_change_enabled(&mut tx).await?;
-    tx.rollback().await?;
-    Ok(on)
+) -> Result<Current, SettingError> {
+    let one = SettingsChange {
+        plex_account_change: Some(enabled),
+        ..SettingsChange::default()
+    };
+    change(app, actor, &one).await
 }
 
 /// Key of the reminder days ("3,1": a reminder 3 days and 1 day before the paid time ends).
@@ -108,12 +98,6 @@ pub enum SettingError {
     Unexpected(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for SettingError {
-    fn from(err: sqlx::Error) -> Self {
-        Self::Unexpected(anyhow::Error::new(err).context("database"))
-    }
-}
-
 /// Parses reminder days: `3,1`, `1, 3, 7`, `none` (no reminders). Sorted largest first, no
 /// duplicates.
 pub fn parse_reminder_days(text: &str) -> Result<Vec<u32>, SettingError> {
@@ -168,18 +152,58 @@ pub async fn lifecycle(app: &App) -> anyhow::Result<Lifecycle> {
     Ok(out)
 }
 
-/// Changes the reminder days and/or the share grace days; audited. Returns the settings now.
-pub async fn set_lifecycle(
+/// A change of settings from one admin command; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsChange {
+    /// "Plex account change processing".
+    pub plex_account_change: Option<bool>,
+    /// Reminder days as the admin wrote them (`3,1`, `none`).
+    pub reminder_days: Option<String>,
+    /// Days a lapsed subscriber's place on their server is kept.
+    pub share_grace_days: Option<i64>,
+}
+
+/// Every setting admins change from Discord, as they are now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    /// "Plex account change processing" is on.
+    pub plex_account_change: bool,
+    /// How the everyday lifecycle runs.
+    pub lifecycle: Lifecycle,
+}
+
+async fn current_in(tx: &mut Tx) -> Result<Current, sqlx::Error> {
+    Ok(Current {
+        plex_account_change: plex_account_change_enabled(tx).await?,
+        lifecycle: lifecycle_in(tx).await?,
+    })
+}
+
+/// The settings now.
+pub async fn current(app: &App) -> anyhow::Result<Current> {
+    let mut tx = app.db.read().await?;
+    let out = current_in(&mut tx).await?;
+    tx.rollback().await?;
+    Ok(out)
+}
+
+/// Applies a change of settings: every value is checked before anything is written, and all of
+/// them are written, each audited, in one transaction. Returns the settings now.
+pub async fn change(
     app: &App,
     actor: &Actor,
-    reminder_days: Option<&str>,
-    share_grace_days: Option<i64>,
-) -> Result<Lifecycle, SettingError> {
-    if reminder_days.is_none() && share_grace_days.is_none() {
+    change: &SettingsChange,
+) -> Result<Current, SettingError> {
+    if *change == SettingsChange::default() {
         return Err(SettingError::Nothing);
     }
-    let days = reminder_days.map(parse_reminder_days).transpose()?;
-    let grace = share_grace_days
+    let days = change
+        .reminder_days
+        .as_deref()
+        .map(parse_reminder_days)
+        .transpose()?;
+    let grace = change
+        .share_grace_days
         .map(|d| {
             u32::try_from(d)
                 .ok()
@@ -189,19 +213,27 @@ pub async fn set_lifecycle(
         .transpose()?;
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
-    let mut current = lifecycle_in(&mut tx).await?;
+    let mut current = current_in(&mut tx).await?;
+    let mut writes: Vec<(&str, String)> = Vec::new();
+    if let Some(on) = change.plex_account_change {
+        current.plex_account_change = on;
+        writes.push((
+            PLEX_ACCOUNT_CHANGE,
+            if on { "on" } else { "off" }.to_owned(),
+        ));
+    }
     if let Some(days) = days {
-        current.reminder_days = days;
-        let value = current.reminder_days_text().replace(' ', "");
-        settings::upsert_setting(&mut tx, REMINDER_DAYS, &value, now).await?;
-        let detail = serde_json::json!({ "setting": REMINDER_DAYS, "value": value });
-        audit::insert_audit(&mut tx, actor, None, "setting.set", &detail, now).await?;
+        current.lifecycle.reminder_days = days;
+        let value = current.lifecycle.reminder_days_text().replace(' ', "");
+        writes.push((REMINDER_DAYS, value));
     }
     if let Some(grace) = grace {
-        current.share_grace_days = grace;
-        let value = grace.to_string();
-        settings::upsert_setting(&mut tx, SHARE_GRACE_DAYS, &value, now).await?;
-        let detail = serde_json::json!({ "setting": SHARE_GRACE_DAYS, "value": value });
+        current.lifecycle.share_grace_days = grace;
+        writes.push((SHARE_GRACE_DAYS, grace.to_string()));
+    }
+    for (key, value) in writes {
+        settings::upsert_setting(&mut tx, key, &value, now).await?;
+        let detail = serde_json::json!({ "setting": key, "value": value });
         audit::insert_audit(&mut tx, actor, None, "setting.set", &detail, now).await?;
     }
     tx.commit().await?;

@@ -62,12 +62,6 @@ pub enum SignInError {
     Unexpected(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for SignInError {
-    fn from(err: sqlx::Error) -> Self {
-        Self::Unexpected(anyhow::Error::new(err).context("database"))
-    }
-}
-
 /// A session just opened: the cookie value to set and when it ends.
 pub struct NewSession {
     /// The cookie's secret value.

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{ChangeRequestId, ChangeRequestState, PlexEmail, SubscriberId};
-use crate::on_tx;
+use crate::sql;
 use crate::store::Tx;
 
 /// A pending request.
@@ -31,10 +31,7 @@ pub async fn find_pending(
 ) -> Result<Option<ChangeRequestRow>, sqlx::Error> {
     const SQL: &str = "SELECT id, new_email_norm, code_hash, failed_attempts, last_sent_at, expires_at \
                        FROM account_change_request WHERE subscriber_id = $1 AND state = 'pending'";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(subscriber)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_as(SQL), subscriber => fetch_optional)
 }
 
 /// Ends a pending request (`cancelled`, `expired`, `locked` or `verified`).
@@ -47,20 +44,14 @@ pub async fn update_state(
     const SQL: &str = "UPDATE account_change_request SET state = $1, \
                        verified_at = CASE WHEN $1 = 'verified' THEN $2 ELSE verified_at END \
                        WHERE id = $3 AND state = 'pending'";
-    on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(state)
-        .bind(now)
-        .bind(id)
-        .execute(c)
-        .await
-        .map(|_| ()))
+    sql!(tx, query(SQL), state, now, id => execute).map(drop)
 }
 
 /// Counts one wrong code; returns the new count.
 pub async fn update_failed_attempt(tx: &mut Tx, id: ChangeRequestId) -> Result<i32, sqlx::Error> {
     const SQL: &str = "UPDATE account_change_request SET failed_attempts = failed_attempts + 1 WHERE id = $1 \
                        RETURNING failed_attempts";
-    on_tx!(tx, |c| sqlx::query_scalar(SQL).bind(id).fetch_one(c).await)
+    sql!(tx, query_scalar(SQL), id => fetch_one)
 }
 
 /// A new request to store.
@@ -87,16 +78,6 @@ pub async fn insert_request(
     const SQL: &str = "INSERT INTO account_change_request (subscriber_id, new_email_norm, code_hash, failed_attempts, \
                        sends, last_sent_at, expires_at, state, created_at) \
                        VALUES ($1, $2, $3, 0, $4, $5, $6, 'pending', $5) RETURNING id";
-    let id: i64 = on_tx!(tx, |c| {
-        sqlx::query_scalar(SQL)
-            .bind(request.subscriber)
-            .bind(request.email)
-            .bind(request.code_hash)
-            .bind(request.sends)
-            .bind(now)
-            .bind(request.expires_at)
-            .fetch_one(c)
-            .await?
-    });
+    let id: i64 = sql!(tx, query_scalar(SQL), request.subscriber, request.email, request.code_hash, request.sends, now, request.expires_at => fetch_one)?;
     Ok(ChangeRequestId::new(id))
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Actor, SubscriberId};
-use crate::on_tx;
+use crate::sql;
 use crate::store::Tx;
 
 /// Appends one audit entry. `detail` is JSON and must hold no secret.
@@ -16,13 +16,5 @@ pub async fn insert_audit(
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     const SQL: &str = "INSERT INTO audit_log (at, actor, subscriber_id, action, detail) VALUES ($1, $2, $3, $4, $5)";
-    on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(now)
-        .bind(actor.to_string())
-        .bind(subscriber.map(SubscriberId::get))
-        .bind(action)
-        .bind(detail.to_string())
-        .execute(c)
-        .await
-        .map(|_| ()))
+    sql!(tx, query(SQL), now, actor.to_string(), subscriber.map(SubscriberId::get), action, detail.to_string() => execute).map(drop)
 }

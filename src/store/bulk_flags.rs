@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{OwnerAccountId, PlanId, ServerId};
-use crate::on_tx;
+use crate::sql;
 use crate::store::Tx;
 
 /// Which subscribers a bulk flag targets (only those not flagged yet are taken).
@@ -80,42 +80,19 @@ pub async fn insert_preview(
     const COUNT: &str = "UPDATE bulk_flag_preview SET members = \
                          (SELECT COUNT(*) FROM bulk_flag_member WHERE preview_id = $1) WHERE id = $1 RETURNING members";
     let filter_json = serde_json::to_string(&filter).expect("filters serialise");
-    let id: i64 = on_tx!(tx, |c| sqlx::query_scalar(PREVIEW)
-        .bind(actor)
-        .bind(&filter_json)
-        .bind(now)
-        .bind(expires_at)
-        .fetch_one(c)
-        .await?);
+    let id: i64 =
+        sql!(tx, query_scalar(PREVIEW), actor, &filter_json, now, expires_at => fetch_one)?;
     let (condition, param) = filter.condition();
     let members = format!(
         "INSERT INTO bulk_flag_member (preview_id, subscriber_id) \
          SELECT $1, s.id FROM subscriber s WHERE NOT s.requires_plex_change AND ({condition})"
     );
     match param {
-        Param::None => on_tx!(tx, |c| sqlx::query(&members)
-            .bind(id)
-            .bind(None::<i64>)
-            .execute(c)
-            .await
-            .map(drop))?,
-        Param::Id(value) => on_tx!(tx, |c| sqlx::query(&members)
-            .bind(id)
-            .bind(value)
-            .execute(c)
-            .await
-            .map(drop))?,
-        Param::Now => on_tx!(tx, |c| sqlx::query(&members)
-            .bind(id)
-            .bind(now)
-            .execute(c)
-            .await
-            .map(drop))?,
+        Param::None => sql!(tx, query(&members), id, None::<i64> => execute).map(drop)?,
+        Param::Id(value) => sql!(tx, query(&members), id, value => execute).map(drop)?,
+        Param::Now => sql!(tx, query(&members), id, now => execute).map(drop)?,
     }
-    let count: i32 = on_tx!(tx, |c| sqlx::query_scalar(COUNT)
-        .bind(id)
-        .fetch_one(c)
-        .await?);
+    let count: i32 = sql!(tx, query_scalar(COUNT), id => fetch_one)?;
     Ok((id, i64::from(count)))
 }
 
@@ -127,11 +104,7 @@ pub async fn find_preview_names(
 ) -> Result<Vec<String>, sqlx::Error> {
     const SQL: &str = "SELECT s.display_name FROM bulk_flag_member m JOIN subscriber s ON s.id = m.subscriber_id \
                        WHERE m.preview_id = $1 ORDER BY s.id LIMIT $2";
-    on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(preview)
-        .bind(limit)
-        .fetch_all(c)
-        .await)
+    sql!(tx, query_scalar(SQL), preview, limit => fetch_all)
 }
 
 /// Marks a preview confirmed, once. Returns false when it was confirmed already or has expired.
@@ -142,12 +115,7 @@ pub async fn update_preview_confirmed(
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE bulk_flag_preview SET confirmed_at = $1 \
                        WHERE id = $2 AND confirmed_at IS NULL AND expires_at > $1";
-    let n = on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(now)
-        .bind(preview)
-        .execute(c)
-        .await?
-        .rows_affected());
+    let n = sql!(tx, query(SQL), now, preview => execute)?;
     Ok(n == 1)
 }
 
@@ -159,10 +127,5 @@ pub async fn update_flag_members(
 ) -> Result<u64, sqlx::Error> {
     const SQL: &str = "UPDATE subscriber SET requires_plex_change = TRUE, flagged_at = $1, updated_at = $1 \
                        WHERE NOT requires_plex_change AND id IN (SELECT subscriber_id FROM bulk_flag_member WHERE preview_id = $2)";
-    Ok(on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(now)
-        .bind(preview)
-        .execute(c)
-        .await?
-        .rows_affected()))
+    Ok(sql!(tx, query(SQL), now, preview => execute)?)
 }

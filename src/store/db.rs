@@ -53,6 +53,23 @@ macro_rules! on_tx {
     };
 }
 
+/// Runs one statement in a [`Tx`]: `sql!(tx, query_as(SQL), a, b => fetch_optional)` builds
+/// `sqlx::query_as(SQL).bind(a).bind(b)`, runs it with `fetch_optional` (or `fetch_one`,
+/// `fetch_all`, or `execute`, which answers the number of rows changed) on the transaction's
+/// connection, and awaits it. The one shape nearly every store function has, written once.
+#[macro_export]
+macro_rules! sql {
+    ($tx:expr, $kind:ident($query:expr) $(, $arg:expr)* => execute) => {
+        $crate::on_tx!($tx, |c| sqlx::$kind($query)$(.bind($arg))*
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))
+    };
+    ($tx:expr, $kind:ident($query:expr) $(, $arg:expr)* => $run:ident) => {
+        $crate::on_tx!($tx, |c| sqlx::$kind($query)$(.bind($arg))*.$run(c).await)
+    };
+}
+
 /// Runs one sqlx expression against a [`Db`]'s pool, whichever backend it is.
 #[macro_export]
 macro_rules! on_db {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{DiscordId, OwnerAccountId, PlexEmail, ShareState};
-use crate::on_tx;
+use crate::sql;
 use crate::store::Tx;
 
 /// One subscriber as exported.
@@ -46,8 +46,5 @@ pub async fn find_users(
         WHERE $1 IS NULL OR EXISTS (SELECT 1 FROM share x JOIN server y ON y.id = x.server_id \
             WHERE x.subscriber_id = s.id AND x.state <> 'removed' AND y.owner_account_id = $1) \
         ORDER BY s.id";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(owner.map(OwnerAccountId::get))
-        .fetch_all(c)
-        .await)
+    sql!(tx, query_as(SQL), owner.map(OwnerAccountId::get) => fetch_all)
 }

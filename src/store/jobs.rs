@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{JobId, JobState};
-use crate::on_tx;
+use crate::sql;
 use crate::store::{Db, Tx};
 
 /// A job to add to the queue.
@@ -68,19 +68,7 @@ pub async fn insert_job(
                        max_attempts, run_at, created_at) \
                        VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7) \
                        ON CONFLICT (idempotency_key) DO NOTHING";
-    let done = on_tx!(tx, |c| {
-        sqlx::query(SQL)
-            .bind(job.kind)
-            .bind(job.payload)
-            .bind(job.idempotency_key)
-            .bind(job.rate_key)
-            .bind(job.max_attempts)
-            .bind(job.run_at)
-            .bind(now)
-            .execute(c)
-            .await?
-            .rows_affected()
-    });
+    let done = sql!(tx, query(SQL), job.kind, job.payload, job.idempotency_key, job.rate_key, job.max_attempts, job.run_at, now => execute)?;
     Ok(done == 1)
 }
 
@@ -194,12 +182,7 @@ pub async fn update_unparked(
 ) -> Result<u64, sqlx::Error> {
     const SQL: &str = "UPDATE job SET state = 'queued', run_at = $1, attempts = 0, last_error = NULL \
                        WHERE state = 'parked' AND rate_key = $2";
-    Ok(on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(now)
-        .bind(rate_key)
-        .execute(c)
-        .await?
-        .rows_affected()))
+    Ok(sql!(tx, query(SQL), now, rate_key => execute)?)
 }
 
 /// Number of jobs in each state, for `/metrics` and the admin board.

@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{OwnerAccountId, ShareId, SubscriberId};
-use crate::on_tx;
+use crate::sql;
 use crate::store::Tx;
 
 /// SQL: subscriber `s` is active at `$1`.
@@ -79,7 +79,7 @@ pub async fn find_lapsed_shares(
         active!(),
         " ORDER BY sh.id"
     );
-    on_tx!(tx, |c| sqlx::query_as(SQL).bind(now).fetch_all(c).await)
+    sql!(tx, query_as(SQL), now => fetch_all)
 }
 
 /// Shares whose access was removed, of subscribers active again and not flagged (a flagged
@@ -98,11 +98,7 @@ pub async fn find_restorable_shares(
         active!(),
         " ORDER BY sh.id"
     );
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(now)
-        .bind(only)
-        .fetch_all(c)
-        .await)
+    sql!(tx, query_as(SQL), now, only => fetch_all)
 }
 
 /// Shares whose access was removed at or before `cutoff` and whose subscriber is still not
@@ -119,11 +115,7 @@ pub async fn find_suspensions_over(
         active!(),
         " ORDER BY sh.id"
     );
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(now)
-        .bind(cutoff)
-        .fetch_all(c)
-        .await)
+    sql!(tx, query_as(SQL), now, cutoff => fetch_all)
 }
 
 /// A lapsed subscriber with something still to undo.
@@ -154,7 +146,7 @@ pub async fn find_lapsed_subscribers(
         active!(),
         " ORDER BY s.id"
     );
-    on_tx!(tx, |c| sqlx::query_as(SQL).bind(now).fetch_all(c).await)
+    sql!(tx, query_as(SQL), now => fetch_all)
 }
 
 /// An active subscriber the roles were not given to yet.
@@ -178,7 +170,7 @@ pub async fn find_role_grants_due(
         active!(),
         " ORDER BY s.id"
     );
-    on_tx!(tx, |c| sqlx::query_as(SQL).bind(now).fetch_all(c).await)
+    sql!(tx, query_as(SQL), now => fetch_all)
 }
 
 /// An active subscriber whose paid time ends within the reminder horizon.
@@ -214,11 +206,7 @@ pub async fn find_ending(
         active!(),
         " ORDER BY s.id"
     );
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(now)
-        .bind(horizon)
-        .fetch_all(c)
-        .await)
+    sql!(tx, query_as(SQL), now, horizon => fetch_all)
 }
 
 /// Whether a subscriber is active now, and the end of their latest applied interval.
@@ -250,11 +238,7 @@ pub async fn find_standing(
         ended!(),
         " AS ended_at FROM subscriber s WHERE s.id = $2"
     );
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(now)
-        .bind(subscriber)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_as(SQL), now, subscriber => fetch_optional)
 }
 
 /// Records that the share's library access was removed on plex.tv (its plex.tv id is gone).
@@ -265,12 +249,7 @@ pub async fn update_share_suspended(
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE share SET suspended_at = $1, plex_share_id = NULL, updated_at = $1 \
                        WHERE id = $2 AND state <> 'removed' AND suspended_at IS NULL";
-    let n = on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(now)
-        .bind(share)
-        .execute(c)
-        .await?
-        .rows_affected());
+    let n = sql!(tx, query(SQL), now, share => execute)?;
     Ok(n == 1)
 }
 
@@ -282,12 +261,7 @@ pub async fn update_share_restored(
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE share SET suspended_at = NULL, plex_share_id = NULL, state = 'pending', \
                        updated_at = $1 WHERE id = $2 AND state <> 'removed' AND suspended_at IS NOT NULL";
-    let n = on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(now)
-        .bind(share)
-        .execute(c)
-        .await?
-        .rows_affected());
+    let n = sql!(tx, query(SQL), now, share => execute)?;
     Ok(n == 1)
 }
 
@@ -298,10 +272,5 @@ pub async fn update_role_granted(
     granted: bool,
 ) -> Result<(), sqlx::Error> {
     const SQL: &str = "UPDATE subscriber SET role_granted = $1 WHERE id = $2";
-    on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(granted)
-        .bind(subscriber)
-        .execute(c)
-        .await
-        .map(|_| ()))
+    sql!(tx, query(SQL), granted, subscriber => execute).map(drop)
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{
     DiscordId, NotificationChannel, NotificationKind, NotificationState, SubscriberId,
 };
-use crate::on_tx;
+use crate::sql;
 use crate::store::Tx;
 
 /// A notification to create.
@@ -34,16 +34,7 @@ pub async fn insert_notification(
     const SQL: &str = "INSERT INTO notification (subscriber_id, kind, channel, email_to, detail, dedupe_key, created_at) \
                        VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id";
     let detail = new.detail.to_string();
-    on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(new.subscriber)
-        .bind(new.kind)
-        .bind(new.channel)
-        .bind(new.email_to)
-        .bind(&detail)
-        .bind(new.dedupe_key)
-        .bind(now)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_scalar(SQL), new.subscriber, new.kind, new.channel, new.email_to, &detail, new.dedupe_key, now => fetch_optional)
 }
 
 /// A notification with what delivering it needs to know about its subscriber.
@@ -79,7 +70,7 @@ pub async fn find_notification(
     const SQL: &str = "SELECT n.id, n.subscriber_id, n.kind, n.channel, n.email_to, n.detail, n.state, \
                        s.discord_id, s.display_name, s.requires_plex_change AS flagged \
                        FROM notification n LEFT JOIN subscriber s ON s.id = n.subscriber_id WHERE n.id = $1";
-    on_tx!(tx, |c| sqlx::query_as(SQL).bind(id).fetch_optional(c).await)
+    sql!(tx, query_as(SQL), id => fetch_optional)
 }
 
 /// Records how a queued notification ended. False when it had ended already.
@@ -93,15 +84,7 @@ pub async fn update_finished(
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE notification SET state = $1, delivered_via = $2, error = $3, finished_at = $4 \
                        WHERE id = $5 AND state = 'queued'";
-    let n = on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(state)
-        .bind(delivered_via)
-        .bind(error)
-        .bind(now)
-        .bind(id)
-        .execute(c)
-        .await?
-        .rows_affected());
+    let n = sql!(tx, query(SQL), state, delivered_via, error, now, id => execute)?;
     Ok(n == 1)
 }
 
@@ -128,10 +111,5 @@ pub async fn find_flagged_members(
                        WHERE m.preview_id = $1 AND m.subscriber_id > $2 AND s.requires_plex_change \
                        AND s.flagged_at = p.confirmed_at \
                        ORDER BY m.subscriber_id LIMIT $3";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(preview)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(c)
-        .await)
+    sql!(tx, query_as(SQL), preview, after, limit => fetch_all)
 }

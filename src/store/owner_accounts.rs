@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{OwnerAccountId, OwnerAccountState};
-use crate::on_tx;
+use crate::sql;
 use crate::store::Tx;
 
 /// An owner account to add.
@@ -28,16 +28,7 @@ pub async fn insert_owner_account(
 ) -> Result<OwnerAccountId, sqlx::Error> {
     const SQL: &str = "INSERT INTO owner_account (name, plex_user_id, token_enc, plex_pass, state, created_at) \
                        VALUES ($1, $2, $3, $4, 'active', $5) RETURNING id";
-    let id: i64 = on_tx!(tx, |c| {
-        sqlx::query_scalar(SQL)
-            .bind(account.name)
-            .bind(account.plex_user_id)
-            .bind(account.token_enc)
-            .bind(account.plex_pass)
-            .bind(now)
-            .fetch_one(c)
-            .await?
-    });
+    let id: i64 = sql!(tx, query_scalar(SQL), account.name, account.plex_user_id, account.token_enc, account.plex_pass, now => fetch_one)?;
     Ok(OwnerAccountId::new(id))
 }
 
@@ -47,10 +38,7 @@ pub async fn find_token_enc(
     id: OwnerAccountId,
 ) -> Result<Option<String>, sqlx::Error> {
     const SQL: &str = "SELECT token_enc FROM owner_account WHERE id = $1";
-    on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(id)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_scalar(SQL), id => fetch_optional)
 }
 
 /// An owner account as stored (the token stays sealed).
@@ -76,14 +64,14 @@ pub async fn find_owner_account(
     id: OwnerAccountId,
 ) -> Result<Option<OwnerAccountRow>, sqlx::Error> {
     const SQL: &str = "SELECT id, name, plex_user_id, token_enc, plex_pass, state FROM owner_account WHERE id = $1";
-    on_tx!(tx, |c| sqlx::query_as(SQL).bind(id).fetch_optional(c).await)
+    sql!(tx, query_as(SQL), id => fetch_optional)
 }
 
 /// Every owner account, in id order.
 pub async fn find_owner_accounts(tx: &mut Tx) -> Result<Vec<OwnerAccountRow>, sqlx::Error> {
     const SQL: &str =
         "SELECT id, name, plex_user_id, token_enc, plex_pass, state FROM owner_account ORDER BY id";
-    on_tx!(tx, |c| sqlx::query_as(SQL).fetch_all(c).await)
+    sql!(tx, query_as(SQL) => fetch_all)
 }
 
 /// Moves an active account to `banned` or `removed`, stamping when. False when it was not active
@@ -104,12 +92,7 @@ pub async fn update_owner_state(
         }
         S::Active => return Ok(false),
     };
-    let n = on_tx!(tx, |c| sqlx::query(sql)
-        .bind(now)
-        .bind(id)
-        .execute(c)
-        .await?
-        .rows_affected());
+    let n = sql!(tx, query(sql), now, id => execute)?;
     Ok(n == 1)
 }
 
@@ -122,10 +105,5 @@ pub async fn update_shares_removed_for_owner(
 ) -> Result<u64, sqlx::Error> {
     const SQL: &str = "UPDATE share SET state = 'removed', removed_at = $1, updated_at = $1 \
                        WHERE state <> 'removed' AND server_id IN (SELECT id FROM server WHERE owner_account_id = $2)";
-    Ok(on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(now)
-        .bind(id)
-        .execute(c)
-        .await?
-        .rows_affected()))
+    Ok(sql!(tx, query(SQL), now, id => execute)?)
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{DiscordId, NotificationState, ShareState, SubscriberId};
-use crate::on_tx;
+use crate::sql;
 use crate::store::Tx;
 
 /// One subscriber on the board.
@@ -41,5 +41,5 @@ pub async fn find_board(tx: &mut Tx, now: DateTime<Utc>) -> Result<Vec<BoardRow>
         WHERE s.requires_plex_change \
            OR EXISTS (SELECT 1 FROM account_change_request r WHERE r.subscriber_id = s.id AND r.state = 'verified') \
         ORDER BY s.id";
-    on_tx!(tx, |c| sqlx::query_as(SQL).bind(now).fetch_all(c).await)
+    sql!(tx, query_as(SQL), now => fetch_all)
 }

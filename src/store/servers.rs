@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{
     BillingPeriod, LibraryGroupId, LibraryId, OwnerAccountId, OwnerAccountState, PlanId, ServerId,
 };
-use crate::on_tx;
+use crate::sql;
 use crate::store::Tx;
 
 /// A server to add.
@@ -29,16 +29,7 @@ pub async fn insert_server(
 ) -> Result<ServerId, sqlx::Error> {
     const SQL: &str = "INSERT INTO server (owner_account_id, machine_id, name, url, created_at) \
                        VALUES ($1, $2, $3, $4, $5) RETURNING id";
-    on_tx!(tx, |c| {
-        sqlx::query_scalar(SQL)
-            .bind(server.owner)
-            .bind(server.machine_id)
-            .bind(server.name)
-            .bind(server.url)
-            .bind(now)
-            .fetch_one(c)
-            .await
-    })
+    sql!(tx, query_scalar(SQL), server.owner, server.machine_id, server.name, server.url, now => fetch_one)
 }
 
 /// A change to a server's switches; `None` leaves a field as it is.
@@ -67,18 +58,7 @@ pub async fn update_server_flags(
                        allow_trials = COALESCE($3, allow_trials), max_users = COALESCE($4, max_users), \
                        location = CASE WHEN $5 IS NULL THEN location WHEN $5 = '' THEN NULL ELSE $5 END \
                        WHERE id = $6";
-    let n = on_tx!(tx, |c| {
-        sqlx::query(SQL)
-            .bind(flags.enabled)
-            .bind(flags.allow_new_subscriptions)
-            .bind(flags.allow_trials)
-            .bind(flags.max_users)
-            .bind(flags.location.as_deref())
-            .bind(id)
-            .execute(c)
-            .await?
-            .rows_affected()
-    });
+    let n = sql!(tx, query(SQL), flags.enabled, flags.allow_new_subscriptions, flags.allow_trials, flags.max_users, flags.location.as_deref(), id => execute)?;
     Ok(n == 1)
 }
 
@@ -119,16 +99,13 @@ const SERVER_SELECT: &str = "SELECT s.id, s.owner_account_id, o.state AS owner_s
 /// Every server, in id order.
 pub async fn find_servers(tx: &mut Tx) -> Result<Vec<ServerRow>, sqlx::Error> {
     let sql = format!("{SERVER_SELECT} ORDER BY s.id");
-    on_tx!(tx, |c| sqlx::query_as(&sql).fetch_all(c).await)
+    sql!(tx, query_as(&sql) => fetch_all)
 }
 
 /// One server.
 pub async fn find_server(tx: &mut Tx, id: ServerId) -> Result<Option<ServerRow>, sqlx::Error> {
     let sql = format!("{SERVER_SELECT} WHERE s.id = $1");
-    on_tx!(tx, |c| sqlx::query_as(&sql)
-        .bind(id)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_as(&sql), id => fetch_optional)
 }
 
 /// A library as reported by plex.tv for a server.
@@ -153,31 +130,14 @@ pub async fn upsert_library(
     const FIND: &str = "SELECT id FROM library WHERE server_id = $1 AND local_key = $2";
     const UPDATE: &str = "UPDATE library SET section_id = $1, title = $2, kind = $3 WHERE id = $4";
     const INSERT: &str = "INSERT INTO library (server_id, section_id, local_key, title, kind) VALUES ($1, $2, $3, $4, $5)";
-    let existing: Option<i64> = on_tx!(tx, |c| sqlx::query_scalar(FIND)
-        .bind(server)
-        .bind(lib.local_key)
-        .fetch_optional(c)
-        .await?);
+    let existing: Option<i64> =
+        sql!(tx, query_scalar(FIND), server, lib.local_key => fetch_optional)?;
     if let Some(id) = existing {
-        on_tx!(tx, |c| sqlx::query(UPDATE)
-            .bind(lib.section_id)
-            .bind(lib.title)
-            .bind(lib.kind)
-            .bind(id)
-            .execute(c)
-            .await
-            .map(|_| ()))?;
+        sql!(tx, query(UPDATE), lib.section_id, lib.title, lib.kind, id => execute).map(drop)?;
         return Ok(false);
     }
-    on_tx!(tx, |c| sqlx::query(INSERT)
-        .bind(server)
-        .bind(lib.section_id)
-        .bind(lib.local_key)
-        .bind(lib.title)
-        .bind(lib.kind)
-        .execute(c)
-        .await
-        .map(|_| ()))?;
+    sql!(tx, query(INSERT), server, lib.section_id, lib.local_key, lib.title, lib.kind => execute)
+        .map(drop)?;
     Ok(true)
 }
 
@@ -234,7 +194,7 @@ pub struct LibraryRow {
 pub async fn find_libraries(tx: &mut Tx, server: ServerId) -> Result<Vec<LibraryRow>, sqlx::Error> {
     const SQL: &str = "SELECT id, server_id, section_id, local_key, title, kind, group_id FROM library \
                        WHERE server_id = $1 ORDER BY local_key";
-    on_tx!(tx, |c| sqlx::query_as(SQL).bind(server).fetch_all(c).await)
+    sql!(tx, query_as(SQL), server => fetch_all)
 }
 
 /// Creates a library group.
@@ -246,12 +206,7 @@ pub async fn insert_group(
 ) -> Result<LibraryGroupId, sqlx::Error> {
     const SQL: &str =
         "INSERT INTO library_group (name, private, created_at) VALUES ($1, $2, $3) RETURNING id";
-    on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(name)
-        .bind(private)
-        .bind(now)
-        .fetch_one(c)
-        .await)
+    sql!(tx, query_scalar(SQL), name, private, now => fetch_one)
 }
 
 /// Puts a library in a group (or none). False when no such library exists.
@@ -261,14 +216,7 @@ pub async fn update_library_group(
     group: Option<LibraryGroupId>,
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE library SET group_id = $1 WHERE id = $2";
-    let n = on_tx!(tx, |c| {
-        sqlx::query(SQL)
-            .bind(group)
-            .bind(library)
-            .execute(c)
-            .await?
-            .rows_affected()
-    });
+    let n = sql!(tx, query(SQL), group, library => execute)?;
     Ok(n == 1)
 }
 
@@ -300,25 +248,9 @@ pub async fn insert_plan(
     const SQL: &str = "INSERT INTO plan (name, price_minor, currency, period, max_streams, trial, created_at) \
                        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
     const GROUP: &str = "INSERT INTO plan_group (plan_id, group_id) VALUES ($1, $2)";
-    let id: PlanId = on_tx!(tx, |c| {
-        sqlx::query_scalar(SQL)
-            .bind(plan.name)
-            .bind(plan.price_minor)
-            .bind(plan.currency)
-            .bind(plan.period)
-            .bind(plan.max_streams)
-            .bind(plan.trial)
-            .bind(now)
-            .fetch_one(c)
-            .await?
-    });
+    let id: PlanId = sql!(tx, query_scalar(SQL), plan.name, plan.price_minor, plan.currency, plan.period, plan.max_streams, plan.trial, now => fetch_one)?;
     for group in plan.groups {
-        on_tx!(tx, |c| sqlx::query(GROUP)
-            .bind(id)
-            .bind(group)
-            .execute(c)
-            .await
-            .map(|_| ()))?;
+        sql!(tx, query(GROUP), id, group => execute).map(drop)?;
     }
     Ok(id)
 }
@@ -329,10 +261,7 @@ pub async fn find_plan_groups(
     plan: PlanId,
 ) -> Result<Vec<LibraryGroupId>, sqlx::Error> {
     const SQL: &str = "SELECT group_id FROM plan_group WHERE plan_id = $1 ORDER BY group_id";
-    on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(plan)
-        .fetch_all(c)
-        .await)
+    sql!(tx, query_scalar(SQL), plan => fetch_all)
 }
 
 /// The library groups each server carries: (server id, group id), shareable groups only.
@@ -341,16 +270,13 @@ pub async fn find_server_groups(
 ) -> Result<Vec<(ServerId, LibraryGroupId)>, sqlx::Error> {
     const SQL: &str = "SELECT DISTINCT l.server_id, l.group_id FROM library l \
                        JOIN library_group g ON g.id = l.group_id WHERE NOT g.private ORDER BY l.server_id, l.group_id";
-    on_tx!(tx, |c| sqlx::query_as(SQL).fetch_all(c).await)
+    sql!(tx, query_as(SQL) => fetch_all)
 }
 
 /// Whether a plan is a trial plan.
 pub async fn find_plan_trial(tx: &mut Tx, plan: PlanId) -> Result<Option<bool>, sqlx::Error> {
     const SQL: &str = "SELECT trial FROM plan WHERE id = $1";
-    on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(plan)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_scalar(SQL), plan => fetch_optional)
 }
 
 /// Context a reconcile needs: the server's machine id and its owner's state and sealed token.
@@ -373,10 +299,7 @@ pub async fn find_server_owner(
 ) -> Result<Option<ServerOwnerRow>, sqlx::Error> {
     const SQL: &str = "SELECT s.machine_id, s.owner_account_id, o.state AS owner_state, o.token_enc \
                        FROM server s JOIN owner_account o ON o.id = s.owner_account_id WHERE s.id = $1";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(server)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_as(SQL), server => fetch_optional)
 }
 
 /// Renames a group and/or changes whether it is private. False when no such group exists.
@@ -387,13 +310,7 @@ pub async fn update_group(
     private: Option<bool>,
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE library_group SET name = COALESCE($1, name), private = COALESCE($2, private) WHERE id = $3";
-    let n = on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(name)
-        .bind(private)
-        .bind(id)
-        .execute(c)
-        .await?
-        .rows_affected());
+    let n = sql!(tx, query(SQL), name, private, id => execute)?;
     Ok(n == 1)
 }
 
@@ -421,19 +338,7 @@ pub async fn update_plan(
     const SQL: &str = "UPDATE plan SET name = COALESCE($1, name), price_minor = COALESCE($2, price_minor), \
                        currency = COALESCE($3, currency), max_streams = COALESCE($4, max_streams), \
                        trial = COALESCE($5, trial), active = COALESCE($6, active) WHERE id = $7";
-    let n = on_tx!(tx, |c| {
-        sqlx::query(SQL)
-            .bind(change.name)
-            .bind(change.price.map(|p| p.0))
-            .bind(change.price.map(|p| p.1))
-            .bind(change.max_streams)
-            .bind(change.trial)
-            .bind(change.active)
-            .bind(id)
-            .execute(c)
-            .await?
-            .rows_affected()
-    });
+    let n = sql!(tx, query(SQL), change.name, change.price.map(|p| p.0), change.price.map(|p| p.1), change.max_streams, change.trial, change.active, id => execute)?;
     Ok(n == 1)
 }
 
@@ -445,18 +350,9 @@ pub async fn replace_plan_groups(
 ) -> Result<(), sqlx::Error> {
     const CLEAR: &str = "DELETE FROM plan_group WHERE plan_id = $1";
     const ADD: &str = "INSERT INTO plan_group (plan_id, group_id) VALUES ($1, $2)";
-    on_tx!(tx, |c| sqlx::query(CLEAR)
-        .bind(plan)
-        .execute(c)
-        .await
-        .map(|_| ()))?;
+    sql!(tx, query(CLEAR), plan => execute).map(drop)?;
     for group in groups {
-        on_tx!(tx, |c| sqlx::query(ADD)
-            .bind(plan)
-            .bind(group)
-            .execute(c)
-            .await
-            .map(|_| ()))?;
+        sql!(tx, query(ADD), plan, group => execute).map(drop)?;
     }
     Ok(())
 }
@@ -464,10 +360,7 @@ pub async fn replace_plan_groups(
 /// A plan's name.
 pub async fn find_plan_name(tx: &mut Tx, plan: PlanId) -> Result<Option<String>, sqlx::Error> {
     const SQL: &str = "SELECT name FROM plan WHERE id = $1";
-    on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(plan)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_scalar(SQL), plan => fetch_optional)
 }
 
 /// A plan as listed.
@@ -491,7 +384,7 @@ pub struct PlanRow {
 pub async fn find_plans(tx: &mut Tx) -> Result<Vec<PlanRow>, sqlx::Error> {
     const SQL: &str =
         "SELECT id, name, price_minor, currency, period, active FROM plan ORDER BY name";
-    on_tx!(tx, |c| sqlx::query_as(SQL).fetch_all(c).await)
+    sql!(tx, query_as(SQL) => fetch_all)
 }
 
 /// A library group as listed.
@@ -508,7 +401,7 @@ pub struct GroupRow {
 /// Every library group, by name.
 pub async fn find_groups(tx: &mut Tx) -> Result<Vec<GroupRow>, sqlx::Error> {
     const SQL: &str = "SELECT id, name, private FROM library_group ORDER BY name";
-    on_tx!(tx, |c| sqlx::query_as(SQL).fetch_all(c).await)
+    sql!(tx, query_as(SQL) => fetch_all)
 }
 
 /// A library with its server's name, for listings across servers.
@@ -529,5 +422,5 @@ pub async fn find_all_libraries(tx: &mut Tx) -> Result<Vec<LibraryListRow>, sqlx
     const SQL: &str = "SELECT l.id, s.name AS server, l.title, g.name AS group_name FROM library l \
                        JOIN server s ON s.id = l.server_id LEFT JOIN library_group g ON g.id = l.group_id \
                        ORDER BY s.name, l.title";
-    on_tx!(tx, |c| sqlx::query_as(SQL).fetch_all(c).await)
+    sql!(tx, query_as(SQL) => fetch_all)
 }

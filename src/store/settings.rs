@@ -3,16 +3,13 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::on_tx;
+use crate::sql;
 use crate::store::Tx;
 
 /// Reads one setting.
 pub async fn find_setting(tx: &mut Tx, key: &str) -> Result<Option<String>, sqlx::Error> {
     const SQL: &str = "SELECT value FROM setting WHERE key = $1";
-    on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(key)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_scalar(SQL), key => fetch_optional)
 }
 
 /// Writes one setting (insert or replace).
@@ -24,13 +21,7 @@ pub async fn upsert_setting(
 ) -> Result<(), sqlx::Error> {
     const SQL: &str = "INSERT INTO setting (key, value, updated_at) VALUES ($1, $2, $3) \
                        ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
-    on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(key)
-        .bind(value)
-        .bind(now)
-        .execute(c)
-        .await
-        .map(|_| ()))
+    sql!(tx, query(SQL), key, value, now => execute).map(drop)
 }
 
 /// Writes one setting only if it is not set yet; returns the value in force.
@@ -41,13 +32,7 @@ pub async fn insert_setting_once(
     now: DateTime<Utc>,
 ) -> Result<String, sqlx::Error> {
     const SQL: &str = "INSERT INTO setting (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING";
-    on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(key)
-        .bind(value)
-        .bind(now)
-        .execute(c)
-        .await
-        .map(|_| ()))?;
+    sql!(tx, query(SQL), key, value, now => execute).map(drop)?;
     Ok(find_setting(tx, key)
         .await?
         .unwrap_or_else(|| value.to_string()))

@@ -6,7 +6,7 @@ use crate::domain::{
     OwnerAccountId, OwnerAccountState, PlanId, PlexEmail, PlexIdentityId, ServerId, ShareId,
     ShareState, SubscriberId,
 };
-use crate::on_tx;
+use crate::sql;
 use crate::store::Tx;
 
 /// Records a share (before the invite job sends it, it is `pending` with no plex.tv id).
@@ -20,25 +20,13 @@ pub async fn insert_share(
 ) -> Result<ShareId, sqlx::Error> {
     const SQL: &str = "INSERT INTO share (subscriber_id, server_id, plex_identity_id, state, created_at, updated_at) \
                        VALUES ($1, $2, $3, $4, $5, $5) RETURNING id";
-    on_tx!(tx, |c| {
-        sqlx::query_scalar(SQL)
-            .bind(subscriber)
-            .bind(server)
-            .bind(identity)
-            .bind(state)
-            .bind(now)
-            .fetch_one(c)
-            .await
-    })
+    sql!(tx, query_scalar(SQL), subscriber, server, identity, state, now => fetch_one)
 }
 
 /// A share's state.
 pub async fn find_share_state(tx: &mut Tx, id: ShareId) -> Result<Option<ShareState>, sqlx::Error> {
     const SQL: &str = "SELECT state FROM share WHERE id = $1";
-    on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(id)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_scalar(SQL), id => fetch_optional)
 }
 
 /// Everything a share job needs, read in one query.
@@ -81,7 +69,7 @@ pub async fn find_share_context(
                        JOIN owner_account o ON o.id = s.owner_account_id \
                        JOIN plex_identity i ON i.id = sh.plex_identity_id \
                        JOIN subscriber sub ON sub.id = sh.subscriber_id WHERE sh.id = $1";
-    on_tx!(tx, |c| sqlx::query_as(SQL).bind(id).fetch_optional(c).await)
+    sql!(tx, query_as(SQL), id => fetch_optional)
 }
 
 /// plex.tv-global section ids of the libraries on `server` that `plan` gives access to (private
@@ -94,11 +82,7 @@ pub async fn find_plan_sections(
     const SQL: &str = "SELECT l.section_id FROM library l JOIN plan_group pg ON pg.group_id = l.group_id \
                        JOIN library_group g ON g.id = l.group_id \
                        WHERE l.server_id = $1 AND pg.plan_id = $2 AND NOT g.private ORDER BY l.section_id";
-    on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(server)
-        .bind(plan)
-        .fetch_all(c)
-        .await)
+    sql!(tx, query_scalar(SQL), server, plan => fetch_all)
 }
 
 /// Records plex.tv's answer to an invite.
@@ -110,14 +94,7 @@ pub async fn update_share_invited(
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     const SQL: &str = "UPDATE share SET plex_share_id = $1, state = $2, updated_at = $3 WHERE id = $4 AND state <> 'removed'";
-    on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(plex_share_id)
-        .bind(state)
-        .bind(now)
-        .bind(id)
-        .execute(c)
-        .await
-        .map(|_| ()))
+    sql!(tx, query(SQL), plex_share_id, state, now, id => execute).map(drop)
 }
 
 /// Moves a not-yet-sent share to another server (its first server was full).
@@ -128,13 +105,7 @@ pub async fn update_share_server(
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE share SET server_id = $1, updated_at = $2 WHERE id = $3 AND plex_share_id IS NULL AND state = 'pending'";
-    let n = on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(server)
-        .bind(now)
-        .bind(id)
-        .execute(c)
-        .await?
-        .rows_affected());
+    let n = sql!(tx, query(SQL), server, now, id => execute)?;
     Ok(n == 1)
 }
 
@@ -145,12 +116,7 @@ pub async fn update_share_removed(
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     const SQL: &str = "UPDATE share SET state = 'removed', removed_at = $1, updated_at = $1 WHERE id = $2 AND state <> 'removed'";
-    on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(now)
-        .bind(id)
-        .execute(c)
-        .await
-        .map(|_| ()))
+    sql!(tx, query(SQL), now, id => execute).map(drop)
 }
 
 /// A live share on a server, for reconciling with plex.tv.
@@ -170,7 +136,7 @@ pub async fn find_live_shares_on_server(
     server: ServerId,
 ) -> Result<Vec<LiveShare>, sqlx::Error> {
     const SQL: &str = "SELECT id, plex_share_id, state FROM share WHERE server_id = $1 AND state <> 'removed' ORDER BY id";
-    on_tx!(tx, |c| sqlx::query_as(SQL).bind(server).fetch_all(c).await)
+    sql!(tx, query_as(SQL), server => fetch_all)
 }
 
 /// Marks a pending share accepted (the subscriber accepted the invite on plex.tv).
@@ -181,12 +147,7 @@ pub async fn update_share_accepted(
 ) -> Result<(), sqlx::Error> {
     const SQL: &str =
         "UPDATE share SET state = 'accepted', updated_at = $1 WHERE id = $2 AND state = 'pending'";
-    on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(now)
-        .bind(id)
-        .execute(c)
-        .await
-        .map(|_| ()))
+    sql!(tx, query(SQL), now, id => execute).map(drop)
 }
 
 /// Invited live shares of the subscribers on a plan, with their server's owner account:
@@ -198,7 +159,7 @@ pub async fn find_invited_shares_on_plan(
     const SQL: &str = "SELECT sh.id, s.owner_account_id FROM share sh JOIN subscriber sub ON sub.id = sh.subscriber_id \
                        JOIN server s ON s.id = sh.server_id \
                        WHERE sub.plan_id = $1 AND sh.state <> 'removed' AND sh.plex_share_id IS NOT NULL ORDER BY sh.id";
-    on_tx!(tx, |c| sqlx::query_as(SQL).bind(plan).fetch_all(c).await)
+    sql!(tx, query_as(SQL), plan => fetch_all)
 }
 
 /// A subscriber's live share, with what removing it needs.
@@ -225,10 +186,7 @@ pub async fn find_live_shares_of(
                        sh.suspended_at IS NOT NULL AS suspended FROM share sh \
                        JOIN server s ON s.id = sh.server_id JOIN owner_account o ON o.id = s.owner_account_id \
                        WHERE sh.subscriber_id = $1 AND sh.state <> 'removed' ORDER BY sh.id";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(subscriber)
-        .fetch_all(c)
-        .await)
+    sql!(tx, query_as(SQL), subscriber => fetch_all)
 }
 
 /// Servers the subscriber had shares on, most recent first (for placement's "used before").
@@ -237,10 +195,7 @@ pub async fn find_previous_servers(
     subscriber: SubscriberId,
 ) -> Result<Vec<ServerId>, sqlx::Error> {
     const SQL: &str = "SELECT server_id FROM share WHERE subscriber_id = $1 GROUP BY server_id ORDER BY MAX(id) DESC";
-    on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(subscriber)
-        .fetch_all(c)
-        .await)
+    sql!(tx, query_scalar(SQL), subscriber => fetch_all)
 }
 
 /// Whether the identity's most recent share was on a banned owner account's server.
@@ -251,9 +206,6 @@ pub async fn find_last_owner_banned(
     const SQL: &str = "SELECT o.state FROM share sh JOIN server s ON s.id = sh.server_id \
                        JOIN owner_account o ON o.id = s.owner_account_id \
                        WHERE sh.plex_identity_id = $1 ORDER BY sh.id DESC LIMIT 1";
-    let state: Option<OwnerAccountState> = on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(identity)
-        .fetch_optional(c)
-        .await?);
+    let state: Option<OwnerAccountState> = sql!(tx, query_scalar(SQL), identity => fetch_optional)?;
     Ok(state == Some(OwnerAccountState::Banned))
 }

@@ -10,7 +10,7 @@ use crate::domain::{
     DiscordId, IdentityState, PlanId, PlexEmail, PlexIdentityId, RetireReason, ShareState,
     SubscriberId,
 };
-use crate::on_tx;
+use crate::sql;
 use crate::store::Tx;
 
 /// Creates a subscriber for a Discord user.
@@ -22,14 +22,7 @@ pub async fn insert_subscriber(
 ) -> Result<SubscriberId, sqlx::Error> {
     const SQL: &str = "INSERT INTO subscriber (discord_id, display_name, created_at, updated_at) \
                        VALUES ($1, $2, $3, $3) RETURNING id";
-    on_tx!(tx, |c| {
-        sqlx::query_scalar(SQL)
-            .bind(discord_id)
-            .bind(display_name)
-            .bind(now)
-            .fetch_one(c)
-            .await
-    })
+    sql!(tx, query_scalar(SQL), discord_id, display_name, now => fetch_one)
 }
 
 /// A Plex identity as stored.
@@ -61,15 +54,7 @@ pub async fn insert_identity(
 ) -> Result<PlexIdentityId, sqlx::Error> {
     const SQL: &str = "INSERT INTO plex_identity (subscriber_id, email_norm, plex_user_id, state, created_at) \
                        VALUES ($1, $2, $3, 'active', $4) RETURNING id";
-    on_tx!(tx, |c| {
-        sqlx::query_scalar(SQL)
-            .bind(subscriber)
-            .bind(email)
-            .bind(plex_user_id)
-            .bind(now)
-            .fetch_one(c)
-            .await
-    })
+    sql!(tx, query_scalar(SQL), subscriber, email, plex_user_id, now => fetch_one)
 }
 
 /// Retires an active identity for good. False when it was not active.
@@ -85,16 +70,7 @@ pub async fn update_identity_retired(
         RetireReason::Changed => IdentityState::Retired,
         RetireReason::Banned => IdentityState::Banned,
     };
-    let n = on_tx!(tx, |c| {
-        sqlx::query(SQL)
-            .bind(state)
-            .bind(reason)
-            .bind(now)
-            .bind(id)
-            .execute(c)
-            .await?
-            .rows_affected()
-    });
+    let n = sql!(tx, query(SQL), state, reason, now, id => execute)?;
     Ok(n == 1)
 }
 
@@ -105,10 +81,7 @@ pub async fn find_identity_by_email(
 ) -> Result<Option<IdentityRow>, sqlx::Error> {
     const SQL: &str = "SELECT id, subscriber_id, email_norm, plex_user_id, state, retire_reason \
                        FROM plex_identity WHERE email_norm = $1";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(email)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_as(SQL), email => fetch_optional)
 }
 
 /// Finds a subscriber's active identity.
@@ -118,10 +91,7 @@ pub async fn find_active_identity(
 ) -> Result<Option<IdentityRow>, sqlx::Error> {
     const SQL: &str = "SELECT id, subscriber_id, email_norm, plex_user_id, state, retire_reason \
                        FROM plex_identity WHERE subscriber_id = $1 AND state = 'active'";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(subscriber)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_as(SQL), subscriber => fetch_optional)
 }
 
 /// Sets the plan a subscriber is on.
@@ -132,13 +102,7 @@ pub async fn update_subscriber_plan(
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     const SQL: &str = "UPDATE subscriber SET plan_id = $1, updated_at = $2 WHERE id = $3";
-    on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(plan)
-        .bind(now)
-        .bind(subscriber)
-        .execute(c)
-        .await
-        .map(|_| ()))
+    sql!(tx, query(SQL), plan, now, subscriber => execute).map(drop)
 }
 
 /// A subscriber as the account-change and placement flows need it.
@@ -164,7 +128,7 @@ pub async fn find_subscriber(
     id: SubscriberId,
 ) -> Result<Option<SubscriberRow>, sqlx::Error> {
     const SQL: &str = "SELECT id, discord_id, display_name, plan_id, requires_plex_change, preferred_location FROM subscriber WHERE id = $1";
-    on_tx!(tx, |c| sqlx::query_as(SQL).bind(id).fetch_optional(c).await)
+    sql!(tx, query_as(SQL), id => fetch_optional)
 }
 
 /// Sets or clears the "requires Plex account change" flag. False when nothing changed.
@@ -177,13 +141,7 @@ pub async fn update_flag(
     const SQL: &str = "UPDATE subscriber SET requires_plex_change = $1, \
                        flagged_at = CASE WHEN $1 THEN $2 ELSE NULL END, updated_at = $2 \
                        WHERE id = $3 AND requires_plex_change <> $1";
-    let n = on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(flagged)
-        .bind(now)
-        .bind(id)
-        .execute(c)
-        .await?
-        .rows_affected());
+    let n = sql!(tx, query(SQL), flagged, now, id => execute)?;
     Ok(n == 1)
 }
 
@@ -252,11 +210,7 @@ pub async fn find_status_by_discord(
     now: DateTime<Utc>,
 ) -> Result<Option<StatusRow>, sqlx::Error> {
     let sql = format!("{STATUS_SQL} WHERE s.discord_id = $1");
-    on_tx!(tx, |c| sqlx::query_as(&sql)
-        .bind(discord_id)
-        .bind(now)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_as(&sql), discord_id, now => fetch_optional)
 }
 
 /// The status of one subscriber.
@@ -266,11 +220,7 @@ pub async fn find_status(
     now: DateTime<Utc>,
 ) -> Result<Option<StatusRow>, sqlx::Error> {
     let sql = format!("{STATUS_SQL} WHERE s.id = $1");
-    on_tx!(tx, |c| sqlx::query_as(&sql)
-        .bind(id)
-        .bind(now)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_as(&sql), id, now => fetch_optional)
 }
 
 /// Marks a subscriber as waiting for a server with room (from now, unless already waiting), or
@@ -283,13 +233,7 @@ pub async fn update_waiting_for_room(
 ) -> Result<(), sqlx::Error> {
     const SQL: &str = "UPDATE subscriber SET waiting_for_room_since = \
                        CASE WHEN $1 THEN COALESCE(waiting_for_room_since, $2) ELSE NULL END WHERE id = $3";
-    on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(waiting)
-        .bind(now)
-        .bind(id)
-        .execute(c)
-        .await
-        .map(|_| ()))
+    sql!(tx, query(SQL), waiting, now, id => execute).map(drop)
 }
 
 /// A subscriber waiting for a server with room who may be invited now.
@@ -323,14 +267,14 @@ pub async fn find_waiting_for_room(
              JOIN owner_account o ON o.id = sv.owner_account_id \
              WHERE sh.subscriber_id = s.id AND sh.state <> 'removed' AND o.state = 'active') \
         ORDER BY s.waiting_for_room_since, s.id";
-    on_tx!(tx, |c| sqlx::query_as(SQL).bind(now).fetch_all(c).await)
+    sql!(tx, query_as(SQL), now => fetch_all)
 }
 
 /// Whether any subscriber waits for a server with room.
 pub async fn find_anyone_waiting_for_room(tx: &mut Tx) -> Result<bool, sqlx::Error> {
     const SQL: &str =
         "SELECT EXISTS (SELECT 1 FROM subscriber WHERE waiting_for_room_since IS NOT NULL)";
-    on_tx!(tx, |c| sqlx::query_scalar(SQL).fetch_one(c).await)
+    sql!(tx, query_scalar(SQL) => fetch_one)
 }
 
 /// Replaces a subscriber's admin notes. False when there is no such subscriber.
@@ -341,13 +285,7 @@ pub async fn update_notes(
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE subscriber SET notes = $1, updated_at = $2 WHERE id = $3";
-    let n = on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(notes)
-        .bind(now)
-        .bind(id)
-        .execute(c)
-        .await?
-        .rows_affected());
+    let n = sql!(tx, query(SQL), notes, now, id => execute)?;
     Ok(n == 1)
 }
 
@@ -357,8 +295,5 @@ pub async fn find_id_by_discord(
     discord_id: DiscordId,
 ) -> Result<Option<SubscriberId>, sqlx::Error> {
     const SQL: &str = "SELECT id FROM subscriber WHERE discord_id = $1";
-    on_tx!(tx, |c| sqlx::query_scalar(SQL)
-        .bind(discord_id)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_scalar(SQL), discord_id => fetch_optional)
 }

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::SubscriberId;
-use crate::on_tx;
+use crate::sql;
 use crate::store::Tx;
 
 /// Records an issued sign-in link.
@@ -18,14 +18,7 @@ pub async fn insert_login_link(
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     const SQL: &str = "INSERT INTO web_login_link (nonce, subscriber_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
-    on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(nonce)
-        .bind(subscriber)
-        .bind(now)
-        .bind(expires_at)
-        .execute(c)
-        .await
-        .map(|_| ()))
+    sql!(tx, query(SQL), nonce, subscriber, now, expires_at => execute).map(drop)
 }
 
 /// Marks a link used; true only for the one call that found it unused, unexpired and issued to
@@ -38,13 +31,7 @@ pub async fn update_login_link_used(
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE web_login_link SET used_at = $1 \
                        WHERE nonce = $2 AND subscriber_id = $3 AND used_at IS NULL AND expires_at > $1";
-    let n = on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(now)
-        .bind(nonce)
-        .bind(subscriber)
-        .execute(c)
-        .await?
-        .rows_affected());
+    let n = sql!(tx, query(SQL), now, nonce, subscriber => execute)?;
     Ok(n == 1)
 }
 
@@ -59,15 +46,7 @@ pub async fn insert_session(
 ) -> Result<(), sqlx::Error> {
     const SQL: &str = "INSERT INTO web_session (id_digest, subscriber_id, csrf_token, created_at, expires_at) \
                        VALUES ($1, $2, $3, $4, $5)";
-    on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(id_digest)
-        .bind(subscriber)
-        .bind(csrf_token)
-        .bind(now)
-        .bind(expires_at)
-        .execute(c)
-        .await
-        .map(|_| ()))
+    sql!(tx, query(SQL), id_digest, subscriber, csrf_token, now, expires_at => execute).map(drop)
 }
 
 /// A live session.
@@ -87,11 +66,7 @@ pub async fn find_session(
 ) -> Result<Option<SessionRow>, sqlx::Error> {
     const SQL: &str = "SELECT subscriber_id, csrf_token FROM web_session \
                        WHERE id_digest = $1 AND ended_at IS NULL AND expires_at > $2";
-    on_tx!(tx, |c| sqlx::query_as(SQL)
-        .bind(id_digest)
-        .bind(now)
-        .fetch_optional(c)
-        .await)
+    sql!(tx, query_as(SQL), id_digest, now => fetch_optional)
 }
 
 /// Ends a session (sign-out).
@@ -102,11 +77,6 @@ pub async fn update_session_ended(
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str =
         "UPDATE web_session SET ended_at = $1 WHERE id_digest = $2 AND ended_at IS NULL";
-    let n = on_tx!(tx, |c| sqlx::query(SQL)
-        .bind(now)
-        .bind(id_digest)
-        .execute(c)
-        .await?
-        .rows_affected());
+    let n = sql!(tx, query(SQL), now, id_digest => execute)?;
     Ok(n == 1)
 }

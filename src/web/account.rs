@@ -19,7 +19,8 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
-use crate::domain::{Actor, PlexEmail, ShareState, VerificationCode, as_sentence};
+use crate::domain::{Actor, PlexEmail, ShareState, VerificationCode};
+use crate::services::UserFacing;
 use crate::services::access::{self, Reinvited};
 use crate::services::account::{self, AccountStatus};
 use crate::services::account_change::{self, ChangeError};
@@ -109,6 +110,22 @@ fn internal(err: &anyhow::Error) -> Response {
         )),
     )
         .into_response()
+}
+
+/// An unexpected failure behind a page: answered with the opaque 500 page, the cause logged.
+struct ServerFault(anyhow::Error);
+
+impl IntoResponse for ServerFault {
+    fn into_response(self) -> Response {
+        internal(&self.0)
+    }
+}
+
+/// The page door's one reading of a service error: its sentence for the person (shown in the
+/// page that fits), or a [`ServerFault`] for an unexpected failure.
+fn user_text<E: UserFacing>(err: E) -> Result<String, ServerFault> {
+    err.user_message()
+        .ok_or_else(|| ServerFault(anyhow::Error::new(err)))
 }
 
 const NOT_SIGNED_IN: &str = "You are not signed in. Run /account in Discord and use the \"Open My Account\" button: it signs you in for a week.";
@@ -332,8 +349,10 @@ fn code_page(session: &Session, notice: Option<&str>, error: Option<&str>) -> Pa
 async fn change_form(State(app): State<App>, SignedIn(session): SignedIn) -> Response {
     match account_change::can_start(&app, session.subscriber).await {
         Ok(()) => email_form(&session, None, "").render(&app),
-        Err(ChangeError::Unexpected(err)) => internal(&err),
-        Err(err) => refuse_on_account(&app, &session, &as_sentence(&err.to_string())).await,
+        Err(err) => match user_text(err) {
+            Ok(text) => refuse_on_account(&app, &session, &text).await,
+            Err(fault) => fault.into_response(),
+        },
     }
 }
 
@@ -375,14 +394,12 @@ async fn change_submit(
     let actor = Actor::Subscriber(session.subscriber);
     match account_change::request_change(&app, &actor, session.subscriber, &email).await {
         Ok(_) => Redirect::to("/account/change/code").into_response(),
-        Err(ChangeError::Unexpected(err)) => internal(&err),
-        Err(err) => email_form(
-            &session,
-            Some(&as_sentence(&err.to_string())),
-            form.email.trim(),
-        )
-        .status(StatusCode::BAD_REQUEST)
-        .render(&app),
+        Err(err) => match user_text(err) {
+            Ok(text) => email_form(&session, Some(&text), form.email.trim())
+                .status(StatusCode::BAD_REQUEST)
+                .render(&app),
+            Err(fault) => fault.into_response(),
+        },
     }
 }
 
@@ -390,12 +407,8 @@ async fn code_form(State(app): State<App>, SignedIn(session): SignedIn) -> Respo
     match load_status(&app, &session).await {
         Ok(status) if status.code_pending => code_page(&session, None, None).render(&app),
         Ok(_) => {
-            refuse_on_account(
-                &app,
-                &session,
-                &as_sentence(&ChangeError::NoPendingRequest.to_string()),
-            )
-            .await
+            let text = ChangeError::NoPendingRequest.user_message();
+            refuse_on_account(&app, &session, &text.unwrap_or_default()).await
         }
         Err(page) => page,
     }
@@ -443,13 +456,15 @@ async fn code_submit(
             )
             .render(&app)
         }
-        Err(ChangeError::Unexpected(err)) => internal(&err),
         Err(err @ (ChangeError::WrongCode(_) | ChangeError::Expired)) => {
-            code_page(&session, None, Some(&as_sentence(&err.to_string())))
+            code_page(&session, None, err.user_message().as_deref())
                 .status(StatusCode::BAD_REQUEST)
                 .render(&app)
         }
-        Err(err) => refuse_on_account(&app, &session, &as_sentence(&err.to_string())).await,
+        Err(err) => match user_text(err) {
+            Ok(text) => refuse_on_account(&app, &session, &text).await,
+            Err(fault) => fault.into_response(),
+        },
     }
 }
 
@@ -469,13 +484,15 @@ async fn code_resend(
             None,
         )
         .render(&app),
-        Err(ChangeError::Unexpected(err)) => internal(&err),
         Err(err @ ChangeError::ResendTooSoon(_)) => {
-            code_page(&session, None, Some(&as_sentence(&err.to_string())))
+            code_page(&session, None, err.user_message().as_deref())
                 .status(StatusCode::TOO_MANY_REQUESTS)
                 .render(&app)
         }
-        Err(err) => refuse_on_account(&app, &session, &as_sentence(&err.to_string())).await,
+        Err(err) => match user_text(err) {
+            Ok(text) => refuse_on_account(&app, &session, &text).await,
+            Err(fault) => fault.into_response(),
+        },
     }
 }
 
@@ -501,8 +518,12 @@ async fn reinvite(
                 "No server has room for your plan {plan} right now; the admins were told, and you will be invited as soon as one has room."
             )),
         ),
-        Err(access::ReinviteError::Unexpected(err)) => return internal(&err),
-        Err(err) => return refuse_on_account(&app, &session, &as_sentence(&err.to_string())).await,
+        Err(err) => {
+            return match user_text(err) {
+                Ok(text) => refuse_on_account(&app, &session, &text).await,
+                Err(fault) => fault.into_response(),
+            };
+        }
     };
     match load_status(&app, &session).await {
         Ok(status) => {

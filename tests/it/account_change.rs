@@ -127,7 +127,6 @@ async fn flagged_subscribers_move_to_new_accounts_and_are_reinvited_across_new_s
         (0, 0, 50, 48, 2, 0)
     );
     assert_eq!(board.entries.len(), 50);
-    let _ = world.old_owner;
 }
 
 async fn every_refusal_changes_nothing(backend: Backend) {

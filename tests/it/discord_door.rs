@@ -377,20 +377,31 @@ async fn a_non_admin_is_refused_and_nothing_changes(backend: Backend) {
         0,
         "a non-admin's click flags nobody"
     );
-    // A non-admin's autocomplete offers nothing.
-    let typed = door.discord.autocomplete(
-        &member,
-        Some(GUILD),
-        "admin",
-        json!([{"type": 2, "name": "users", "options": [
-            {"type": 1, "name": "flag", "options": [
-                {"type": 3, "name": "server", "value": "", "focused": true}
-            ]}
-        ]}]),
-    );
+    // A non-admin's autocomplete offers nothing; the admin's, typed the same, offers the servers.
+    let server_field = json!([{"type": 2, "name": "users", "options": [
+        {"type": 1, "name": "flag", "options": [
+            {"type": 3, "name": "server", "value": "", "focused": true}
+        ]}
+    ]}]);
+    let typed = door
+        .discord
+        .autocomplete(&member, Some(GUILD), "admin", server_field.clone());
     let offered = typed.response().await;
     assert_eq!(offered.kind, 8);
     assert_eq!(offered.data["choices"], json!([]));
+    let typed = door
+        .discord
+        .autocomplete(&door.admin, Some(GUILD), "admin", server_field);
+    let offered = typed.response().await;
+    assert_eq!(offered.kind, 8);
+    let names: Vec<&str> = offered.data["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "the admin sees every server: {names:?}");
+    assert!(names.iter().any(|n| n.starts_with("Old ")), "{names:?}");
 }
 
 async fn a_closed_dm_shows_on_the_recovery_board(backend: Backend) {

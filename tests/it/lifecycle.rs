@@ -50,7 +50,7 @@ async fn life(backend: Backend, names: &[&str]) -> (Life, Vec<SubscriberId>) {
             period: BillingPeriod::Month,
             max_streams: 2,
             trial: false,
-            groups: vec![group],
+            groups: vec![group.into()],
         },
     )
     .await
@@ -61,7 +61,12 @@ async fn life(backend: Backend, names: &[&str]) -> (Life, Vec<SubscriberId>) {
         let servers = store::servers::find_servers(&mut tx).await.unwrap();
         servers[0].machine_id.clone()
     };
-    settings::set_lifecycle(&app.app, &admin(), Some("3,1"), Some(GRACE_DAYS))
+    let lifecycle = settings::SettingsChange {
+        reminder_days: Some("3,1".into()),
+        share_grace_days: Some(GRACE_DAYS),
+        ..settings::SettingsChange::default()
+    };
+    settings::change(&app.app, &admin(), &lifecycle)
         .await
         .unwrap();
     let now = app.clock.now();
@@ -492,10 +497,11 @@ async fn role_trouble_parks_with_the_reason_and_leavers_are_skipped(backend: Bac
     assert_eq!(l.dms_to(999, "We received"), 1, "the receipt still went");
 }
 
-/// Bad lifecycle settings are refused by name and change nothing.
+/// Bad lifecycle settings are refused by name and change nothing, not even the good setting
+/// named in the same command.
 async fn bad_lifecycle_settings_change_nothing(backend: Backend) {
     let (l, _) = life(backend, &[]).await;
-    let before = settings::lifecycle(&l.app.app).await.unwrap();
+    let before = settings::current(&l.app.app).await.unwrap();
     for (days, grace) in [
         (Some("3;1"), None),
         (Some("0"), Some(3)),
@@ -504,21 +510,30 @@ async fn bad_lifecycle_settings_change_nothing(backend: Backend) {
         (Some("2"), Some(366)),
         (None, None),
     ] {
-        let err = settings::set_lifecycle(&l.app.app, &admin(), days, grace)
+        let bad = settings::SettingsChange {
+            plex_account_change: (days.is_some() || grace.is_some())
+                .then_some(!before.plex_account_change),
+            reminder_days: days.map(str::to_owned),
+            share_grace_days: grace,
+        };
+        let err = settings::change(&l.app.app, &admin(), &bad)
             .await
             .unwrap_err();
         assert!(
             !matches!(err, settings::SettingError::Unexpected(_)),
             "{days:?} {grace:?}: {err}"
         );
-        assert_eq!(settings::lifecycle(&l.app.app).await.unwrap(), before);
+        assert_eq!(settings::current(&l.app.app).await.unwrap(), before);
     }
-    let now = settings::set_lifecycle(&l.app.app, &admin(), Some("7, 1"), Some(0))
-        .await
-        .unwrap();
-    assert_eq!(now.reminder_days, vec![7, 1]);
-    assert_eq!(now.share_grace_days, 0);
-    assert_eq!(settings::lifecycle(&l.app.app).await.unwrap(), now);
+    let good = settings::SettingsChange {
+        reminder_days: Some("7, 1".into()),
+        share_grace_days: Some(0),
+        ..settings::SettingsChange::default()
+    };
+    let now = settings::change(&l.app.app, &admin(), &good).await.unwrap();
+    assert_eq!(now.lifecycle.reminder_days, vec![7, 1]);
+    assert_eq!(now.lifecycle.share_grace_days, 0);
+    assert_eq!(settings::current(&l.app.app).await.unwrap(), now);
 }
 
 crate::on_both_backends!(

@@ -2,7 +2,7 @@
 //! through the store and the fakes.
 // Tests and benchmarks reach the store directly to set up and assert; the wall (clippy.toml)
 // guards commands/ only.
-#![allow(clippy::disallowed_types)]
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod account_change;
 mod backup;

@@ -306,7 +306,7 @@ async fn plans_are_created_with_their_groups_and_names_stay_unique(backend: Back
         period: BillingPeriod::Month,
         max_streams: 4,
         trial: false,
-        groups: vec![standard, uhd],
+        groups: vec![standard.into(), uhd.into()],
     };
     let plan = plex_admin::create_plan(&app.app, &admin(), &spec)
         .await
@@ -385,7 +385,7 @@ async fn groups_and_plans_can_be_edited_and_plan_groups_update_live_shares(backe
         period: BillingPeriod::Month,
         max_streams: 1,
         trial: false,
-        groups: vec![standard],
+        groups: vec![standard.into()],
     };
     let plan = plex_admin::create_plan(&app.app, &admin(), &spec)
         .await

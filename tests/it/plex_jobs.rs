@@ -78,7 +78,7 @@ async fn catalogue(app: &TestApp, server_names: &[&str]) -> Catalogue {
         period: BillingPeriod::Month,
         max_streams: 2,
         trial: false,
-        groups: vec![standard],
+        groups: vec![standard.into()],
     };
     let plan = plex_admin::create_plan(&app.app, &admin(), &spec)
         .await

@@ -5,8 +5,8 @@
 use secrecy::SecretString;
 use usher::clock::Clock as _;
 use usher::domain::{
-    Actor, BillingPeriod, Currency, DiscordId, Money, OwnerAccountId, PlanId, PlexEmail,
-    ShareState, SubscriberId, VerificationCode,
+    Actor, BillingPeriod, Currency, DiscordId, Money, OwnerAccountId, PlexEmail, ShareState,
+    SubscriberId, VerificationCode,
 };
 use usher::jobs::AppDispatch;
 use usher::services::account_change;
@@ -89,7 +89,7 @@ pub async fn banned_world(app: &TestApp, n: u64) -> World {
             period: BillingPeriod::Month,
             max_streams: 2,
             trial: false,
-            groups: vec![group],
+            groups: vec![group.into()],
         },
     )
     .await
@@ -145,7 +145,6 @@ pub async fn banned_world(app: &TestApp, n: u64) -> World {
     set_plex_account_change(&app.app, &admin(), true)
         .await
         .unwrap();
-    let _ = PlanId::new(plan.get());
     World {
         old_owner,
         subscribers: list,

@@ -1,6 +1,7 @@
-//! The arguments every share job takes (the share; its owner account, for the rate limit; the
-//! generation that separates repeated jobs on one share) and the macro that declares a share job
-//! kind around them. Each kind still has its own file.
+//! Macros that declare the two families of job kinds whose arguments are alike: share jobs (the
+//! share; its owner account, for the rate limit; the generation that separates repeated jobs on
+//! one share) and periodic jobs (the period label, e.g. the hour). Each kind still has its own
+//! file.
 
 /// Declares a share job kind: its arguments, constructor, key `"{kind}:{share}:{generation}"`,
 /// the owner account's rate limit, and a `run` that calls one `plex_sync` step.
@@ -57,4 +58,47 @@ macro_rules! share_job {
     };
 }
 
-pub(crate) use share_job;
+/// Declares a periodic job kind: its arguments (the period label), constructor, key
+/// `"{kind}:{period}"`, and a `run` that calls one service step returning `anyhow::Result`, whose
+/// failure is retried.
+macro_rules! period_job {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $step:path) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        pub struct $name {
+            /// The period label (e.g. `2026030112`, the hour).
+            #[serde(default)]
+            pub period: String,
+        }
+
+        impl $name {
+            /// The run of `period`.
+            pub fn new(period: &str) -> Self {
+                Self {
+                    period: period.to_owned(),
+                }
+            }
+        }
+
+        impl $crate::jobs::Job for $name {
+            const KIND: &'static str = $kind;
+
+            fn key(&self) -> String {
+                format!("{}:{}", Self::KIND, self.period)
+            }
+
+            async fn run(
+                self,
+                app: &$crate::app::App,
+                _job: &$crate::jobs::ClaimedJob,
+            ) -> Result<(), $crate::jobs::JobError> {
+                $step(app)
+                    .await
+                    .map(drop)
+                    .map_err($crate::jobs::JobError::retry)
+            }
+        }
+    };
+}
+
+pub(crate) use {period_job, share_job};
