@@ -16,7 +16,7 @@ use url::Url;
 
 use crate::app::App;
 use crate::domain::{Actor, BillingPeriod, Currency, Money, OwnerAccountId};
-use crate::services::plex_admin::{self, AdminError, OwnerAccountAdded, PlanSpec};
+use crate::services::plex_admin::{self, AdminError, GroupRef, OwnerAccountAdded, PlanSpec};
 use crate::services::{catalog, checkout, plex_sign_in};
 
 /// Reads an owner token from `path` (`-`: standard input), trimmed.
@@ -189,22 +189,14 @@ pub async fn create_plan(app: &App, input: &PlanInput) -> anyhow::Result<String>
         .trim()
         .parse()
         .map_err(|e: crate::domain::ParseStateError| anyhow::anyhow!("--period: {e}"))?;
-    let known = catalog::groups(app).await?;
-    let mut groups = Vec::new();
-    for wanted in input
+    // The service finds the groups by name, as it does for `/admin plan create`.
+    let groups = input
         .groups
         .split(',')
         .map(str::trim)
         .filter(|g| !g.is_empty())
-    {
-        let found = known
-            .iter()
-            .find(|g| g.name.eq_ignore_ascii_case(wanted))
-            .ok_or_else(|| {
-                anyhow::anyhow!("--groups: there is no library group named `{wanted}`")
-            })?;
-        groups.push(found.id);
-    }
+        .map(|g| GroupRef::Name(g.to_owned()))
+        .collect();
     let spec = PlanSpec {
         name: input.name.clone(),
         price,

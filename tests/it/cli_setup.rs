@@ -193,7 +193,7 @@ async fn the_terminal_sets_up_an_owner_a_server_and_a_plan(backend: Backend) {
     assert!(
         text(&unknown_group)
             .1
-            .contains("--groups: there is no library group named `4K`"),
+            .contains("there is no library group named `4K`"),
         "{}",
         text(&unknown_group).1
     );

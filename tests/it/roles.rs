@@ -35,7 +35,7 @@ async fn seed(app: &TestApp) -> Vec<String> {
             period: BillingPeriod::Month,
             max_streams: 2,
             trial: false,
-            groups: vec![group],
+            groups: vec![group.into()],
         },
     )
     .await
