@@ -113,9 +113,13 @@ async fn run(invites: u64, rate: u32, fault_each: f64) -> anyhow::Result<Run> {
         let sub = subscribers::insert_subscriber(&mut tx, DiscordId::new(1000 + i)?, "viewer", now)
             .await?;
         subscribers::update_subscriber_plan(&mut tx, sub, Some(plan), now).await?;
-        let identity =
-            subscribers::insert_identity(&mut tx, sub, &PlexEmail::parse(&email)?, None, now)
-                .await?;
+        let identity = subscribers::insert_identity(
+            &mut tx,
+            sub,
+            &usher::store::subscribers::AccountKeys::email(&PlexEmail::parse(&email)?),
+            now,
+        )
+        .await?;
         let share =
             shares::insert_share(&mut tx, sub, server, identity, ShareState::Pending, now).await?;
         app.queue

@@ -16,7 +16,6 @@ use crate::services::catalog;
 use crate::services::plex_admin::{self};
 use crate::store::servers::ServerFlags;
 
-use super::NOT_ADMIN;
 use super::common::{
     admin_actor, autocomplete_owner, autocomplete_server, ephemeral, is_admin, modal_value,
     open_modal, parse_id, say, text_modal,
@@ -24,11 +23,13 @@ use super::common::{
 
 /// The modal that takes an owner's Plex token.
 const TOKEN_MODAL: &str = "usher:owner-token";
+/// Prefix of the modal that takes a new token for an account; the account id follows.
+const NEW_TOKEN_MODAL: &str = "usher:owner-token-new:";
 const TOKEN_INPUT: &str = "token";
 
 // ---- /admin plex-account --------------------------------------------------------------------
 
-/// Owner Plex accounts: add, list, test, remove, mark banned.
+/// Owner Plex accounts: add, list, test, update the token, remove, mark banned.
 #[poise::command(
     slash_command,
     rename = "plex-account",
@@ -36,6 +37,7 @@ const TOKEN_INPUT: &str = "token";
         "owner_add",
         "owner_list",
         "owner_test",
+        "owner_update_token",
         "owner_remove",
         "owner_mark_banned"
     )
@@ -69,7 +71,7 @@ pub async fn owner_list(ctx: Context<'_>) -> Result<(), Error> {
             "`{}` **{}**: {}{}",
             a.id,
             a.name,
-            a.state,
+            a.state_label(),
             if a.plex_pass { ", Plex Pass" } else { "" }
         );
     }
@@ -98,6 +100,26 @@ pub async fn owner_test(
     say(ctx, text).await
 }
 
+/// Gives an owner Plex account a new token (private form); its waiting jobs run again.
+#[poise::command(slash_command, rename = "update-token")]
+pub async fn owner_update_token(
+    ctx: Context<'_>,
+    #[description = "The owner Plex account"]
+    #[autocomplete = "autocomplete_owner"]
+    account: String,
+) -> Result<(), Error> {
+    let id = parse_id::<OwnerAccountId>(&account, "owner account")?;
+    let modal = text_modal(
+        &format!("{NEW_TOKEN_MODAL}{id}"),
+        "New token for an owner Plex account",
+        TOKEN_INPUT,
+        "Plex token (X-Plex-Token)",
+        "paste the new token",
+        (8, 200),
+    );
+    open_modal(ctx, modal).await
+}
+
 /// Removes an owner Plex account (after a ban): subscribers keep their data.
 #[poise::command(slash_command, rename = "remove")]
 pub async fn owner_remove(
@@ -105,12 +127,16 @@ pub async fn owner_remove(
     #[description = "The owner Plex account"]
     #[autocomplete = "autocomplete_owner"]
     account: String,
+    #[description = "Plex banned it: its users' old Plex accounts can never be used again"]
+    banned: Option<bool>,
 ) -> Result<(), Error> {
     let id = parse_id::<OwnerAccountId>(&account, "owner account")?;
     let actor = admin_actor(ctx.author().id)?;
-    let removed = plex_admin::remove_owner_account(ctx.data(), &actor, id).await?;
+    let banned = banned.unwrap_or(false);
+    let removed = plex_admin::remove_owner_account(ctx.data(), &actor, id, banned).await?;
     let text = format!(
-        "Removed. {} server assignments were cleared; every subscriber keeps their data.",
+        "Removed{}. {} server assignments were cleared; every subscriber keeps their data, and `/admin users flag` still finds them by this account and its servers.",
+        if banned { " as banned" } else { "" },
         removed.shares_removed
     );
     say(ctx, text).await
@@ -246,17 +272,25 @@ pub async fn server_sync(
     say(ctx, text).await
 }
 
+// ---- buttons and modals ---------------------------------------------------------------------
+
+/// Answers the owner-token modals (add an account, give one a new token); false for other ids.
 pub async fn on_submit(
     ctx: &serenity::Context,
     app: &App,
     submit: &serenity::ModalInteraction,
 ) -> Result<bool, Error> {
-    if submit.data.custom_id != TOKEN_MODAL {
+    let id = submit.data.custom_id.as_str();
+    let update = id.strip_prefix(NEW_TOKEN_MODAL);
+    if id != TOKEN_MODAL && update.is_none() {
         return Ok(false);
     }
-    if !is_admin(app, submit.user.id, submit.member.as_ref()) {
+    if !is_admin(app, submit.user.id, submit.member.as_ref(), submit.guild_id) {
         submit
-            .create_response(&ctx.http, ephemeral(NOT_ADMIN))
+            .create_response(
+                &ctx.http,
+                ephemeral(super::not_admin_reason(app, submit.guild_id)),
+            )
             .await?;
         return Ok(true);
     }
@@ -269,20 +303,31 @@ pub async fn on_submit(
         )
         .await?;
     let token = SecretString::from(modal_value(submit, TOKEN_INPUT).unwrap_or_default().trim());
+    // The replies name the account only; the token is never echoed.
     let result = async {
         let actor = admin_actor(submit.user.id)?;
-        Ok::<_, Error>(plex_admin::add_owner_account(app, &actor, &token).await?)
+        Ok::<_, Error>(match update {
+            None => {
+                let added = plex_admin::add_owner_account(app, &actor, &token).await?;
+                format!(
+                    "Added the owner Plex account **{}**{}.",
+                    added.name,
+                    if added.plex_pass { " (Plex Pass)" } else { "" }
+                )
+            }
+            Some(account) => {
+                let account = parse_id::<OwnerAccountId>(account, "owner account")?;
+                let updated =
+                    plex_admin::update_owner_token(app, &actor, account, &token).await?;
+                format!(
+                    "plex.tv accepts the new token of **{}**. {} waiting jobs of that account run again.",
+                    updated.name, updated.released
+                )
+            }
+        })
     }
     .await;
-    // The reply names the account only; the token is never echoed.
-    let text = match result {
-        Ok(added) => format!(
-            "Added the owner Plex account **{}**{}.",
-            added.name,
-            if added.plex_pass { " (Plex Pass)" } else { "" }
-        ),
-        Err(err) => reply_failure(&err),
-    };
+    let text = result.unwrap_or_else(|err| reply_failure(&err));
     submit
         .edit_response(
             &ctx.http,

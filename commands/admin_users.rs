@@ -14,7 +14,6 @@ use crate::domain::{DiscordId, OwnerAccountId, PlanId, ServerId};
 use crate::services::{account, account_change, export};
 use crate::store::bulk_flags::{FlagFilter, SubscriptionState};
 
-use super::NOT_ADMIN;
 use super::common::{
     admin_actor, autocomplete_owner, autocomplete_plan, autocomplete_server, ephemeral, is_admin,
     parse_id, say,
@@ -260,9 +259,12 @@ pub async fn on_click(
     if confirm.is_none() && id != BULK_CANCEL {
         return Ok(false);
     }
-    if !is_admin(app, click.user.id, click.member.as_ref()) {
+    if !is_admin(app, click.user.id, click.member.as_ref(), click.guild_id) {
         click
-            .create_response(&ctx.http, ephemeral(NOT_ADMIN))
+            .create_response(
+                &ctx.http,
+                ephemeral(super::not_admin_reason(app, click.guild_id)),
+            )
             .await?;
         return Ok(true);
     }

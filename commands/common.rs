@@ -55,7 +55,12 @@ pub fn admin_choices(
     items: impl IntoIterator<Item = (String, String)>,
 ) -> serenity::CreateAutocompleteResponse {
     let partial = partial.to_lowercase();
-    let choices = if is_admin(ctx.data(), ctx.author().id, caller_member(ctx)) {
+    let choices = if is_admin(
+        ctx.data(),
+        ctx.author().id,
+        caller_member(ctx),
+        ctx.guild_id(),
+    ) {
         items
             .into_iter()
             .filter(|(label, _)| label.to_lowercase().contains(&partial))
@@ -118,7 +123,7 @@ pub async fn autocomplete_server(
 ) -> serenity::CreateAutocompleteResponse {
     let servers = catalog::servers(ctx.data()).await.unwrap_or_default();
     let items = servers.into_iter().map(|s| {
-        let label = format!("{} ({} users, owner {})", s.name, s.users, s.owner_state);
+        let label = format!("{}{} ({} users)", s.name, s.mark(), s.users);
         (label, s.id.to_string())
     });
     admin_choices(ctx, partial, items)
@@ -131,9 +136,12 @@ pub async fn autocomplete_owner(
     let accounts = catalog::owner_accounts(ctx.data())
         .await
         .unwrap_or_default();
-    let items = accounts
-        .into_iter()
-        .map(|a| (format!("{} ({})", a.name, a.state), a.id.to_string()));
+    let items = accounts.into_iter().map(|a| {
+        (
+            format!("{} ({})", a.name, a.state_label()),
+            a.id.to_string(),
+        )
+    });
     admin_choices(ctx, partial, items)
 }
 

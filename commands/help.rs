@@ -10,7 +10,12 @@ use super::common::{caller_member, is_admin, say};
 /// Lists Usher's commands and what each does.
 #[poise::command(slash_command)]
 pub async fn help(ctx: Context<'_>) -> Result<(), Error> {
-    let admin = is_admin(ctx.data(), ctx.author().id, caller_member(ctx));
+    let admin = is_admin(
+        ctx.data(),
+        ctx.author().id,
+        caller_member(ctx),
+        ctx.guild_id(),
+    );
     let mut text = String::from("**Usher commands**\n");
     for command in &ctx.framework().options().commands {
         if command.custom_data.downcast_ref::<AdminOnly>().is_some() && !admin {

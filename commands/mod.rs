@@ -53,15 +53,27 @@ fn require_admin(command: &mut poise::Command<crate::bot::Data, Error>) {
     }
 }
 
-/// What a refused admin command says.
+/// What a refused admin command says in Usher's home guild.
 pub const NOT_ADMIN: &str = "Only Usher admins can do that: you are not one of the configured admin users or roles, and you are not an administrator of this server.";
+/// What it says anywhere else (another guild, a DM).
+pub const NOT_ADMIN_AWAY: &str = "Only Usher admins can do that: outside Usher's home server (and in DMs) only the admin users named in Usher's configuration are admins, and you are not one of them.";
 
 /// Whether a Discord user is an Usher admin: listed in `discord.admin_user_ids`, holding one of
 /// `discord.admin_role_ids`, or an administrator of the guild the interaction came from.
-pub fn is_admin(app: &App, user: serenity::UserId, member: Option<&serenity::Member>) -> bool {
+pub fn is_admin(
+    app: &App,
+    user: serenity::UserId,
+    member: Option<&serenity::Member>,
+    guild: Option<serenity::GuildId>,
+) -> bool {
     let discord = &app.settings.discord;
     if discord.admin_user_ids.contains(&user.get()) {
         return true;
+    }
+    // Roles and the Administrator permission are a guild's own: they count only in Usher's home
+    // guild(s), never in a guild someone else added the bot to, and never in DMs.
+    if !guild.is_some_and(|g| discord.guild_ids.contains(&g.get())) {
+        return false;
     }
     member.is_some_and(|m| {
         m.roles
@@ -72,15 +84,29 @@ pub fn is_admin(app: &App, user: serenity::UserId, member: Option<&serenity::Mem
     })
 }
 
+/// Why an admin command was refused to someone, where they tried it.
+pub fn not_admin_reason(app: &App, guild: Option<serenity::GuildId>) -> &'static str {
+    if guild.is_some_and(|g| app.settings.discord.guild_ids.contains(&g.get())) {
+        NOT_ADMIN
+    } else {
+        NOT_ADMIN_AWAY
+    }
+}
+
 /// The check every `/admin` command (the group and each subcommand) carries. Async because poise
 /// checks are futures.
 #[allow(clippy::unused_async)]
 pub async fn admin_check(ctx: Context<'_>) -> Result<bool, Error> {
-    if is_admin(ctx.data(), ctx.author().id, common::caller_member(ctx)) {
+    if is_admin(
+        ctx.data(),
+        ctx.author().id,
+        common::caller_member(ctx),
+        ctx.guild_id(),
+    ) {
         Ok(true)
     } else {
         tracing::info!(user = %ctx.author().id, command = %ctx.command().qualified_name, "refused an admin command to a non-admin");
-        Err(Refusal::new(NOT_ADMIN).into())
+        Err(Refusal::new(not_admin_reason(ctx.data(), ctx.guild_id())).into())
     }
 }
 

@@ -250,6 +250,9 @@ pub struct JobSettings {
     pub poll_interval_ms: u64,
     /// Seconds a shutdown waits for running jobs before releasing them.
     pub shutdown_grace_secs: u64,
+    /// Seconds a job may keep waiting without spending attempts (plex.tv rate-limiting it, a
+    /// person still signing in to Plex), counted from when it was queued; then it is dead.
+    pub max_wait_secs: u64,
 }
 
 /// Payment providers. A provider whose table is absent is disabled.
@@ -385,6 +388,7 @@ impl Default for JobSettings {
             backoff_max_secs: 6 * 3600,
             poll_interval_ms: 1000,
             shutdown_grace_secs: 10,
+            max_wait_secs: 24 * 3600,
         }
     }
 }

@@ -36,6 +36,8 @@ macro_rules! builtin {
 
 /// Every file under `templates/` (a test keeps this list complete).
 const BUILTIN: &[(&str, &str)] = builtin![
+    "dms/account_refused.md.j2",
+    "dms/admin_account_refused.md.j2",
     "dms/admin_no_room.md.j2",
     "dms/change_confirmed.md.j2",
     "dms/dm_closed_fallback.md.j2",

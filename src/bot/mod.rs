@@ -62,6 +62,11 @@ pub async fn run(app: App, token: SecretString, shutdown: CancellationToken) -> 
         app.settings.discord.api_base_url.as_deref(),
     );
     let guild_ids = app.settings.discord.guild_ids.clone();
+    if guild_ids.is_empty() {
+        tracing::warn!(
+            "no home guild is configured (discord.guild_ids): commands are registered globally, and only the users in discord.admin_user_ids are Usher admins (admin roles and the Administrator permission count only in a home guild)"
+        );
+    }
     let framework = poise::Framework::builder()
         .options(poise::FrameworkOptions {
             commands: crate::commands::all(),
@@ -155,7 +160,9 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
             let text = error
                 .as_ref()
                 .and_then(|e| e.user_message().map(str::to_owned))
-                .unwrap_or_else(|| crate::commands::NOT_ADMIN.to_owned());
+                .unwrap_or_else(|| {
+                    crate::commands::not_admin_reason(ctx.data(), ctx.guild_id()).to_owned()
+                });
             (ctx, text)
         }
         poise::FrameworkError::EventHandler { error, event, .. } => {

@@ -53,8 +53,8 @@ id_type!(
     PaymentId,
     /// A share of a server with a subscriber.
     ShareId,
-    /// A pending Plex account change request.
-    ChangeRequestId,
+    /// A request to prove a Plex account (code or sign-in).
+    ProofId,
     /// A durable job.
     JobId,
 );

@@ -16,15 +16,15 @@ pub use actor::Actor;
 pub use code::{VerificationCode, VerificationCodeError};
 pub use discord::{DiscordId, DiscordIdError};
 pub use ids::{
-    ChangeRequestId, JobId, LibraryGroupId, LibraryId, OwnerAccountId, ParseIdError, PaymentId,
-    PlanId, PlexIdentityId, ServerId, ShareId, SubscriberId,
+    JobId, LibraryGroupId, LibraryId, OwnerAccountId, ParseIdError, PaymentId, PlanId,
+    PlexIdentityId, ProofId, ServerId, ShareId, SubscriberId,
 };
 pub use money::{Currency, CurrencyError, Money, MoneyError};
 pub use plex_email::{PlexEmail, PlexEmailError};
 pub use provider_ids::{PaypalPlanId, ProviderIdError, StripePriceId};
 pub use states::{
-    BillingPeriod, ChangeRequestState, IdentityState, JobState, NotificationChannel,
-    NotificationKind, NotificationState, OwnerAccountState, ParseStateError, Provider,
-    RetireReason, ShareState,
+    BillingPeriod, IdentityState, JobState, NotificationChannel, NotificationKind,
+    NotificationState, OwnerAccountState, ParseStateError, ProofMethod, ProofPurpose, ProofState,
+    Provider, RetireReason, ShareState,
 };
 pub use text::as_sentence;

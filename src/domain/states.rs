@@ -77,6 +77,9 @@ text_enum!(
         Retired => "retired",
         /// Banned by plex.tv or by an admin.
         Banned => "banned",
+        /// Refused when invited: plex.tv named it as a retired or banned account (its email was
+        /// changed on plex.tv). Never linkable.
+        Refused => "refused",
     }
 );
 
@@ -121,18 +124,42 @@ text_enum!(
 );
 
 text_enum!(
-    /// Lifecycle of a request to prove a Plex account (the emailed code).
-    ChangeRequestState as "change request state" {
-        /// Waiting for the code.
+    /// Lifecycle of a request to prove a Plex account (an emailed code or Plex sign-in).
+    ProofState as "proof state" {
+        /// Waiting for the code or the sign-in.
         Pending => "pending",
-        /// The right code was given; the change is applied.
+        /// Proven; what it was for is applied.
         Verified => "verified",
-        /// The code's time ran out.
+        /// Its time ran out.
         Expired => "expired",
         /// Too many wrong codes.
         Locked => "locked",
         /// Replaced by a newer request.
         Cancelled => "cancelled",
+        /// The account proven may not be used here (retired, banned or someone else's).
+        Refused => "refused",
+    }
+);
+
+text_enum!(
+    /// What a proof of a Plex account is for.
+    ProofPurpose as "proof purpose" {
+        /// A flagged subscriber moves to a new Plex account.
+        Change => "change",
+        /// A new member joins with their Plex account.
+        Join => "join",
+        /// A member claims the imported subscriber of their Plex account.
+        Claim => "claim",
+    }
+);
+
+text_enum!(
+    /// How a Plex account is proven.
+    ProofMethod as "proof method" {
+        /// A 6-digit code mailed to the account's email.
+        EmailCode => "email_code",
+        /// Signing in to Plex (the PIN flow), which names the account's plex.tv id.
+        PlexSignIn => "plex_sign_in",
     }
 );
 
@@ -186,6 +213,12 @@ text_enum!(
         Receipt => "receipt",
         /// "Your renewal payment failed; the provider retries; update your payment method" (DM).
         PaymentFailed => "payment_failed",
+        /// "That Plex account cannot be used here, and why" (DM): a sign-in or an invite named a
+        /// retired, banned or refused account.
+        AccountRefused => "account_refused",
+        /// Admins: an invite or a reconcile found a retired or banned plex.tv account under a new
+        /// email, and refused it.
+        AdminAccountRefused => "admin_account_refused",
     }
 );
 
@@ -196,6 +229,8 @@ text_enum!(
         Changed => "changed",
         /// The account was banned.
         Banned => "banned",
+        /// plex.tv named it as a retired or banned account when it was invited.
+        Refused => "refused",
     }
 );
 
@@ -278,7 +313,9 @@ mod tests {
         check(RetireReason::ALL);
         check(Provider::ALL);
         check(BillingPeriod::ALL);
-        check(ChangeRequestState::ALL);
+        check(ProofState::ALL);
+        check(ProofPurpose::ALL);
+        check(ProofMethod::ALL);
         check(NotificationState::ALL);
         check(NotificationChannel::ALL);
         check(NotificationKind::ALL);

@@ -32,6 +32,7 @@ mod invite_share;
 mod kinds;
 mod lifecycle_sweep;
 mod place_waiting;
+mod poll_sign_in;
 mod reconcile_server;
 mod release_share;
 mod remove_share;
@@ -44,6 +45,7 @@ pub use flag_fanout::FlagFanout;
 pub use invite_share::InviteShare;
 pub use lifecycle_sweep::LifecycleSweep;
 pub use place_waiting::PlaceWaiting;
+pub use poll_sign_in::PollSignIn;
 pub use queue::{ClaimedJob, Dispatch, JobError, NewJob, Outcome, Queue};
 pub use reconcile_server::ReconcileServer;
 pub use release_share::ReleaseShare;
@@ -109,6 +111,7 @@ registry!(
     DeliverNotification,
     FlagFanout,
     PlaceWaiting,
+    PollSignIn,
 );
 
 /// Runs the application's jobs through the registry.
@@ -141,9 +144,12 @@ fn args<T: DeserializeOwned>(job: &ClaimedJob) -> Result<T, JobError> {
     })
 }
 
+/// How long a job waits after a 429 that named no Retry-After.
+const RATE_LIMIT_PAUSE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How a remote step's failure decides the job's fate (wire reference §1.9): a refused owner
-/// token or a retired endpoint waits for an admin; rate limiting and server faults retry
-/// (honouring Retry-After); anything else can never succeed.
+/// token or a retired endpoint waits for an admin; rate limiting waits (honouring Retry-After,
+/// spending no attempt); server faults retry; anything else can never succeed.
 impl From<StepError> for JobError {
     fn from(err: StepError) -> Self {
         match err {
@@ -153,6 +159,11 @@ impl From<StepError> for JobError {
             StepError::Plex(PlexError::Gone { endpoint }) => Self::Park(anyhow::anyhow!(
                 "plex.tv retired the endpoint {endpoint}; update Usher"
             )),
+            // Rate limiting is not failure: wait as long as plex.tv asks, without an attempt.
+            StepError::Plex(PlexError::RateLimited { retry_after }) => Self::Wait {
+                reason: "plex.tv is rate limiting (429)".to_owned(),
+                after: retry_after.unwrap_or(RATE_LIMIT_PAUSE),
+            },
             StepError::Plex(other) => match other.retry() {
                 Retry::After(after) => Self::Retry {
                     error: other.into(),
@@ -193,6 +204,7 @@ mod tests {
                 after: SubscriberId::new(500),
             }),
             one(&PlaceWaiting::new("2026030112")),
+            one(&PollSignIn::new(crate::domain::ProofId::new(12))),
         ]
     }
 
@@ -226,6 +238,7 @@ mod tests {
                 DeliverNotification::KIND => again::<DeliverNotification>(&payload),
                 FlagFanout::KIND => again::<FlagFanout>(&payload),
                 PlaceWaiting::KIND => again::<PlaceWaiting>(&payload),
+                PollSignIn::KIND => again::<PollSignIn>(&payload),
                 other => panic!("no round trip for {other}"),
             };
             assert_eq!(back, (payload, key), "{kind}");

@@ -87,6 +87,8 @@ pub struct ClaimedJob {
     pub rate_key: Option<String>,
     /// Attempts so far, this one included.
     pub attempt: u32,
+    /// When it was queued.
+    pub created_at: chrono::DateTime<chrono::Utc>,
     lease_token: String,
     max_attempts: u32,
 }
@@ -116,6 +118,16 @@ pub enum JobError {
     /// Cannot ever succeed; marked dead at once.
     #[error("{0:#}")]
     Fail(anyhow::Error),
+    /// Not a failure: the remote side asks us to wait (plex.tv's 429 and its Retry-After) or a
+    /// person has not finished yet (a Plex sign-in). Runs again after `after` without spending an
+    /// attempt, until `jobs.max_wait_secs` after it was queued.
+    #[error("waiting: {reason}")]
+    Wait {
+        /// Why, for the job's record.
+        reason: String,
+        /// When to look again.
+        after: Duration,
+    },
 }
 
 impl JobError {
@@ -142,6 +154,8 @@ pub enum Outcome {
     Done,
     /// Failed; queued again.
     Retried,
+    /// Told to wait; queued again without spending the attempt.
+    Waiting,
     /// Failed for good.
     Dead,
     /// Waits for an admin.
@@ -241,6 +255,7 @@ impl Queue {
             idempotency_key: r.idempotency_key,
             rate_key: r.rate_key,
             attempt: u32::try_from(r.attempts).unwrap_or(0),
+            created_at: r.created_at,
             max_attempts: u32::try_from(r.max_attempts).unwrap_or(1),
             lease_token: token,
         }))
@@ -303,7 +318,11 @@ impl Queue {
             }
             Some(Err(err)) => {
                 let next = self.after_failure(&job, &err);
-                tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempt, error = %err, next = ?next, "job attempt failed");
+                if matches!(err, JobError::Wait { .. }) {
+                    tracing::debug!(job = %job.id, kind = %job.kind, reason = %err, next = ?next, "job waits");
+                } else {
+                    tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempt, error = %err, next = ?next, "job attempt failed");
+                }
                 self.record_failure(&job, &err.to_string(), next).await
             }
         }
@@ -391,6 +410,19 @@ impl Queue {
         match err {
             JobError::Fail(_) => AfterFailure::Dead,
             JobError::Park(_) => AfterFailure::Parked,
+            JobError::Wait { after, .. } => {
+                let now = self.inner.clock.now();
+                let deadline = job.created_at
+                    + chrono::Duration::seconds(
+                        i64::try_from(self.inner.settings.max_wait_secs).unwrap_or(i64::MAX / 1000),
+                    );
+                let at = now + chrono::Duration::from_std(*after).unwrap_or(chrono::Duration::MAX);
+                if at > deadline {
+                    AfterFailure::Dead
+                } else {
+                    AfterFailure::WaitUntil(at)
+                }
+            }
             JobError::Retry { .. } if job.attempt >= job.max_attempts => AfterFailure::Dead,
             JobError::Retry { after, .. } => {
                 let delay = after.unwrap_or_else(|| self.backoff(job.attempt));
@@ -429,6 +461,7 @@ impl Queue {
         }
         Ok(match next {
             AfterFailure::RetryAt(_) => Outcome::Retried,
+            AfterFailure::WaitUntil(_) => Outcome::Waiting,
             AfterFailure::Dead => {
                 tracing::error!(job = %job.id, kind = %job.kind, error, "job is dead");
                 Outcome::Dead

@@ -144,3 +144,89 @@ pub async fn set_note(
     tx.commit().await?;
     Ok(())
 }
+
+/// Why an admin's change to one subscriber was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    /// Unknown subscriber.
+    #[error("that user is not a subscriber")]
+    NotSubscriber,
+    /// Anything else.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// What making a subscriber permanent (or not) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermanentSet {
+    /// The flag changed (false: it was so already).
+    pub changed: bool,
+    /// A newly permanent subscriber without access was placed: the server, or why not.
+    pub placed: Option<Result<crate::domain::ServerId, String>>,
+}
+
+/// Makes a subscriber permanent (never expires, like a paid-up one) or not, audited. A newly
+/// permanent subscriber with a plan and a Plex account but no live share is placed and invited in
+/// the same transaction (not while flagged: the account change invites them); their Discord roles
+/// follow their standing.
+pub async fn set_permanent(
+    app: &App,
+    actor: &Actor,
+    subscriber: SubscriberId,
+    permanent: bool,
+) -> Result<PermanentSet, MemberError> {
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await.map_err(anyhow::Error::from)?;
+    let row = subscribers::find_subscriber(&mut tx, subscriber)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or(MemberError::NotSubscriber)?;
+    let changed = subscribers::update_permanent(&mut tx, subscriber, permanent, now)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let mut placed = None;
+    if changed && permanent && !row.requires_plex_change {
+        let live = crate::store::shares::find_live_shares_of(&mut tx, subscriber)
+            .await
+            .map_err(anyhow::Error::from)?;
+        let identity = subscribers::find_active_identity(&mut tx, subscriber)
+            .await
+            .map_err(anyhow::Error::from)?;
+        if let (true, Some(plan), Some(identity)) = (live.is_empty(), row.plan_id, identity) {
+            let previous = crate::store::shares::find_previous_servers(&mut tx, subscriber)
+                .await
+                .map_err(anyhow::Error::from)?;
+            placed = Some(
+                crate::services::access::place_and_invite(
+                    app,
+                    &mut tx,
+                    subscriber,
+                    identity.id,
+                    plan,
+                    previous,
+                    row.preferred_location.clone(),
+                )
+                .await?,
+            );
+        }
+    }
+    if changed {
+        let event = format!("permanent-{permanent}-{}", now.timestamp_micros());
+        crate::services::lifecycle::enqueue_role_sync(app, &mut tx, subscriber, &event)
+            .await
+            .map_err(anyhow::Error::from)?;
+        let detail = serde_json::json!({ "permanent": permanent });
+        audit::insert_audit(
+            &mut tx,
+            actor,
+            Some(subscriber),
+            "subscriber.permanent",
+            &detail,
+            now,
+        )
+        .await
+        .map_err(anyhow::Error::from)?;
+    }
+    app.queue.commit(tx).await.map_err(anyhow::Error::from)?;
+    Ok(PermanentSet { changed, placed })
+}

@@ -1,138 +1,67 @@
-//! The heart of ban recovery: a flagged subscriber moves to a NEW, verified Plex account.
+//! The heart of ban recovery: a flagged subscriber moves to a NEW, proven Plex account.
 //!
-//! Rules it keeps (PRODUCT.md "Ban recovery" 5–9):
+//! Rules it keeps (PRODUCT.md "Ban recovery" 5–9, "Never"):
 //! - Only while "Plex account change processing" is on, and only for a flagged subscriber.
-//! - The new email must differ from the current one, never have been linked here (retired, banned
-//!   or in use, in any spelling), and be a real plex.tv account; when plex.tv cannot say, we say so.
-//! - A 6-digit code goes to the new address; only its keyed hash is stored. It expires after 15
-//!   minutes, allows 5 wrong tries, and can be re-sent once a minute.
-//! - On the right code, ONE transaction retires the old identity (as `banned` when its last server's
-//!   owner was banned), links the new one, clears the flag, keeps every payment, note and history
-//!   row, writes the audit log, and queues the removal of old shares and the invite on a server
-//!   chosen by placement. If nothing fits, the change still stands and the admins are told.
+//! - The new account must never have been linked here: not the current one, not anyone else's,
+//!   never a retired, banned or refused one — compared by email, username and plex.tv id
+//!   ([`identities`]). It is proven by an emailed code (after plex.tv confirms the account
+//!   exists) or by Plex sign-in, which names the plex.tv id before anything is linked
+//!   ([`proofs`]).
+//! - When proven, ONE transaction retires the old identity (as `banned` when its last server's
+//!   owner account was banned), links the new one, clears the flag, keeps every payment, note and
+//!   history row, stops counting the old shares (their removal on plex.tv is queued) and, for a
+//!   subscriber who is permanent or paid up, records the new share on a server chosen by
+//!   placement and queues its invite. Others are told the change is done and that paying brings
+//!   their access back. If no server fits, the change still stands and the admins are told.
 
 use anyhow::Context as _;
 use chrono::Duration;
 
 use crate::app::App;
 use crate::domain::{
-    Actor, ChangeRequestId, ChangeRequestState, IdentityState, OwnerAccountState, PlanId,
-    PlexEmail, PlexIdentityId, RetireReason, ServerId, SubscriberId, VerificationCode,
+    Actor, NotificationKind, OwnerAccountState, PlexEmail, PlexIdentityId, ProofId, ProofMethod,
+    ProofPurpose, ProofState, RetireReason, ServerId, SubscriberId, VerificationCode,
 };
-use crate::integrations::plex::{PlexError, Validation};
-use crate::jobs::RemoveShare;
+use crate::jobs::{PollSignIn, RemoveShare};
 use crate::services::access;
+use crate::services::identities::{self, PlexAccountRef};
 use crate::services::notify::{self, Kind};
-use crate::services::settings::plex_account_change_enabled;
-use crate::store::account_changes::{self, NewChangeRequest};
-use crate::store::{Tx, audit, is_unique_violation, owner_accounts, servers, shares, subscribers};
-
-/// How long a code works.
-pub const CODE_LIFETIME_MINUTES: i64 = 15;
-/// Wrong codes allowed before the request locks.
-pub const MAX_WRONG_CODES: i32 = 5;
-/// Least time between two sends of a code.
-pub const RESEND_AFTER_SECONDS: i64 = 60;
-
-/// Why a change was refused; each is a message for the subscriber.
-#[derive(Debug, thiserror::Error)]
-pub enum ChangeError {
-    /// The setting is off.
-    #[error("Plex account changes are turned off by the admins")]
-    Disabled,
-    /// Not flagged.
-    #[error("your account does not need a Plex account change")]
-    NotFlagged,
-    /// Not a subscriber.
-    #[error("you are not a subscriber here yet")]
-    NotSubscriber,
-    /// Same as now.
-    #[error(
-        "that is the Plex account you already use; sign up for a NEW Plex account with a new email"
-    )]
-    SameAsCurrent,
-    /// Retired or banned here.
-    #[error(
-        "that Plex account was used here before and can never be used again; sign up for a new one"
-    )]
-    Retired,
-    /// Someone else uses it.
-    #[error("that Plex account is already in use")]
-    InUse,
-    /// plex.tv does not know it.
-    #[error("there is no plex.tv account for {0}; sign up at plex.tv with that email first")]
-    NotPlexAccount(String),
-    /// plex.tv cannot check now.
-    #[error("we cannot check that account with plex.tv right now; try again in a few minutes")]
-    ValidationUnavailable,
-    /// Resend too soon.
-    #[error("a code was sent less than a minute ago; wait {0} seconds before asking for another")]
-    ResendTooSoon(i64),
-    /// The code could not be sent.
-    #[error("we could not send the code to that address right now; try again in a minute")]
-    MailFailed,
-    /// No pending request.
-    #[error("there is no code waiting for you; start the Plex account change again")]
-    NoPendingRequest,
-    /// Code expired.
-    #[error("that code has expired; ask for a new one")]
-    Expired,
-    /// Too many wrong codes.
-    #[error("too many wrong codes; start the Plex account change again to get a new one")]
-    Locked,
-    /// Wrong code.
-    #[error("that code is not right; {0} tries left")]
-    WrongCode(i32),
-    /// Anything else.
-    #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
-}
-
-/// A code is on its way.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodeSent {
-    /// The request.
-    pub request: ChangeRequestId,
-    /// Minutes until the code expires.
-    pub expires_in_minutes: i64,
-}
+use crate::services::proofs::{
+    self, CodeCheck, CodeSent, ProofError, Proven, SignIn, SignInStarted, Subject,
+};
+use crate::services::settings::{self, plex_account_change_enabled};
+use crate::store::proofs::{self as proof_store, ProofRow};
+use crate::store::{Tx, audit, is_unique_violation, lifecycle, servers, shares, subscribers};
 
 /// The change is done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeApplied {
     /// The new active identity.
     pub identity: PlexIdentityId,
-    /// Where the invite goes; `None` when no server has room yet (admins were told).
+    /// Where the invite goes; `None` when no server has room yet (admins were told) or the
+    /// subscriber is not paid up (they are invited when they pay).
     pub server: Option<ServerId>,
+    /// Permanent or inside a paid interval: invited now.
+    pub paid_up: bool,
 }
 
-fn hash_context(subscriber: SubscriberId, email: &PlexEmail) -> Vec<u8> {
-    format!("account-change:{subscriber}:{}", email.as_str()).into_bytes()
-}
-
-/// Checks that a subscriber may change to `email` now; returns their row.
+/// Checks that `subscriber` may change to `account` now; returns their row.
 async fn check_allowed(
     tx: &mut Tx,
     subscriber: SubscriberId,
-    email: &PlexEmail,
-) -> Result<subscribers::SubscriberRow, ChangeError> {
+    account: &PlexAccountRef,
+) -> Result<subscribers::SubscriberRow, ProofError> {
     if !plex_account_change_enabled(tx).await? {
-        return Err(ChangeError::Disabled);
+        return Err(ProofError::Disabled);
     }
     let row = subscribers::find_subscriber(tx, subscriber)
         .await?
-        .ok_or(ChangeError::NotSubscriber)?;
+        .ok_or(ProofError::NotSubscriber)?;
     if !row.requires_plex_change {
-        return Err(ChangeError::NotFlagged);
+        return Err(ProofError::NotFlagged);
     }
-    if let Some(existing) = subscribers::find_identity_by_email(tx, email).await? {
-        return Err(match existing.state.as_str() {
-            s if s == IdentityState::Active.as_str() && existing.subscriber_id == subscriber => {
-                ChangeError::SameAsCurrent
-            }
-            s if s == IdentityState::Active.as_str() => ChangeError::InUse,
-            _ => ChangeError::Retired,
-        });
+    if let Some(conflict) = identities::find_conflict(tx, account, Some(subscriber)).await? {
+        return Err(conflict.into());
     }
     Ok(row)
 }
@@ -143,72 +72,29 @@ pub async fn request_change(
     actor: &Actor,
     subscriber: SubscriberId,
     email: &PlexEmail,
-) -> Result<CodeSent, ChangeError> {
-    let now = app.clock.now();
-    let (row, owner_token) = {
+) -> Result<CodeSent, ProofError> {
+    let subject = Subject::change(subscriber);
+    let account = PlexAccountRef::typed(email.clone());
+    {
         let mut tx = app.db.read().await?;
-        let row = check_allowed(&mut tx, subscriber, email).await?;
-        if let Some(pending) = account_changes::find_pending(&mut tx, subscriber).await? {
-            let wait = RESEND_AFTER_SECONDS - (now - pending.last_sent_at).num_seconds();
-            if wait > 0 {
-                return Err(ChangeError::ResendTooSoon(wait));
-            }
-        }
-        let owners = owner_accounts::find_owner_accounts(&mut tx).await?;
-        let token = owners
-            .iter()
-            .find(|o| o.state == OwnerAccountState::Active)
-            .map(|o| o.token_enc.clone());
-        (row, token)
-    };
-    // plex.tv answers only to an owner's token; with none, or when it cannot say, we do not guess.
-    let token = owner_token.ok_or(ChangeError::ValidationUnavailable)?;
-    let token = app
-        .cipher
-        .decrypt(&token)
-        .context("opening an owner token")?;
-    match app.plex.validate_user(&token, email.as_str()).await {
-        Ok(Validation::Valid) => {}
-        Ok(Validation::NotAnAccount) => return Err(ChangeError::NotPlexAccount(email.to_string())),
-        Ok(Validation::ValidationUnavailable)
-        | Err(
-            PlexError::RateLimited { .. }
-            | PlexError::Server { .. }
-            | PlexError::Transport { .. }
-            | PlexError::Gone { .. }
-            | PlexError::Unauthorized,
-        ) => {
-            return Err(ChangeError::ValidationUnavailable);
-        }
-        Err(err) => {
-            return Err(ChangeError::Unexpected(
-                anyhow::Error::new(err).context("validating on plex.tv"),
-            ));
+        settings::proof_methods_in(&mut tx)
+            .await?
+            .require(ProofMethod::EmailCode)?;
+        check_allowed(&mut tx, subscriber, &account).await?;
+        if let Some(pending) = proofs::find_pending(&mut tx, &subject).await?
+            && let Some(wait) = proofs::resend_wait(&pending, app.clock.now())
+        {
+            return Err(ProofError::ResendTooSoon(wait));
         }
     }
+    proofs::validate_on_plex(app, email).await?;
 
-    let code = VerificationCode::generate();
-    let hash = hex::encode(code.hash(&app.signing_key, &hash_context(subscriber, email)));
+    let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     // Re-check inside the write transaction: the world may have moved during the remote call.
-    check_allowed(&mut tx, subscriber, email).await?;
-    let sends = match account_changes::find_pending(&mut tx, subscriber).await? {
-        Some(pending) => {
-            account_changes::update_state(&mut tx, pending.id, ChangeRequestState::Cancelled, now)
-                .await?;
-            2
-        }
-        None => 1,
-    };
-    let request = NewChangeRequest {
-        subscriber,
-        email,
-        code_hash: &hash,
-        expires_at: now + Duration::minutes(CODE_LIFETIME_MINUTES),
-        sends,
-    };
-    let id = account_changes::insert_request(&mut tx, &request, now).await?;
-    let detail = serde_json::json!({ "request": id, "new_email": email.as_str() });
+    let row = check_allowed(&mut tx, subscriber, &account).await?;
+    let issued = proofs::issue_code(app, &mut tx, &subject, email, None).await?;
+    let detail = serde_json::json!({ "request": issued.request, "new_email": email.as_str() });
     audit::insert_audit(
         &mut tx,
         actor,
@@ -219,40 +105,22 @@ pub async fn request_change(
     )
     .await?;
     tx.commit().await?;
-
-    // Sent after the commit, never from inside it; the code exists only in this message.
-    let context = serde_json::json!({ "name": row.display_name, "code": code.expose_for_delivery(), "expires_minutes": CODE_LIFETIME_MINUTES });
-    let rendered = app
-        .templates
-        .render_email("verification_code", context)
-        .context("rendering the code email")?;
-    if let Err(err) = app
-        .mailer
-        .send(&app.settings.email.from, email.as_str(), &rendered)
-        .await
-    {
-        tracing::warn!(subscriber = %subscriber, error = %err, "sending a verification code failed");
-        return Err(ChangeError::MailFailed);
-    }
-    Ok(CodeSent {
-        request: id,
-        expires_in_minutes: CODE_LIFETIME_MINUTES,
-    })
+    proofs::mail_code(app, &row.display_name, email, issued).await
 }
 
 /// Whether the subscriber may start a change now (setting on, flagged): checked before asking
 /// them for an email, so nobody types one in only to be told no.
-pub async fn can_start(app: &App, subscriber: SubscriberId) -> Result<(), ChangeError> {
+pub async fn can_start(app: &App, subscriber: SubscriberId) -> Result<(), ProofError> {
     let mut tx = app.db.read().await?;
     let enabled = plex_account_change_enabled(&mut tx).await?;
     let row = subscribers::find_subscriber(&mut tx, subscriber).await?;
     tx.rollback().await?;
     if !enabled {
-        return Err(ChangeError::Disabled);
+        return Err(ProofError::Disabled);
     }
     match row {
-        None => Err(ChangeError::NotSubscriber),
-        Some(row) if !row.requires_plex_change => Err(ChangeError::NotFlagged),
+        None => Err(ProofError::NotSubscriber),
+        Some(row) if !row.requires_plex_change => Err(ProofError::NotFlagged),
         Some(_) => Ok(()),
     }
 }
@@ -262,14 +130,15 @@ pub async fn resend_code(
     app: &App,
     actor: &Actor,
     subscriber: SubscriberId,
-) -> Result<CodeSent, ChangeError> {
+) -> Result<CodeSent, ProofError> {
     let pending = {
         let mut tx = app.db.read().await?;
-        let pending = account_changes::find_pending(&mut tx, subscriber).await?;
-        tx.rollback().await?;
-        pending.ok_or(ChangeError::NoPendingRequest)?
+        proofs::find_pending(&mut tx, &Subject::change(subscriber)).await?
     };
-    let email = pending.new_email_norm;
+    let email = pending
+        .filter(|p| p.method == ProofMethod::EmailCode)
+        .and_then(|p| p.email_norm)
+        .ok_or(ProofError::NoPendingRequest)?;
     request_change(app, actor, subscriber, &email).await
 }
 
@@ -279,71 +148,269 @@ pub async fn verify_change(
     actor: &Actor,
     subscriber: SubscriberId,
     code: &VerificationCode,
-) -> Result<ChangeApplied, ChangeError> {
-    let now = app.clock.now();
+) -> Result<ChangeApplied, ProofError> {
     let mut tx = app.db.begin().await?;
     if !plex_account_change_enabled(&mut tx).await? {
-        return Err(ChangeError::Disabled);
+        return Err(ProofError::Disabled);
     }
-    let pending = account_changes::find_pending(&mut tx, subscriber)
-        .await?
-        .ok_or(ChangeError::NoPendingRequest)?;
-    let request = pending.id;
-    if now >= pending.expires_at {
-        account_changes::update_state(&mut tx, request, ChangeRequestState::Expired, now).await?;
-        tx.commit().await?;
-        return Err(ChangeError::Expired);
+    let proven = match proofs::check_code(app, &mut tx, &Subject::change(subscriber), code).await? {
+        CodeCheck::Right(proven) => proven,
+        CodeCheck::Refused(err) => {
+            tx.commit().await?;
+            return Err(err);
+        }
+    };
+    let applied = apply_change(app, &mut tx, actor, subscriber, &proven).await?;
+    app.queue.commit(tx).await?;
+    Ok(applied)
+}
+
+/// Starts a Plex sign-in for the change: the subscriber opens the returned link, signs in with
+/// their NEW Plex account and approves Usher; a job watches the sign-in and applies the change
+/// (or [`finish_sign_in`] does, when they say they are done). `forward` is where plex.tv sends
+/// the browser back to afterwards (the web page's own flow).
+pub async fn start_sign_in(
+    app: &App,
+    actor: &Actor,
+    subscriber: SubscriberId,
+    forward: Option<&url::Url>,
+) -> Result<SignInStarted, ProofError> {
+    {
+        let mut tx = app.db.read().await?;
+        settings::proof_methods_in(&mut tx)
+            .await?
+            .require(ProofMethod::PlexSignIn)?;
     }
-    let email = pending.new_email_norm;
-    let stored = hex::decode(&pending.code_hash).context("stored code hash")?;
-    if !code.matches(&app.signing_key, &hash_context(subscriber, &email), &stored) {
-        let failed = account_changes::update_failed_attempt(&mut tx, request).await?;
-        if failed >= MAX_WRONG_CODES {
-            account_changes::update_state(&mut tx, request, ChangeRequestState::Locked, now)
+    can_start(app, subscriber).await?;
+    let pin = proofs::create_pin(app).await?;
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    can_start_in(&mut tx, subscriber).await?;
+    let started =
+        proofs::issue_sign_in(app, &mut tx, &Subject::change(subscriber), &pin, forward).await?;
+    app.queue
+        .enqueue(&mut tx, &PollSignIn::new(started.request))
+        .await?;
+    let detail = serde_json::json!({ "request": started.request });
+    audit::insert_audit(
+        &mut tx,
+        actor,
+        Some(subscriber),
+        "account_change.sign_in_started",
+        &detail,
+        now,
+    )
+    .await?;
+    app.queue.commit(tx).await?;
+    Ok(started)
+}
+
+async fn can_start_in(tx: &mut Tx, subscriber: SubscriberId) -> Result<(), ProofError> {
+    if !plex_account_change_enabled(tx).await? {
+        return Err(ProofError::Disabled);
+    }
+    match subscribers::find_subscriber(tx, subscriber).await? {
+        None => Err(ProofError::NotSubscriber),
+        Some(row) if !row.requires_plex_change => Err(ProofError::NotFlagged),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The subscriber's pending sign-in, with its link to open again.
+pub async fn pending_sign_in(
+    app: &App,
+    subscriber: SubscriberId,
+) -> Result<Option<(ProofId, url::Url)>, ProofError> {
+    let mut tx = app.db.read().await?;
+    let pending = proofs::find_pending(&mut tx, &Subject::change(subscriber)).await?;
+    Ok(pending
+        .filter(|p| p.method == ProofMethod::PlexSignIn)
+        .and_then(|p| {
+            let pin = crate::integrations::plex::PlexPin {
+                id: crate::integrations::plex::PlexPinId(u64::try_from(p.pin_id?).ok()?),
+                code: p.pin_code?,
+                expires_at: None,
+            };
+            Some((p.id, app.plex.sign_in_url(&pin, None)))
+        }))
+}
+
+/// Where a sign-in ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInOutcome {
+    /// Not approved on plex.tv yet.
+    Waiting,
+    /// The change is applied.
+    Applied(ChangeApplied),
+    /// Nothing to do any more (applied, refused, expired or replaced before).
+    Settled,
+}
+
+/// Looks at a sign-in request and, once Plex has the person's approval, applies the change for
+/// the account plex.tv names — or refuses it (retired, banned, refused or someone else's,
+/// checked by email, username AND plex.tv id before anything is linked), records why, and tells
+/// the subscriber. `who`, when given, must be the request's subscriber (a button press).
+pub async fn finish_sign_in(
+    app: &App,
+    request: ProofId,
+    who: Option<SubscriberId>,
+) -> Result<SignInOutcome, ProofError> {
+    let row = {
+        let mut tx = app.db.read().await?;
+        proof_store::find_proof(&mut tx, request)
+            .await?
+            .ok_or(ProofError::NoSignIn)?
+    };
+    let subscriber = row
+        .subscriber_id
+        .context("a change request has its subscriber")?;
+    if who.is_some_and(|who| who != subscriber) {
+        return Err(ProofError::NotYours);
+    }
+    if row.state != ProofState::Pending
+        || row.purpose != ProofPurpose::Change
+        || row.method != ProofMethod::PlexSignIn
+    {
+        return Ok(SignInOutcome::Settled);
+    }
+    let proven = match proofs::read_sign_in(app, &row).await? {
+        SignIn::Waiting => return Ok(SignInOutcome::Waiting),
+        SignIn::Expired => {
+            let mut tx = app.db.begin().await?;
+            proof_store::update_state(&mut tx, request, ProofState::Expired, app.clock.now())
                 .await?;
             tx.commit().await?;
-            return Err(ChangeError::Locked);
+            return Err(ProofError::SignInExpired);
         }
-        tx.commit().await?;
-        return Err(ChangeError::WrongCode(MAX_WRONG_CODES - failed));
+        SignIn::Signed(proven) => proven,
+    };
+    let actor = Actor::Subscriber(subscriber);
+    let mut tx = app.db.begin().await?;
+    // Settled by another poll or a button press meanwhile?
+    let still = proof_store::find_proof(&mut tx, request).await?;
+    if still.is_none_or(|r| r.state != ProofState::Pending) {
+        return Ok(SignInOutcome::Settled);
     }
+    proofs::record_signed_in(&mut tx, &proven).await?;
+    match apply_change(app, &mut tx, &actor, subscriber, &proven).await {
+        Ok(applied) => {
+            app.queue.commit(tx).await?;
+            Ok(SignInOutcome::Applied(applied))
+        }
+        Err(err @ (ProofError::Retired | ProofError::InUse | ProofError::SameAsCurrent)) => {
+            drop(tx);
+            refuse_sign_in(app, &row, &proven, &err).await?;
+            Err(err)
+        }
+        Err(err) => Err(err),
+    }
+}
 
-    let row = check_allowed(&mut tx, subscriber, &email).await?;
-    let old = subscribers::find_active_identity(&mut tx, subscriber).await?;
+/// Records a refused sign-in (the account it named may not be linked) and tells the subscriber.
+async fn refuse_sign_in(
+    app: &App,
+    row: &ProofRow,
+    proven: &Proven,
+    why: &ProofError,
+) -> Result<(), ProofError> {
+    let now = app.clock.now();
+    let subscriber = row
+        .subscriber_id
+        .context("a change request has its subscriber")?;
+    let reason = crate::domain::as_sentence(&why.to_string());
+    let mut tx = app.db.begin().await?;
+    proofs::record_signed_in(&mut tx, proven).await?;
+    if !proof_store::update_refused(&mut tx, row.id, &reason).await? {
+        return Ok(());
+    }
+    let detail = serde_json::json!({
+        "request": row.id, "email": proven.account.email.as_str(),
+        "plex_user_id": proven.account.plex_user_id, "reason": reason,
+    });
+    audit::insert_audit(
+        &mut tx,
+        &Actor::Subscriber(subscriber),
+        Some(subscriber),
+        "account_change.refused",
+        &detail,
+        now,
+    )
+    .await?;
+    let dm = serde_json::json!({ "plex_account": proven.account.email.as_str(), "reason": reason });
+    notify::enqueue_dm(
+        app,
+        &mut tx,
+        subscriber,
+        NotificationKind::AccountRefused,
+        &dm,
+        &format!("refused-{}", row.id),
+    )
+    .await?;
+    app.queue.commit(tx).await?;
+    Ok(())
+}
+
+/// The sign-in job's step: `Ok(true)` when settled (applied, refused or expired), `Ok(false)` to
+/// look again in a moment.
+pub async fn poll_sign_in(app: &App, request: ProofId) -> anyhow::Result<bool> {
+    match finish_sign_in(app, request, None).await {
+        Ok(SignInOutcome::Waiting) => Ok(false),
+        Err(ProofError::Unexpected(err)) => Err(err),
+        // Applied, settled before, refused (and told), expired, or the flow was closed
+        // meanwhile: nothing more to do.
+        Ok(SignInOutcome::Applied(_) | SignInOutcome::Settled) | Err(_) => Ok(true),
+    }
+}
+
+/// Applies a proven change in the caller's transaction (see the module rules). The proof must be
+/// pending; it is marked verified here.
+async fn apply_change(
+    app: &App,
+    tx: &mut Tx,
+    actor: &Actor,
+    subscriber: SubscriberId,
+    proven: &Proven,
+) -> Result<ChangeApplied, ProofError> {
+    let now = app.clock.now();
+    let row = check_allowed(tx, subscriber, &proven.account).await?;
+    let old = subscribers::find_active_identity(tx, subscriber).await?;
     if let Some(old) = &old {
-        let old_id = old.id;
-        let reason = if shares::find_last_owner_banned(&mut tx, old_id).await? {
+        let reason = if shares::find_last_owner_banned(tx, old.id).await? {
             RetireReason::Banned
         } else {
             RetireReason::Changed
         };
-        subscribers::update_identity_retired(&mut tx, old_id, reason, now).await?;
+        subscribers::update_identity_retired(tx, old.id, reason, now).await?;
     }
-    let identity = match subscribers::insert_identity(&mut tx, subscriber, &email, None, now).await
-    {
-        Ok(id) => id,
-        Err(err) if is_unique_violation(&err) => return Err(ChangeError::InUse),
-        Err(err) => return Err(err.into()),
-    };
-    subscribers::update_flag(&mut tx, subscriber, false, now).await?;
-    account_changes::update_state(&mut tx, request, ChangeRequestState::Verified, now).await?;
+    let identity =
+        match subscribers::insert_identity(tx, subscriber, &proven.account.keys(), now).await {
+            Ok(id) => id,
+            Err(err) if is_unique_violation(&err) => return Err(ProofError::InUse),
+            Err(err) => return Err(err.into()),
+        };
+    subscribers::update_flag(tx, subscriber, false, now).await?;
+    proof_store::update_state(tx, proven.request, ProofState::Verified, now).await?;
 
-    // Old shares go: through plex.tv unless the owner account was removed (then there is nothing
-    // to call).
-    let previous = shares::find_previous_servers(&mut tx, subscriber).await?;
-    for share in shares::find_live_shares_of(&mut tx, subscriber).await? {
+    // The old shares stop counting now (the new one may be on the same server); plex.tv sees
+    // them removed before it sees the new invite (the invite job removes leftovers first).
+    let previous = shares::find_previous_servers(tx, subscriber).await?;
+    for share in shares::find_live_shares_of(tx, subscriber).await? {
+        shares::update_share_removed(tx, share.id, now).await?;
         if share.owner_state == OwnerAccountState::Removed {
-            shares::update_share_removed(&mut tx, share.id, now).await?;
+            shares::update_share_unshared(tx, share.id, now).await?;
         } else {
             let remove = RemoveShare::new(share.id, share.owner_account_id, "account-change");
-            app.queue.enqueue(&mut tx, &remove).await?;
+            app.queue.enqueue(tx, &remove).await?;
         }
     }
+    let paid_up = lifecycle::find_standing(tx, subscriber, now)
+        .await?
+        .is_some_and(|s| s.active);
     let placed = match row.plan_id {
-        Some(plan) => Some(
+        Some(plan) if paid_up => Some(
             access::place_and_invite(
                 app,
-                &mut tx,
+                tx,
                 subscriber,
                 identity,
                 plan,
@@ -352,25 +419,17 @@ pub async fn verify_change(
             )
             .await?,
         ),
-        None => None,
+        _ => None,
     };
     let server = placed.as_ref().and_then(|p| p.as_ref().ok().copied());
-    tell_about_change(
-        app,
-        &mut tx,
-        subscriber,
-        request,
-        &email,
-        row.plan_id,
-        placed,
-    )
-    .await?;
+    tell_about_change(app, tx, subscriber, proven, row.plan_id, paid_up, placed).await?;
     let detail = serde_json::json!({
-        "request": request, "old_identity": old.as_ref().map(|o| o.id), "new_identity": identity,
-        "new_email": email.as_str(), "server": server,
+        "request": proven.request, "old_identity": old.as_ref().map(|o| o.id), "new_identity": identity,
+        "new_email": proven.account.email.as_str(), "plex_user_id": proven.account.plex_user_id,
+        "server": server, "paid_up": paid_up,
     });
     audit::insert_audit(
-        &mut tx,
+        tx,
         actor,
         Some(subscriber),
         "account_change.applied",
@@ -378,8 +437,11 @@ pub async fn verify_change(
         now,
     )
     .await?;
-    app.queue.commit(tx).await?;
-    Ok(ChangeApplied { identity, server })
+    Ok(ChangeApplied {
+        identity,
+        server,
+        paid_up,
+    })
 }
 
 /// Queues the news of an applied change: DM and email to the new address, and when no server had
@@ -388,30 +450,34 @@ async fn tell_about_change(
     app: &App,
     tx: &mut Tx,
     subscriber: SubscriberId,
-    request: ChangeRequestId,
-    email: &PlexEmail,
-    plan: Option<PlanId>,
+    proven: &Proven,
+    plan: Option<crate::domain::PlanId>,
+    paid_up: bool,
     placed: Option<Result<ServerId, String>>,
-) -> Result<(), ChangeError> {
-    let event = format!("change-{request}");
+) -> Result<(), ProofError> {
+    let event = format!("change-{}", proven.request);
+    let email = proven.account.email.as_str();
     let plan_name = match plan {
         Some(plan) => servers::find_plan_name(tx, plan).await?,
         None => None,
     };
+    let not_paid = plan.is_some() && !paid_up;
     let (kind, detail) = match placed {
         Some(Ok(server)) => {
             let server_name = servers::find_server(tx, server).await?.map(|s| s.name);
-            let detail =
-                serde_json::json!({ "plex_account": email.as_str(), "server_name": server_name });
+            let detail = serde_json::json!({ "plex_account": email, "server_name": server_name });
             (Kind::ChangeConfirmed, detail)
         }
         None => {
-            let detail = serde_json::json!({ "plex_account": email.as_str(), "server_name": null });
+            let detail = serde_json::json!({
+                "plex_account": email, "server_name": null, "not_paid": not_paid,
+                "plan_name": plan_name,
+            });
             (Kind::ChangeConfirmed, detail)
         }
         Some(Err(reason)) => {
             let detail = serde_json::json!({
-                "plex_account": email.as_str(), "plan_name": plan_name, "reason": reason,
+                "plex_account": email, "plan_name": plan_name, "reason": reason,
             });
             notify::enqueue_admin_alert(
                 app,
@@ -426,7 +492,7 @@ async fn tell_about_change(
         }
     };
     notify::enqueue_dm(app, tx, subscriber, kind, &detail, &event).await?;
-    notify::enqueue_email(app, tx, subscriber, kind, email.as_str(), &detail, &event).await?;
+    notify::enqueue_email(app, tx, subscriber, kind, email, &detail, &event).await?;
     Ok(())
 }
 
@@ -436,12 +502,12 @@ pub async fn set_flag(
     actor: &Actor,
     subscriber: SubscriberId,
     flagged: bool,
-) -> Result<bool, ChangeError> {
+) -> Result<bool, ProofError> {
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     subscribers::find_subscriber(&mut tx, subscriber)
         .await?
-        .ok_or(ChangeError::NotSubscriber)?;
+        .ok_or(ProofError::NotSubscriber)?;
     let changed = subscribers::update_flag(&mut tx, subscriber, flagged, now).await?;
     if changed {
         let action = if flagged {

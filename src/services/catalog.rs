@@ -16,8 +16,20 @@ pub struct OwnerAccountItem {
     pub name: String,
     /// Its state.
     pub state: OwnerAccountState,
+    /// It was banned by Plex (also once removed afterwards).
+    pub banned: bool,
     /// Has Plex Pass.
     pub plex_pass: bool,
+}
+
+impl OwnerAccountItem {
+    /// How lists show its state: `active`, `banned`, `removed` or `removed, banned`.
+    pub fn state_label(&self) -> String {
+        match (self.state, self.banned) {
+            (OwnerAccountState::Removed, true) => "removed, banned".to_owned(),
+            (state, _) => state.as_str().to_owned(),
+        }
+    }
 }
 
 /// A server as listed.
@@ -31,6 +43,8 @@ pub struct ServerItem {
     pub owner_account_id: OwnerAccountId,
     /// Owner account state.
     pub owner_state: OwnerAccountState,
+    /// The owner account was banned (also once removed afterwards).
+    pub owner_banned: bool,
     /// Location label.
     pub location: Option<String>,
     /// Switched on.
@@ -65,6 +79,7 @@ pub async fn owner_accounts(app: &App) -> anyhow::Result<Vec<OwnerAccountItem>> 
             id: r.id,
             name: r.name,
             state: r.state,
+            banned: r.banned_at.is_some(),
             plex_pass: r.plex_pass,
         })
         .collect())
@@ -82,6 +97,7 @@ pub async fn servers(app: &App) -> anyhow::Result<Vec<ServerItem>> {
             name: r.name,
             owner_account_id: r.owner_account_id,
             owner_state: r.owner_state,
+            owner_banned: r.owner_banned,
             location: r.location,
             enabled: r.enabled,
             allow_new_subscriptions: r.allow_new_subscriptions,
@@ -89,6 +105,17 @@ pub async fn servers(app: &App) -> anyhow::Result<Vec<ServerItem>> {
             max_users: r.max_users,
         })
         .collect())
+}
+
+impl ServerItem {
+    /// How lists mark a server that is no longer in use: ` (banned)`, ` (removed)`, or nothing.
+    pub fn mark(&self) -> &'static str {
+        match (self.owner_state, self.owner_banned) {
+            (OwnerAccountState::Active, _) => "",
+            (_, true) => " (banned)",
+            (_, false) => " (removed)",
+        }
+    }
 }
 
 /// Every plan.

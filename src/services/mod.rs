@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod export;
 pub mod health;
+pub mod identities;
 pub mod lifecycle;
 pub mod notify;
 pub mod payments;
@@ -15,6 +16,7 @@ pub mod placement;
 pub mod plex_admin;
 pub mod plex_sign_in;
 pub mod plex_sync;
+pub mod proofs;
 pub mod recovery;
 pub mod settings;
 pub mod shares;
@@ -75,11 +77,15 @@ macro_rules! user_facing {
     )+};
 }
 
-user_facing!(checkout::CheckoutError, payments::AssignError);
+user_facing!(
+    checkout::CheckoutError,
+    payments::AssignError,
+    account::MemberError
+);
 user_facing!(
     and_database: account::NoteError,
-    account_change::ChangeError,
     account_change::BulkFlagError,
+    proofs::ProofError,
     access::ReinviteError,
     plex_admin::AdminError,
     settings::SettingError,

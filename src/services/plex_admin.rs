@@ -33,9 +33,19 @@ pub enum AdminError {
     TokenRejected,
     /// The owner account's stored token stopped working.
     #[error(
-        "plex.tv no longer accepts the token of owner account {0}; add the account again with a fresh token"
+        "plex.tv no longer accepts the token of owner account {0}; give it a fresh token with /admin plex-account update-token"
     )]
     StoredTokenRejected(String),
+    /// The token is another plex.tv account's.
+    #[error(
+        "that token belongs to the Plex account {other}, not to {account}; sign in to Plex as {account} and copy its token"
+    )]
+    TokenOfAnotherAccount {
+        /// The owner account being updated.
+        account: String,
+        /// Whose token it is.
+        other: String,
+    },
     /// The same Plex account is added already.
     #[error("the Plex account {0} is already added")]
     AccountAlreadyAdded(String),
@@ -188,28 +198,34 @@ pub struct OwnerAccountRemoved {
     pub shares_removed: u64,
 }
 
-/// Removes an owner account (after a ban): its servers take nobody any more and every share on
-/// them ends; subscribers, identities, payments and history stay.
+/// Removes an owner account (after a ban, the seed's step 2): its servers take nobody any more and
+/// every live share on them ends; subscribers, identities, payments and history stay, and so does
+/// which server and account each share was on (the bulk flag finds them by it later). With
+/// `banned` (or when the account was marked banned before), the Plex accounts of its users retire
+/// as `banned` when they change. A removed account's machine ids can be added again (re-claimed).
 pub async fn remove_owner_account(
     app: &App,
     actor: &Actor,
     id: OwnerAccountId,
+    banned: bool,
 ) -> Result<OwnerAccountRemoved, AdminError> {
+    let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     let account = owner_accounts::find_owner_account(&mut tx, id)
         .await?
         .ok_or(AdminError::NoSuchAccount(id))?;
-    if !owner_accounts::update_owner_state(&mut tx, id, OwnerAccountState::Removed, app.clock.now())
-        .await?
-    {
+    if !owner_accounts::update_owner_state(&mut tx, id, OwnerAccountState::Removed, now).await? {
         return Err(AdminError::AccountNotActive {
             name: account.name,
             state: account.state,
         });
     }
-    let shares_removed =
-        owner_accounts::update_shares_removed_for_owner(&mut tx, id, app.clock.now()).await?;
-    let detail = serde_json::json!({ "owner_account": id, "name": account.name, "shares_removed": shares_removed });
+    if banned {
+        owner_accounts::update_owner_banned_at(&mut tx, id, now).await?;
+    }
+    let shares_removed = owner_accounts::update_shares_removed_for_owner(&mut tx, id, now).await?;
+    let banned = banned || account.banned_at.is_some();
+    let detail = serde_json::json!({ "owner_account": id, "name": account.name, "shares_removed": shares_removed, "banned": banned });
     audit::insert_audit(
         &mut tx,
         actor,
@@ -254,6 +270,73 @@ pub async fn mark_owner_banned(
     audit::insert_audit(&mut tx, actor, None, "owner_account.ban", &detail, now).await?;
     tx.commit().await?;
     Ok(path)
+}
+
+/// What giving an owner account a new token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenUpdated {
+    /// The account's name on plex.tv.
+    pub name: String,
+    /// Jobs that waited for a working token and run again now.
+    pub released: u64,
+}
+
+/// Gives an owner account a new Plex token (its old one was revoked or changed): tested on
+/// plex.tv first, it must be the same plex.tv account; then it is sealed and stored, and the jobs
+/// parked on that account run again. A bad token changes nothing.
+pub async fn update_owner_token(
+    app: &App,
+    actor: &Actor,
+    id: OwnerAccountId,
+    token: &SecretString,
+) -> Result<TokenUpdated, AdminError> {
+    let account = {
+        let mut tx = app.db.read().await?;
+        owner_accounts::find_owner_account(&mut tx, id)
+            .await?
+            .ok_or(AdminError::NoSuchAccount(id))?
+    };
+    if account.state == OwnerAccountState::Removed {
+        return Err(AdminError::AccountNotActive {
+            name: account.name,
+            state: account.state,
+        });
+    }
+    let found = match app.plex.account(token).await {
+        Ok(found) => found,
+        Err(PlexError::Unauthorized) => return Err(AdminError::TokenRejected),
+        Err(err) => return Err(plex_failure(err, &account.name)),
+    };
+    let plex_user_id = i64::try_from(found.id).context("plex.tv user id out of range")?;
+    if account
+        .plex_user_id
+        .is_some_and(|known| known != plex_user_id)
+    {
+        return Err(AdminError::TokenOfAnotherAccount {
+            account: account.name,
+            other: found.username,
+        });
+    }
+    let sealed = app
+        .cipher
+        .encrypt(secrecy::ExposeSecret::expose_secret(token));
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    owner_accounts::update_owner_token(&mut tx, id, &sealed, found.plex_pass).await?;
+    let released = crate::store::jobs::update_unparked(
+        &mut tx,
+        &crate::services::shares::owner_rate_key(id),
+        now,
+    )
+    .await?;
+    let detail =
+        serde_json::json!({ "owner_account": id, "name": account.name, "released_jobs": released });
+    audit::insert_audit(&mut tx, actor, None, "owner_account.token", &detail, now).await?;
+    app.queue.commit(tx).await?;
+    Ok(TokenUpdated {
+        name: found.username,
+        released,
+    })
 }
 
 /// Checks that plex.tv still accepts an owner account's stored token; returns what plex.tv says

@@ -3,6 +3,7 @@
 
 use crate::app::App;
 use crate::domain::Actor;
+use crate::services::proofs::Methods;
 use crate::store::{Tx, audit, settings};
 
 /// Key of "Plex account change processing" (off by default).
@@ -27,6 +28,49 @@ pub async fn set_plex_account_change(
         ..SettingsChange::default()
     };
     change(app, actor, &one).await
+}
+
+/// Key of the ways a Plex account may be proven (`both`, `email_code`, `plex_sign_in`).
+const PROOF_METHODS: &str = "proof_methods";
+
+/// Which ways of proving a Plex account are offered (both unless set).
+pub async fn proof_methods_in(tx: &mut Tx) -> Result<Methods, sqlx::Error> {
+    let stored = settings::find_setting(tx, PROOF_METHODS).await?;
+    Ok(stored
+        .as_deref()
+        .and_then(|v| parse_proof_methods(v).ok())
+        .unwrap_or(Methods {
+            email_code: true,
+            plex_sign_in: true,
+        }))
+}
+
+/// Parses `both`, `email_code` or `plex_sign_in`.
+pub fn parse_proof_methods(text: &str) -> Result<Methods, SettingError> {
+    match text.trim() {
+        "both" => Ok(Methods {
+            email_code: true,
+            plex_sign_in: true,
+        }),
+        "email_code" => Ok(Methods {
+            email_code: true,
+            plex_sign_in: false,
+        }),
+        "plex_sign_in" => Ok(Methods {
+            email_code: false,
+            plex_sign_in: true,
+        }),
+        other => Err(SettingError::BadProofMethods(other.to_owned())),
+    }
+}
+
+/// The stored spelling of a methods choice.
+pub fn proof_methods_text(methods: Methods) -> &'static str {
+    match (methods.email_code, methods.plex_sign_in) {
+        (true, false) => "email_code",
+        (false, true) => "plex_sign_in",
+        _ => "both",
+    }
 }
 
 /// Key of the reminder days ("3,1": a reminder 3 days and 1 day before the paid time ends).
@@ -90,6 +134,11 @@ pub enum SettingError {
         "the days a share is kept after access ends must be between 0 and {MAX_GRACE_DAYS}; {0} is not"
     )]
     BadGraceDays(i64),
+    /// Not a choice of proofs.
+    #[error(
+        "the proofs of a Plex account are `both`, `email_code` or `plex_sign_in`; `{0}` is none of them"
+    )]
+    BadProofMethods(String),
     /// Nothing to change.
     #[error("name at least one setting to change")]
     Nothing,
@@ -161,6 +210,8 @@ pub struct SettingsChange {
     pub reminder_days: Option<String>,
     /// Days a lapsed subscriber's place on their server is kept.
     pub share_grace_days: Option<i64>,
+    /// How a Plex account may be proven: `both`, `email_code` or `plex_sign_in`.
+    pub proof_methods: Option<String>,
 }
 
 /// Every setting admins change from Discord, as they are now.
@@ -170,12 +221,15 @@ pub struct Current {
     pub plex_account_change: bool,
     /// How the everyday lifecycle runs.
     pub lifecycle: Lifecycle,
+    /// How a Plex account may be proven.
+    pub proof_methods: Methods,
 }
 
 async fn current_in(tx: &mut Tx) -> Result<Current, sqlx::Error> {
     Ok(Current {
         plex_account_change: plex_account_change_enabled(tx).await?,
         lifecycle: lifecycle_in(tx).await?,
+        proof_methods: proof_methods_in(tx).await?,
     })
 }
 
@@ -211,6 +265,11 @@ pub async fn change(
                 .ok_or(SettingError::BadGraceDays(d))
         })
         .transpose()?;
+    let methods = change
+        .proof_methods
+        .as_deref()
+        .map(parse_proof_methods)
+        .transpose()?;
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     let mut current = current_in(&mut tx).await?;
@@ -230,6 +289,10 @@ pub async fn change(
     if let Some(grace) = grace {
         current.lifecycle.share_grace_days = grace;
         writes.push((SHARE_GRACE_DAYS, grace.to_string()));
+    }
+    if let Some(methods) = methods {
+        current.proof_methods = methods;
+        writes.push((PROOF_METHODS, proof_methods_text(methods).to_owned()));
     }
     for (key, value) in writes {
         settings::upsert_setting(&mut tx, key, &value, now).await?;

@@ -20,7 +20,7 @@ pub async fn load_candidates(tx: &mut Tx) -> Result<Vec<ServerCandidate>, sqlx::
         .map(|row| ServerCandidate {
             id: row.id,
             owner: row.owner_account_id,
-            owner_usable: row.owner_state == OwnerAccountState::Active,
+            owner_usable: row.owner_state == OwnerAccountState::Active && !row.retired,
             enabled: row.enabled,
             allow_new_subscriptions: row.allow_new_subscriptions,
             allow_trials: row.allow_trials,

@@ -13,9 +13,11 @@ use crate::store::Tx;
 pub enum FlagFilter {
     /// Every subscriber.
     Everyone,
-    /// Those with a live share on a server.
+    /// Those with a live share on a server, or whose last share was there (removed or banned
+    /// servers included).
     Server(ServerId),
-    /// Those with a live share on any server of an owner account.
+    /// Those with a live share on any server of an owner account, or whose last share was on
+    /// one (removed or banned accounts included).
     OwnerAccount(OwnerAccountId),
     /// Those on a plan.
     Plan(PlanId),
@@ -52,13 +54,19 @@ impl FlagFilter {
             Self::State(SubscriptionState::Inactive) => {
                 return (format!("NOT {ACTIVE}"), Param::Now);
             }
+            // A live share there, or the last share they had was there: after the seed's step
+            // 2 (the banned account removed) everyone's shares on it are removed, and the bulk
+            // flag must still find them by it.
             Self::Server(id) => (
-                "EXISTS (SELECT 1 FROM share x WHERE x.subscriber_id = s.id AND x.state <> 'removed' AND x.server_id = $2)",
+                "(EXISTS (SELECT 1 FROM share x WHERE x.subscriber_id = s.id AND x.state <> 'removed' AND x.server_id = $2) \
+                 OR (SELECT x.server_id FROM share x WHERE x.subscriber_id = s.id ORDER BY x.id DESC LIMIT 1) = $2)",
                 Param::Id(id.get()),
             ),
             Self::OwnerAccount(id) => (
-                "EXISTS (SELECT 1 FROM share x JOIN server y ON y.id = x.server_id \
-                 WHERE x.subscriber_id = s.id AND x.state <> 'removed' AND y.owner_account_id = $2)",
+                "(EXISTS (SELECT 1 FROM share x JOIN server y ON y.id = x.server_id \
+                 WHERE x.subscriber_id = s.id AND x.state <> 'removed' AND y.owner_account_id = $2) \
+                 OR (SELECT y.owner_account_id FROM share x JOIN server y ON y.id = x.server_id \
+                 WHERE x.subscriber_id = s.id ORDER BY x.id DESC LIMIT 1) = $2)",
                 Param::Id(id.get()),
             ),
             Self::Plan(id) => ("s.plan_id = $2", Param::Id(id.get())),

@@ -134,12 +134,45 @@ impl Db {
     }
 
     /// Applies the migrations of this backend that have not run yet.
+    ///
+    /// SQLite changes a table's constraints by rebuilding the table, which its foreign keys
+    /// would refuse (or cascade!) mid-way; so, as SQLite's documented procedure for schema
+    /// changes says, its migrations run on one connection with foreign keys off, every reference
+    /// is checked afterwards (a broken one fails here, naming the table), and they are on again.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Self::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await,
-            Self::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
+            Self::Sqlite(pool) => {
+                let mut conn = pool
+                    .acquire()
+                    .await
+                    .context("opening the SQLite database")?;
+                sqlx::query("PRAGMA foreign_keys = OFF")
+                    .execute(&mut *conn)
+                    .await?;
+                let ran = sqlx::migrate!("migrations/sqlite")
+                    .run(&mut *conn)
+                    .await
+                    .context("applying database migrations");
+                let broken: Vec<(String,)> = sqlx::query_as("PRAGMA foreign_key_check")
+                    .fetch_all(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA foreign_keys = ON")
+                    .execute(&mut *conn)
+                    .await?;
+                ran?;
+                if let Some((table,)) = broken.first() {
+                    anyhow::bail!(
+                        "applying database migrations: {} rows break a foreign key, e.g. in table `{table}`",
+                        broken.len()
+                    );
+                }
+                Ok(())
+            }
+            Self::Postgres(pool) => sqlx::migrate!("migrations/postgres")
+                .run(pool)
+                .await
+                .context("applying database migrations"),
         }
-        .context("applying database migrations")
     }
 
     /// Starts a transaction.

@@ -45,6 +45,8 @@ pub struct ClaimedJobRow {
     pub attempts: i32,
     /// Attempt budget.
     pub max_attempts: i32,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
 }
 
 /// Where a job goes after an attempt that did not succeed.
@@ -56,6 +58,9 @@ pub enum AfterFailure {
     Dead,
     /// Waits for an admin (e.g. an owner Plex token stopped working).
     Parked,
+    /// Not a failure (a rate limit, a person still signing in): due again at the given time,
+    /// and the attempt is given back.
+    WaitUntil(DateTime<Utc>),
 }
 
 /// Inserts a job unless one with the same idempotency key exists. True when inserted.
@@ -73,7 +78,7 @@ pub async fn insert_job(
 }
 
 const CLAIM_RETURNING: &str =
-    "RETURNING id, kind, payload, idempotency_key, rate_key, attempts, max_attempts";
+    "RETURNING id, kind, payload, idempotency_key, rate_key, attempts, max_attempts, created_at";
 
 /// Claims the next due job (or one whose lease expired) for `lease_token` until `lease_until`,
 /// which becomes the job's `run_at`.
@@ -138,12 +143,13 @@ pub async fn update_failed(
     next: AfterFailure,
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE job SET state = $1, run_at = COALESCE($2, run_at), finished_at = $3, \
-                       last_error = $4, lease_token = NULL \
+                       last_error = $4, lease_token = NULL, attempts = attempts - $7 \
                        WHERE id = $5 AND lease_token = $6";
-    let (state, run_at, finished) = match next {
-        AfterFailure::RetryAt(at) => ("queued", Some(at), None),
-        AfterFailure::Dead => ("dead", None, Some(now)),
-        AfterFailure::Parked => ("parked", None, None),
+    let (state, run_at, finished, refund) = match next {
+        AfterFailure::RetryAt(at) => (JobState::Queued, Some(at), None, 0),
+        AfterFailure::WaitUntil(at) => (JobState::Queued, Some(at), None, 1),
+        AfterFailure::Dead => (JobState::Dead, None, Some(now), 0),
+        AfterFailure::Parked => (JobState::Parked, None, None, 0),
     };
     let n = crate::on_db!(db, |pool| {
         sqlx::query(SQL)
@@ -153,6 +159,7 @@ pub async fn update_failed(
             .bind(error)
             .bind(id)
             .bind(lease_token)
+            .bind(refund)
             .execute(pool)
             .await?
             .rows_affected()
@@ -183,6 +190,12 @@ pub async fn update_unparked(
     const SQL: &str = "UPDATE job SET state = 'queued', run_at = $1, attempts = 0, last_error = NULL \
                        WHERE state = 'parked' AND rate_key = $2";
     Ok(sql!(tx, query(SQL), now, rate_key => execute)?)
+}
+
+/// When the next queued (or leased) job is due, if any job is waiting.
+pub async fn find_next_due(db: &Db) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    const SQL: &str = "SELECT MIN(run_at) FROM job WHERE state IN ('queued', 'running')";
+    crate::on_db!(db, |pool| sqlx::query_scalar(SQL).fetch_one(pool).await)
 }
 
 /// Number of jobs in each state, for `/metrics` and the admin board.

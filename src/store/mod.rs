@@ -1,7 +1,6 @@
 //! All SQL lives here, one module per aggregate. Functions are `find_*`, `insert_*`, `update_*`;
 //! they take a [`Tx`] (the caller commits) and return rows mapped to domain types.
 
-pub mod account_changes;
 pub mod audit;
 pub mod bulk_flags;
 mod db;
@@ -12,6 +11,7 @@ pub mod notifications;
 pub mod ops;
 pub mod owner_accounts;
 pub mod payments;
+pub mod proofs;
 pub mod recovery;
 pub mod servers;
 pub mod settings;

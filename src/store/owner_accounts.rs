@@ -56,6 +56,8 @@ pub struct OwnerAccountRow {
     pub plex_pass: bool,
     /// `active`, `banned` or `removed`.
     pub state: OwnerAccountState,
+    /// When it was banned (kept when it is removed afterwards).
+    pub banned_at: Option<DateTime<Utc>>,
 }
 
 /// One owner account.
@@ -63,14 +65,13 @@ pub async fn find_owner_account(
     tx: &mut Tx,
     id: OwnerAccountId,
 ) -> Result<Option<OwnerAccountRow>, sqlx::Error> {
-    const SQL: &str = "SELECT id, name, plex_user_id, token_enc, plex_pass, state FROM owner_account WHERE id = $1";
+    const SQL: &str = "SELECT id, name, plex_user_id, token_enc, plex_pass, state, banned_at FROM owner_account WHERE id = $1";
     sql!(tx, query_as(SQL), id => fetch_optional)
 }
 
 /// Every owner account, in id order.
 pub async fn find_owner_accounts(tx: &mut Tx) -> Result<Vec<OwnerAccountRow>, sqlx::Error> {
-    const SQL: &str =
-        "SELECT id, name, plex_user_id, token_enc, plex_pass, state FROM owner_account ORDER BY id";
+    const SQL: &str = "SELECT id, name, plex_user_id, token_enc, plex_pass, state, banned_at FROM owner_account ORDER BY id";
     sql!(tx, query_as(SQL) => fetch_all)
 }
 
@@ -93,7 +94,35 @@ pub async fn update_owner_state(
         S::Active => return Ok(false),
     };
     let n = sql!(tx, query(sql), now, id => execute)?;
+    if n == 1 {
+        // Its servers leave the live set: a re-claimed server's machine id can be added again.
+        const RETIRE: &str =
+            "UPDATE server SET retired_at = COALESCE(retired_at, $1) WHERE owner_account_id = $2";
+        sql!(tx, query(RETIRE), now, id => execute)?;
+    }
     Ok(n == 1)
+}
+
+/// Records that an account was banned (when it is removed because of a ban it was never marked
+/// banned for), so the Plex accounts of its users retire as banned.
+pub async fn update_owner_banned_at(
+    tx: &mut Tx,
+    id: OwnerAccountId,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str = "UPDATE owner_account SET banned_at = COALESCE(banned_at, $1) WHERE id = $2";
+    sql!(tx, query(SQL), now, id => execute).map(drop)
+}
+
+/// Replaces an account's sealed token (the owner's Plex token changed).
+pub async fn update_owner_token(
+    tx: &mut Tx,
+    id: OwnerAccountId,
+    token_enc: &str,
+    plex_pass: bool,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str = "UPDATE owner_account SET token_enc = $1, plex_pass = $2 WHERE id = $3";
+    sql!(tx, query(SQL), token_enc, plex_pass, id => execute).map(drop)
 }
 
 /// Marks every live share on the account's servers removed (the account is gone, so there is
@@ -103,7 +132,7 @@ pub async fn update_shares_removed_for_owner(
     id: OwnerAccountId,
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    const SQL: &str = "UPDATE share SET state = 'removed', removed_at = $1, updated_at = $1 \
+    const SQL: &str = "UPDATE share SET state = 'removed', removed_at = $1, updated_at = $1, unshared_at = $1 \
                        WHERE state <> 'removed' AND server_id IN (SELECT id FROM server WHERE owner_account_id = $2)";
     Ok(sql!(tx, query(SQL), now, id => execute)?)
 }

@@ -64,6 +64,7 @@ pub async fn update_server_flags(
 
 /// A server as stored, with its owner's state.
 #[derive(Debug, Clone, sqlx::FromRow)]
+#[allow(clippy::struct_excessive_bools)] // independent switches and facts, as stored
 pub struct ServerRow {
     /// Row id.
     pub id: ServerId,
@@ -71,6 +72,10 @@ pub struct ServerRow {
     pub owner_account_id: OwnerAccountId,
     /// The owner account's state.
     pub owner_state: OwnerAccountState,
+    /// The owner account was banned (also once removed afterwards).
+    pub owner_banned: bool,
+    /// No longer live: its account was banned or removed, or the admin removed it.
+    pub retired: bool,
     /// Plex machine identifier.
     pub machine_id: String,
     /// Display name.
@@ -91,7 +96,8 @@ pub struct ServerRow {
     pub users: i64,
 }
 
-const SERVER_SELECT: &str = "SELECT s.id, s.owner_account_id, o.state AS owner_state, s.machine_id, s.name, \
+const SERVER_SELECT: &str = "SELECT s.id, s.owner_account_id, o.state AS owner_state, \
+     o.banned_at IS NOT NULL AS owner_banned, s.retired_at IS NOT NULL AS retired, s.machine_id, s.name, \
      s.location, s.url, s.enabled, s.allow_new_subscriptions, s.allow_trials, s.max_users, \
      (SELECT COUNT(*) FROM share sh WHERE sh.server_id = s.id AND sh.state <> 'removed') AS users \
      FROM server s JOIN owner_account o ON o.id = s.owner_account_id";

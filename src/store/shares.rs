@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    OwnerAccountId, OwnerAccountState, PlanId, PlexEmail, PlexIdentityId, ServerId, ShareId,
-    ShareState, SubscriberId,
+    IdentityState, OwnerAccountId, OwnerAccountState, PlanId, PlexEmail, PlexIdentityId, ServerId,
+    ShareId, ShareState, SubscriberId,
 };
 use crate::sql;
 use crate::store::Tx;
@@ -54,8 +54,16 @@ pub struct ShareContext {
     pub owner_state: OwnerAccountState,
     /// Owner's sealed token.
     pub token_enc: String,
-    /// The identity the share is for (normalised email or username).
+    /// The identity the share is for.
+    pub identity_id: PlexIdentityId,
+    /// Its normalised email or username.
     pub email_norm: PlexEmail,
+    /// Its state (a share of a retired identity is never invited).
+    pub identity_state: IdentityState,
+    /// The subscriber must change Plex account (never invited meanwhile).
+    pub requires_plex_change: bool,
+    /// plex.tv no longer holds the share.
+    pub unshared_at: Option<DateTime<Utc>>,
 }
 
 /// Loads a share with its server, owner and identity.
@@ -64,7 +72,9 @@ pub async fn find_share_context(
     id: ShareId,
 ) -> Result<Option<ShareContext>, sqlx::Error> {
     const SQL: &str = "SELECT sh.id, sh.state, sh.plex_share_id, sh.suspended_at, sh.subscriber_id, sub.plan_id, sh.server_id, \
-                       s.machine_id, s.owner_account_id, o.state AS owner_state, o.token_enc, i.email_norm \
+                       s.machine_id, s.owner_account_id, o.state AS owner_state, o.token_enc, \
+                       i.id AS identity_id, i.email_norm, i.state AS identity_state, sub.requires_plex_change, \
+                       sh.unshared_at \
                        FROM share sh JOIN server s ON s.id = sh.server_id \
                        JOIN owner_account o ON o.id = s.owner_account_id \
                        JOIN plex_identity i ON i.id = sh.plex_identity_id \
@@ -93,8 +103,48 @@ pub async fn update_share_invited(
     state: ShareState,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    const SQL: &str = "UPDATE share SET plex_share_id = $1, state = $2, updated_at = $3 WHERE id = $4 AND state <> 'removed'";
+    // A share removed meanwhile keeps its state: the plex.tv id is still worth knowing, so the
+    // share can be deleted there.
+    const SQL: &str = "UPDATE share SET plex_share_id = $1, \
+                       state = CASE WHEN state = 'removed' THEN state ELSE $2 END, updated_at = $3, \
+                       invited_at = COALESCE(invited_at, $3) WHERE id = $4";
     sql!(tx, query(SQL), plex_share_id, state, now, id => execute).map(drop)
+}
+
+/// Records that plex.tv no longer holds the share (deleted there, or never sent).
+pub async fn update_share_unshared(
+    tx: &mut Tx,
+    id: ShareId,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str = "UPDATE share SET unshared_at = COALESCE(unshared_at, $1) WHERE id = $2";
+    sql!(tx, query(SQL), now, id => execute).map(drop)
+}
+
+/// A share Usher no longer counts that plex.tv may still hold: removed here, not yet deleted
+/// there.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Leftover {
+    /// Share id.
+    pub id: ShareId,
+    /// plex.tv's id, when it was invited.
+    pub plex_share_id: Option<i64>,
+    /// The identity it was for.
+    pub email_norm: PlexEmail,
+}
+
+/// The subscriber's removed shares on `server` that plex.tv may still hold (the old account's
+/// share after an account change), oldest first.
+pub async fn find_leftovers(
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+    server: ServerId,
+) -> Result<Vec<Leftover>, sqlx::Error> {
+    const SQL: &str = "SELECT sh.id, sh.plex_share_id, i.email_norm FROM share sh \
+                       JOIN plex_identity i ON i.id = sh.plex_identity_id \
+                       WHERE sh.subscriber_id = $1 AND sh.server_id = $2 AND sh.state = 'removed' \
+                       AND sh.unshared_at IS NULL ORDER BY sh.id";
+    sql!(tx, query_as(SQL), subscriber, server => fetch_all)
 }
 
 /// Moves a not-yet-sent share to another server (its first server was full).
@@ -128,15 +178,36 @@ pub struct LiveShare {
     pub plex_share_id: Option<i64>,
     /// `pending` or `accepted`.
     pub state: ShareState,
+    /// Its library access was removed when the paid time ended (plex.tv holds nothing).
+    pub suspended: bool,
+    /// The identity it is for.
+    pub identity_id: PlexIdentityId,
+    /// Its email or username.
+    pub email_norm: PlexEmail,
+    /// Its plex.tv id, when known.
+    pub plex_user_id: Option<i64>,
+    /// Its plex.tv username, when known.
+    pub plex_username: Option<String>,
 }
 
-/// Live shares (pending or accepted) on a server.
+/// Live shares (pending or accepted) on a server, with their identities.
 pub async fn find_live_shares_on_server(
     tx: &mut Tx,
     server: ServerId,
 ) -> Result<Vec<LiveShare>, sqlx::Error> {
-    const SQL: &str = "SELECT id, plex_share_id, state FROM share WHERE server_id = $1 AND state <> 'removed' ORDER BY id";
+    const SQL: &str = "SELECT sh.id, sh.plex_share_id, sh.state, sh.suspended_at IS NOT NULL AS suspended, \
+                       i.id AS identity_id, i.email_norm, i.plex_user_id, i.plex_username FROM share sh \
+                       JOIN plex_identity i ON i.id = sh.plex_identity_id \
+                       WHERE sh.server_id = $1 AND sh.state <> 'removed' ORDER BY sh.id";
     sql!(tx, query_as(SQL), server => fetch_all)
+}
+
+/// plex.tv ids of every share on a server that plex.tv may still hold: live ones, and removed
+/// ones whose deletion there is still to come.
+pub async fn find_held_plex_ids(tx: &mut Tx, server: ServerId) -> Result<Vec<i64>, sqlx::Error> {
+    const SQL: &str = "SELECT plex_share_id FROM share WHERE server_id = $1 \
+                       AND plex_share_id IS NOT NULL AND unshared_at IS NULL";
+    sql!(tx, query_scalar(SQL), server => fetch_all)
 }
 
 /// Marks a pending share accepted (the subscriber accepted the invite on plex.tv).
@@ -203,9 +274,9 @@ pub async fn find_last_owner_banned(
     tx: &mut Tx,
     identity: PlexIdentityId,
 ) -> Result<bool, sqlx::Error> {
-    const SQL: &str = "SELECT o.state FROM share sh JOIN server s ON s.id = sh.server_id \
+    const SQL: &str = "SELECT o.banned_at IS NOT NULL FROM share sh JOIN server s ON s.id = sh.server_id \
                        JOIN owner_account o ON o.id = s.owner_account_id \
                        WHERE sh.plex_identity_id = $1 ORDER BY sh.id DESC LIMIT 1";
-    let state: Option<OwnerAccountState> = sql!(tx, query_scalar(SQL), identity => fetch_optional)?;
-    Ok(state == Some(OwnerAccountState::Banned))
+    let banned: Option<bool> = sql!(tx, query_scalar(SQL), identity => fetch_optional)?;
+    Ok(banned == Some(true))
 }

@@ -36,25 +36,84 @@ pub struct IdentityRow {
     pub email_norm: PlexEmail,
     /// plex.tv user id, when known.
     pub plex_user_id: Option<i64>,
+    /// plex.tv username (normalised), when known.
+    pub plex_username: Option<String>,
     /// Its state.
     pub state: IdentityState,
     /// Why it stopped being active.
     pub retire_reason: Option<RetireReason>,
 }
 
+/// The plex.tv account behind an identity, as far as Usher knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountKeys<'a> {
+    /// The email (or username) the account was given as.
+    pub email: &'a PlexEmail,
+    /// Its plex.tv id, when known.
+    pub plex_user_id: Option<i64>,
+    /// Its plex.tv username, normalised, when known.
+    pub username: Option<&'a str>,
+}
+
+impl<'a> AccountKeys<'a> {
+    /// An account known only by its email (or username).
+    pub fn email(email: &'a PlexEmail) -> Self {
+        Self {
+            email,
+            plex_user_id: None,
+            username: None,
+        }
+    }
+}
+
 /// Links a Plex identity to a subscriber as their active one. Fails with a unique violation when
-/// the email was ever linked before (to anyone, in any state) or the subscriber already has an
-/// active identity.
+/// the email, plex.tv id or username was ever linked before (to anyone, in any state) or the
+/// subscriber already has an active identity.
 pub async fn insert_identity(
     tx: &mut Tx,
     subscriber: SubscriberId,
-    email: &PlexEmail,
-    plex_user_id: Option<i64>,
+    account: &AccountKeys<'_>,
     now: DateTime<Utc>,
 ) -> Result<PlexIdentityId, sqlx::Error> {
-    const SQL: &str = "INSERT INTO plex_identity (subscriber_id, email_norm, plex_user_id, state, created_at) \
-                       VALUES ($1, $2, $3, 'active', $4) RETURNING id";
-    sql!(tx, query_scalar(SQL), subscriber, email, plex_user_id, now => fetch_one)
+    const SQL: &str = "INSERT INTO plex_identity (subscriber_id, email_norm, plex_user_id, plex_username, state, created_at) \
+                       VALUES ($1, $2, $3, $4, 'active', $5) RETURNING id";
+    sql!(tx, query_scalar(SQL), subscriber, account.email, account.plex_user_id, account.username, now => fetch_one)
+}
+
+/// Every identity ever linked that is this plex.tv account: the same email or username (either
+/// spelled as the other: a username given where an email was expected), or the same plex.tv id.
+pub async fn find_identities_of_account(
+    tx: &mut Tx,
+    account: &AccountKeys<'_>,
+) -> Result<Vec<IdentityRow>, sqlx::Error> {
+    const SQL: &str = "SELECT id, subscriber_id, email_norm, plex_user_id, plex_username, state, retire_reason \
+                       FROM plex_identity WHERE email_norm IN ($1, $2) OR plex_username IN ($1, $2) \
+                       OR plex_user_id = $3 ORDER BY id";
+    sql!(tx, query_as(SQL), account.email, account.username, account.plex_user_id => fetch_all)
+}
+
+/// The identity holding a plex.tv id, if any.
+pub async fn find_identity_by_plex_id(
+    tx: &mut Tx,
+    plex_user_id: i64,
+) -> Result<Option<IdentityRow>, sqlx::Error> {
+    const SQL: &str = "SELECT id, subscriber_id, email_norm, plex_user_id, plex_username, state, retire_reason \
+                       FROM plex_identity WHERE plex_user_id = $1";
+    sql!(tx, query_as(SQL), plex_user_id => fetch_optional)
+}
+
+/// Records the plex.tv id and username Usher learned for an identity (the invite's answer, the
+/// share lists); what is known already stays. Fails with a unique violation when another
+/// identity holds that id or username.
+pub async fn update_identity_account(
+    tx: &mut Tx,
+    id: PlexIdentityId,
+    plex_user_id: i64,
+    username: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str = "UPDATE plex_identity SET plex_user_id = COALESCE(plex_user_id, $1), \
+                       plex_username = COALESCE(plex_username, $2) WHERE id = $3";
+    sql!(tx, query(SQL), plex_user_id, username, id => execute).map(drop)
 }
 
 /// Retires an active identity for good. False when it was not active.
@@ -69,6 +128,7 @@ pub async fn update_identity_retired(
     let state = match reason {
         RetireReason::Changed => IdentityState::Retired,
         RetireReason::Banned => IdentityState::Banned,
+        RetireReason::Refused => IdentityState::Refused,
     };
     let n = sql!(tx, query(SQL), state, reason, now, id => execute)?;
     Ok(n == 1)
@@ -79,7 +139,7 @@ pub async fn find_identity_by_email(
     tx: &mut Tx,
     email: &PlexEmail,
 ) -> Result<Option<IdentityRow>, sqlx::Error> {
-    const SQL: &str = "SELECT id, subscriber_id, email_norm, plex_user_id, state, retire_reason \
+    const SQL: &str = "SELECT id, subscriber_id, email_norm, plex_user_id, plex_username, state, retire_reason \
                        FROM plex_identity WHERE email_norm = $1";
     sql!(tx, query_as(SQL), email => fetch_optional)
 }
@@ -89,7 +149,7 @@ pub async fn find_active_identity(
     tx: &mut Tx,
     subscriber: SubscriberId,
 ) -> Result<Option<IdentityRow>, sqlx::Error> {
-    const SQL: &str = "SELECT id, subscriber_id, email_norm, plex_user_id, state, retire_reason \
+    const SQL: &str = "SELECT id, subscriber_id, email_norm, plex_user_id, plex_username, state, retire_reason \
                        FROM plex_identity WHERE subscriber_id = $1 AND state = 'active'";
     sql!(tx, query_as(SQL), subscriber => fetch_optional)
 }
@@ -190,7 +250,7 @@ const STATUS_SQL: &str = "SELECT s.id, s.discord_id, s.display_name, s.contact_e
     EXISTS (SELECT 1 FROM payment WHERE subscriber_id = s.id AND status = 'applied' \
             AND paid_from <= $2 AND paid_to > $2) AS paid_now, \
     s.permanent, s.requires_plex_change, \
-    EXISTS (SELECT 1 FROM account_change_request r WHERE r.subscriber_id = s.id AND r.state = 'pending' \
+    EXISTS (SELECT 1 FROM proof_request r WHERE r.purpose = 'change' AND r.subscriber_id = s.id AND r.state = 'pending' \
             AND r.expires_at > $2) AS code_pending, \
     s.waiting_for_room_since IS NOT NULL AS waiting_for_room, \
     s.notes \
@@ -275,6 +335,18 @@ pub async fn find_anyone_waiting_for_room(tx: &mut Tx) -> Result<bool, sqlx::Err
     const SQL: &str =
         "SELECT EXISTS (SELECT 1 FROM subscriber WHERE waiting_for_room_since IS NOT NULL)";
     sql!(tx, query_scalar(SQL) => fetch_one)
+}
+
+/// Makes a subscriber permanent or not. False when it was so already (or no such subscriber).
+pub async fn update_permanent(
+    tx: &mut Tx,
+    id: SubscriberId,
+    permanent: bool,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str =
+        "UPDATE subscriber SET permanent = $1, updated_at = $2 WHERE id = $3 AND permanent <> $1";
+    Ok(sql!(tx, query(SQL), permanent, now, id => execute)? == 1)
 }
 
 /// Replaces a subscriber's admin notes. False when there is no such subscriber.

@@ -13,10 +13,10 @@ use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Type};
 
 use crate::domain::{
-    BillingPeriod, ChangeRequestId, ChangeRequestState, DiscordId, IdentityState, JobId, JobState,
-    LibraryGroupId, LibraryId, NotificationChannel, NotificationKind, NotificationState,
-    OwnerAccountId, OwnerAccountState, PaymentId, PlanId, PlexEmail, PlexIdentityId, Provider,
-    RetireReason, ServerId, ShareId, ShareState, SubscriberId,
+    BillingPeriod, DiscordId, IdentityState, JobId, JobState, LibraryGroupId, LibraryId,
+    NotificationChannel, NotificationKind, NotificationState, OwnerAccountId, OwnerAccountState,
+    PaymentId, PlanId, PlexEmail, PlexIdentityId, ProofId, ProofMethod, ProofPurpose, ProofState,
+    Provider, RetireReason, ServerId, ShareId, ShareState, SubscriberId,
 };
 
 /// Maps a type onto a column of type `$raw` on both backends: `$to` turns the value into the raw
@@ -69,7 +69,7 @@ id_columns!(
     PlanId,
     PaymentId,
     ShareId,
-    ChangeRequestId,
+    ProofId,
     JobId,
 );
 
@@ -88,7 +88,9 @@ text_columns!(
     JobState,
     Provider,
     BillingPeriod,
-    ChangeRequestState,
+    ProofState,
+    ProofPurpose,
+    ProofMethod,
     NotificationState,
     NotificationChannel,
     NotificationKind,

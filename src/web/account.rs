@@ -23,7 +23,8 @@ use crate::domain::{Actor, PlexEmail, ShareState, VerificationCode};
 use crate::services::UserFacing;
 use crate::services::access::{self, Reinvited};
 use crate::services::account::{self, AccountStatus};
-use crate::services::account_change::{self, ChangeError};
+use crate::services::account_change;
+use crate::services::proofs::ProofError;
 use crate::services::sign_in::{self, Session, SignInError};
 
 /// Name of the session cookie.
@@ -407,7 +408,7 @@ async fn code_form(State(app): State<App>, SignedIn(session): SignedIn) -> Respo
     match load_status(&app, &session).await {
         Ok(status) if status.code_pending => code_page(&session, None, None).render(&app),
         Ok(_) => {
-            let text = ChangeError::NoPendingRequest.user_message();
+            let text = ProofError::NoPendingRequest.user_message();
             refuse_on_account(&app, &session, &text.unwrap_or_default()).await
         }
         Err(page) => page,
@@ -456,7 +457,7 @@ async fn code_submit(
             )
             .render(&app)
         }
-        Err(err @ (ChangeError::WrongCode(_) | ChangeError::Expired)) => {
+        Err(err @ (ProofError::WrongCode(_) | ProofError::Expired)) => {
             code_page(&session, None, err.user_message().as_deref())
                 .status(StatusCode::BAD_REQUEST)
                 .render(&app)
@@ -484,7 +485,7 @@ async fn code_resend(
             None,
         )
         .render(&app),
-        Err(err @ ChangeError::ResendTooSoon(_)) => {
+        Err(err @ ProofError::ResendTooSoon(_)) => {
             code_page(&session, None, err.user_message().as_deref())
                 .status(StatusCode::TOO_MANY_REQUESTS)
                 .render(&app)

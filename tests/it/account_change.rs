@@ -3,8 +3,9 @@
 
 use usher::clock::Clock as _;
 use usher::domain::{Actor, DiscordId, PlexEmail, ShareState, SubscriberId, VerificationCode};
-use usher::services::account_change::{self, ChangeError};
+use usher::services::account_change;
 use usher::services::plex_admin;
+use usher::services::proofs::ProofError;
 use usher::services::settings::set_plex_account_change;
 use usher::store::{servers, shares, subscribers};
 
@@ -14,7 +15,7 @@ use crate::helpers::{Backend, TestApp};
 async fn request_rows(app: &TestApp) -> i64 {
     let mut tx = app.app.db.begin().await.unwrap();
     usher::on_tx!(&mut tx, |c| sqlx::query_scalar(
-        "SELECT COUNT(*) FROM account_change_request"
+        "SELECT COUNT(*) FROM proof_request"
     )
     .fetch_one(c)
     .await
@@ -145,7 +146,7 @@ async fn every_refusal_changes_nothing(backend: Backend) {
     let off = account_change::request_change(&app.app, &me, alice, &ask("alice.new@example.com"))
         .await
         .unwrap_err();
-    assert!(matches!(off, ChangeError::Disabled), "{off}");
+    assert!(matches!(off, ProofError::Disabled), "{off}");
     assert_eq!(
         off.to_string(),
         "Plex account changes are turned off by the admins"
@@ -162,17 +163,17 @@ async fn every_refusal_changes_nothing(backend: Backend) {
     )
     .await
     .unwrap_err();
-    assert!(matches!(same, ChangeError::SameAsCurrent), "{same}");
+    assert!(matches!(same, ProofError::SameAsCurrent), "{same}");
     // Bob's account.
     let taken = account_change::request_change(&app.app, &me, alice, &ask(&bob_old))
         .await
         .unwrap_err();
-    assert!(matches!(taken, ChangeError::InUse), "{taken}");
+    assert!(matches!(taken, ProofError::InUse), "{taken}");
     // Not a plex.tv account.
     let ghost = account_change::request_change(&app.app, &me, alice, &ask("nobody@example.com"))
         .await
         .unwrap_err();
-    assert!(matches!(ghost, ChangeError::NotPlexAccount(_)), "{ghost}");
+    assert!(matches!(ghost, ProofError::NotPlexAccount(_)), "{ghost}");
     assert_eq!(request_rows(&app).await, 0, "no request was stored");
 
     // Bob changes first; his old email is then retired for good, in any spelling.
@@ -201,7 +202,7 @@ async fn every_refusal_changes_nothing(backend: Backend) {
     )
     .await
     .unwrap_err();
-    assert!(matches!(retired, ChangeError::Retired), "{retired}");
+    assert!(matches!(retired, ProofError::Retired), "{retired}");
 
     // Resend limit, expiry, and the lock after five wrong codes.
     account_change::request_change(&app.app, &me, alice, &ask("alice.new@example.com"))
@@ -210,13 +211,13 @@ async fn every_refusal_changes_nothing(backend: Backend) {
     let again = account_change::request_change(&app.app, &me, alice, &ask("alice.new@example.com"))
         .await
         .unwrap_err();
-    assert!(matches!(again, ChangeError::ResendTooSoon(_)), "{again}");
+    assert!(matches!(again, ProofError::ResendTooSoon(_)), "{again}");
     let first = code_for(&app, "alice.new@example.com");
     app.clock.advance(chrono::Duration::minutes(16));
     let late = account_change::verify_change(&app.app, &me, alice, &first)
         .await
         .unwrap_err();
-    assert!(matches!(late, ChangeError::Expired), "{late}");
+    assert!(matches!(late, ProofError::Expired), "{late}");
 
     account_change::request_change(&app.app, &me, alice, &ask("alice.new@example.com"))
         .await
@@ -233,19 +234,19 @@ async fn every_refusal_changes_nothing(backend: Backend) {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, ChangeError::WrongCode(n) if n == left),
+            matches!(err, ProofError::WrongCode(n) if n == left),
             "{err}"
         );
     }
     let locked = account_change::verify_change(&app.app, &me, alice, &wrong)
         .await
         .unwrap_err();
-    assert!(matches!(locked, ChangeError::Locked), "{locked}");
+    assert!(matches!(locked, ProofError::Locked), "{locked}");
     let sixth = account_change::verify_change(&app.app, &me, alice, &right)
         .await
         .unwrap_err();
     assert!(
-        matches!(sixth, ChangeError::NoPendingRequest),
+        matches!(sixth, ProofError::NoPendingRequest),
         "the right code no longer works: {sixth}"
     );
     let board = usher::services::recovery::board(&app.app).await.unwrap();
@@ -320,10 +321,7 @@ async fn two_subscribers_racing_for_one_new_email_get_one_winner(backend: Backen
             (Ok(_), Err(loser)) | (Err(loser), Ok(_)) => loser,
             other => panic!("round {round}: not one winner: {other:?}"),
         };
-        assert!(
-            matches!(loser, ChangeError::InUse),
-            "round {round}: {loser}"
-        );
+        assert!(matches!(loser, ProofError::InUse), "round {round}: {loser}");
         assert_eq!(loser.to_string(), "that Plex account is already in use");
     }
 }
@@ -374,8 +372,9 @@ async fn a_bulk_flag_applies_exactly_the_previewed_set_once(backend: Backend) {
             let identity = subscribers::insert_identity(
                 &mut tx,
                 sub,
-                &PlexEmail::parse(&format!("u{n}@example.com")).unwrap(),
-                None,
+                &usher::store::subscribers::AccountKeys::email(
+                    &PlexEmail::parse(&format!("u{n}@example.com")).unwrap(),
+                ),
                 now,
             )
             .await

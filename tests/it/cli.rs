@@ -84,7 +84,7 @@ async fn run_starts_on_the_embedded_defaults_and_stops_cleanly_on_sigterm() {
         "plan_group",
         "payment",
         "share",
-        "account_change_request",
+        "proof_request",
         "webhook_event",
         "job",
         "setting",

@@ -83,9 +83,14 @@ async fn life(backend: Backend, names: &[&str]) -> (Life, Vec<SubscriberId>) {
         subscribers::update_subscriber_plan(&mut tx, sub, Some(plan), now)
             .await
             .unwrap();
-        subscribers::insert_identity(&mut tx, sub, &PlexEmail::parse(&email).unwrap(), None, now)
-            .await
-            .unwrap();
+        subscribers::insert_identity(
+            &mut tx,
+            sub,
+            &usher::store::subscribers::AccountKeys::email(&PlexEmail::parse(&email).unwrap()),
+            now,
+        )
+        .await
+        .unwrap();
         usher::on_tx!(&mut tx, |c| sqlx::query(
             "UPDATE subscriber SET contact_email = $1 WHERE id = $2"
         )
@@ -515,6 +520,7 @@ async fn bad_lifecycle_settings_change_nothing(backend: Backend) {
                 .then_some(!before.plex_account_change),
             reminder_days: days.map(str::to_owned),
             share_grace_days: grace,
+            proof_methods: None,
         };
         let err = settings::change(&l.app.app, &admin(), &bad)
             .await

@@ -297,10 +297,7 @@ async fn posts_without_the_sessions_csrf_token_change_nothing(backend: Backend) 
             .await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
     }
-    assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM account_change_request").await,
-        0
-    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM proof_request").await, 0);
     assert_eq!(outbox_len(&app), mails, "no code was mailed");
     assert_eq!(
         count(&app, "SELECT COUNT(*) FROM share").await,
@@ -337,10 +334,7 @@ async fn posts_without_the_sessions_csrf_token_change_nothing(backend: Backend) 
         )
         .await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM account_change_request").await,
-        0
-    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM proof_request").await, 0);
 }
 
 async fn a_flagged_subscriber_changes_account_through_the_page(backend: Backend) {
@@ -371,10 +365,7 @@ async fn a_flagged_subscriber_changes_account_through_the_page(backend: Backend)
         let html = response.text().await.unwrap();
         assert!(html.contains(expected), "{email}: {html}");
     }
-    assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM account_change_request").await,
-        0
-    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM proof_request").await, 0);
 
     let response = browser
         .post(
@@ -440,7 +431,7 @@ async fn re_invite_me_places_a_paid_up_subscriber_and_refuses_the_others(backend
     let app = TestApp::spawn(backend).await;
     let world = banned_world(&app, 3).await;
     // The banned owner is removed: the old shares go, the subscribers stay.
-    plex_admin::remove_owner_account(&app.app, &admin(), world.old_owner)
+    plex_admin::remove_owner_account(&app.app, &admin(), world.old_owner, false)
         .await
         .unwrap();
     let (paid, paid_email) = world.subscribers[0].clone();
@@ -448,6 +439,11 @@ async fn re_invite_me_places_a_paid_up_subscriber_and_refuses_the_others(backend
     let old_owner_plex_id = app.plex.shares_for_email(&paid_email)[0].owner_id;
     let (unpaid, _) = world.subscribers[1].clone();
     let (flagged, _) = world.subscribers[2].clone();
+    for who in [paid, unpaid, flagged] {
+        usher::services::account::set_permanent(&app.app, &admin(), who, false)
+            .await
+            .unwrap();
+    }
     pay(&app, paid, "t-paid").await;
     pay(&app, flagged, "t-flagged").await;
     account_change::set_flag(&app.app, &admin(), flagged, true)

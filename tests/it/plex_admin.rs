@@ -237,9 +237,14 @@ async fn removing_an_owner_account_ends_its_shares_and_keeps_subscribers(backend
                 .await
                 .unwrap();
         let email = PlexEmail::parse(&format!("viewer{n}@example.com")).unwrap();
-        let identity = subscribers::insert_identity(&mut tx, sub, &email, None, now)
-            .await
-            .unwrap();
+        let identity = subscribers::insert_identity(
+            &mut tx,
+            sub,
+            &usher::store::subscribers::AccountKeys::email(&email),
+            now,
+        )
+        .await
+        .unwrap();
         let share = shares::insert_share(&mut tx, sub, server, identity, ShareState::Accepted, now)
             .await
             .unwrap();
@@ -247,7 +252,7 @@ async fn removing_an_owner_account_ends_its_shares_and_keeps_subscribers(backend
     }
     tx.commit().await.unwrap();
 
-    let removed = plex_admin::remove_owner_account(&app.app, &admin(), owner)
+    let removed = plex_admin::remove_owner_account(&app.app, &admin(), owner, false)
         .await
         .unwrap();
     assert_eq!(removed.shares_removed, 3);
@@ -272,7 +277,7 @@ async fn removing_an_owner_account_ends_its_shares_and_keeps_subscribers(backend
     assert_eq!((row.owner_state.as_str(), row.users), ("removed", 0));
     drop(tx);
 
-    let again = plex_admin::remove_owner_account(&app.app, &admin(), owner)
+    let again = plex_admin::remove_owner_account(&app.app, &admin(), owner, false)
         .await
         .unwrap_err();
     assert!(
@@ -402,8 +407,7 @@ async fn groups_and_plans_can_be_edited_and_plan_groups_update_live_shares(backe
     let identity = subscribers::insert_identity(
         &mut tx,
         sub,
-        &PlexEmail::parse("v@example.com").unwrap(),
-        None,
+        &usher::store::subscribers::AccountKeys::email(&PlexEmail::parse("v@example.com").unwrap()),
         now,
     )
     .await

@@ -8,7 +8,6 @@ use usher::domain::{
     ShareId, ShareState,
 };
 use usher::fakes::plex::{FakeServer, Faults};
-use usher::jobs::AppDispatch;
 use usher::jobs::{InviteShare, Job as _};
 use usher::services::plex_admin::{self, PlanSpec};
 use usher::store::{self, servers, shares, subscribers};
@@ -125,8 +124,7 @@ async fn more_pending_invites(
         let identity = subscribers::insert_identity(
             &mut tx,
             sub,
-            &PlexEmail::parse(&email).unwrap(),
-            None,
+            &usher::store::subscribers::AccountKeys::email(&PlexEmail::parse(&email).unwrap()),
             now,
         )
         .await
@@ -150,19 +148,7 @@ async fn more_pending_invites(
 
 /// Runs due jobs, moving the clock past every backoff, until nothing is queued.
 async fn drain(app: &TestApp) {
-    let dispatch = AppDispatch::new(app.app.clone());
-    for _ in 0..200 {
-        app.app.queue.run_due(&dispatch).await.unwrap();
-        let counts = store::jobs::count_by_state(&app.app.db).await.unwrap();
-        if !counts
-            .iter()
-            .any(|(state, _)| state.as_str() == "queued" || state.as_str() == "running")
-        {
-            return;
-        }
-        app.clock.advance(chrono::Duration::hours(7));
-    }
-    panic!("jobs still queued after 200 rounds");
+    app.drain_jobs(2000).await;
 }
 
 async fn job_states(app: &TestApp) -> Vec<(String, i64)> {

@@ -72,9 +72,14 @@ async fn seed(app: &TestApp) -> Vec<String> {
         subscribers::update_subscriber_plan(&mut tx, sub, Some(plan), now)
             .await
             .unwrap();
-        subscribers::insert_identity(&mut tx, sub, &PlexEmail::parse(&email).unwrap(), None, now)
-            .await
-            .unwrap();
+        subscribers::insert_identity(
+            &mut tx,
+            sub,
+            &usher::store::subscribers::AccountKeys::email(&PlexEmail::parse(&email).unwrap()),
+            now,
+        )
+        .await
+        .unwrap();
     }
     usher::on_tx!(&mut tx, |c| sqlx::query(
         "INSERT INTO provider_subscription (provider, provider_subscription_id, subscriber_id, \

@@ -24,15 +24,25 @@ async fn an_email_in_other_case_and_spacing_is_the_same_identity(backend: Backen
     let mut tx = app.app.db.begin().await.unwrap();
     let alice = subscriber(&app, &mut tx, 1001).await;
     let bob = subscriber(&app, &mut tx, 1002).await;
-    subscribers::insert_identity(&mut tx, alice, &spelled, None, app.clock.now())
-        .await
-        .unwrap();
+    subscribers::insert_identity(
+        &mut tx,
+        alice,
+        &usher::store::subscribers::AccountKeys::email(&spelled),
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     let mut tx = app.app.db.begin().await.unwrap();
-    let err = subscribers::insert_identity(&mut tx, bob, &plain, None, app.clock.now())
-        .await
-        .unwrap_err();
+    let err = subscribers::insert_identity(
+        &mut tx,
+        bob,
+        &usher::store::subscribers::AccountKeys::email(&plain),
+        app.clock.now(),
+    )
+    .await
+    .unwrap_err();
     assert!(is_unique_violation(&err), "{err}");
     drop(tx);
 
@@ -53,9 +63,18 @@ async fn a_retired_identity_can_never_be_active_again(backend: Backend) {
     let mut tx = app.app.db.begin().await.unwrap();
     let alice = subscriber(&app, &mut tx, 2001).await;
     let bob = subscriber(&app, &mut tx, 2002).await;
-    let identity = subscribers::insert_identity(&mut tx, alice, &email, Some(77), app.clock.now())
-        .await
-        .unwrap();
+    let identity = subscribers::insert_identity(
+        &mut tx,
+        alice,
+        &usher::store::subscribers::AccountKeys {
+            email: &email,
+            plex_user_id: Some(77),
+            username: None,
+        },
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
     assert!(
         subscribers::update_identity_retired(
             &mut tx,
@@ -72,9 +91,14 @@ async fn a_retired_identity_can_never_be_active_again(backend: Backend) {
     for (who, spelling) in [(alice, "old@example.com"), (bob, "  OLD@Example.com")] {
         let mut tx = app.app.db.begin().await.unwrap();
         let again = PlexEmail::parse(spelling).unwrap();
-        let err = subscribers::insert_identity(&mut tx, who, &again, None, app.clock.now())
-            .await
-            .unwrap_err();
+        let err = subscribers::insert_identity(
+            &mut tx,
+            who,
+            &usher::store::subscribers::AccountKeys::email(&again),
+            app.clock.now(),
+        )
+        .await
+        .unwrap_err();
         assert!(is_unique_violation(&err), "{spelling}: {err}");
     }
     // Not by flipping the state back in SQL: the database refuses.

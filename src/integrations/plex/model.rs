@@ -219,6 +219,9 @@ pub struct SharedServer {
     pub all_libraries: bool,
     /// The share's current settings, to carry over on update.
     pub settings: ShareSettings,
+    /// plex.tv still lists it, but the user left (`leftAt`) or it was deleted (`deletedAt`): it
+    /// gives no access and holds no seat.
+    pub left: bool,
 }
 
 /// A new share to create.

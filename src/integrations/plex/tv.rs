@@ -469,6 +469,12 @@ struct WireShare {
     libraries: Vec<WireLibrary>,
     #[serde(default)]
     all_libraries: bool,
+    // plex.tv keeps listing a share whose user left (or that was deleted) for a while, with the
+    // time it happened; such a share gives no access and holds no seat.
+    #[serde(default)]
+    left_at: Option<serde_json::Value>,
+    #[serde(default)]
+    deleted_at: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -507,6 +513,9 @@ impl From<WireShare> for SharedServer {
             library_ids: wire.libraries.iter().map(|l| PlexSectionId(l.id)).collect(),
             all_libraries: wire.all_libraries,
             settings: wire.sharing_settings.unwrap_or_default(),
+            left: [&wire.left_at, &wire.deleted_at]
+                .into_iter()
+                .any(|at| at.as_ref().is_some_and(|v| !v.is_null())),
         }
     }
 }

@@ -172,6 +172,25 @@ impl TestApp {
         .await
     }
 
+    /// Runs every job until none is queued, moving the clock to each next due time (a retry's
+    /// backoff, a wait's Retry-After) as it goes; panics after `rounds` rounds.
+    pub async fn drain_jobs(&self, rounds: usize) {
+        let dispatch = usher::jobs::AppDispatch::new(self.app.clone());
+        for _ in 0..rounds {
+            self.app.queue.run_due(&dispatch).await.unwrap();
+            let Some(due) = usher::store::jobs::find_next_due(&self.app.db)
+                .await
+                .unwrap()
+            else {
+                return;
+            };
+            let now = usher::clock::Clock::now(&self.clock);
+            self.clock
+                .advance((due - now).max(chrono::Duration::seconds(1)));
+        }
+        panic!("jobs still queued after {rounds} rounds");
+    }
+
     /// Runs the job workers in the background until the app is dropped.
     pub fn start_workers(&self) {
         let dispatch: Arc<dyn usher::jobs::Dispatch> =

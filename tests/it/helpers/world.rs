@@ -8,11 +8,10 @@ use usher::domain::{
     Actor, BillingPeriod, Currency, DiscordId, Money, OwnerAccountId, PlexEmail, ShareState,
     SubscriberId, VerificationCode,
 };
-use usher::jobs::AppDispatch;
 use usher::services::account_change;
 use usher::services::plex_admin::{self, PlanSpec};
 use usher::services::settings::set_plex_account_change;
-use usher::store::{self, servers, shares, subscribers};
+use usher::store::{servers, shares, subscribers};
 
 use super::TestApp;
 
@@ -74,7 +73,7 @@ pub async fn after_a_ban(app: &TestApp, n: u64) -> World {
     world
 }
 
-/// As [`after_a_ban`], with nobody flagged yet. Subscriber `i` is Discord user `100 + i`, named
+/// As [`after_a_ban`], with nobody flagged yet. Everyone is permanent (a paying customer). Subscriber `i` is Discord user `100 + i`, named
 /// `user{i}`, with Plex email `old{i}@example.com`.
 pub async fn banned_world(app: &TestApp, n: u64) -> World {
     let group = plex_admin::create_group(&app.app, &admin(), "Standard", false)
@@ -116,8 +115,7 @@ pub async fn banned_world(app: &TestApp, n: u64) -> World {
         let identity = subscribers::insert_identity(
             &mut tx,
             sub,
-            &PlexEmail::parse(&email).unwrap(),
-            None,
+            &usher::store::subscribers::AccountKeys::email(&PlexEmail::parse(&email).unwrap()),
             now,
         )
         .await
@@ -138,6 +136,12 @@ pub async fn banned_world(app: &TestApp, n: u64) -> World {
     }
     tx.commit().await.unwrap();
     drain(app).await;
+    // Paying customers: only a paid-up (or permanent) subscriber is invited after a change.
+    for (sub, _) in &list {
+        usher::services::account::set_permanent(&app.app, &admin(), *sub, true)
+            .await
+            .unwrap();
+    }
     plex_admin::mark_owner_banned(&app.app, &admin(), old_owner)
         .await
         .unwrap();
@@ -152,19 +156,7 @@ pub async fn banned_world(app: &TestApp, n: u64) -> World {
 }
 
 pub async fn drain(app: &TestApp) {
-    let dispatch = AppDispatch::new(app.app.clone());
-    for _ in 0..50 {
-        app.app.queue.run_due(&dispatch).await.unwrap();
-        let counts = store::jobs::count_by_state(&app.app.db).await.unwrap();
-        if !counts
-            .iter()
-            .any(|(s, _)| s.as_str() == "queued" || s.as_str() == "running")
-        {
-            return;
-        }
-        app.clock.advance(chrono::Duration::hours(7));
-    }
-    panic!("jobs still queued");
+    app.drain_jobs(500).await;
 }
 
 /// The code mailed to `email` since the last call, read from the outbox as the subscriber would.
