@@ -1,5 +1,5 @@
 //! `/admin`: the owner's commands, one module per group (`admin_users`, `admin_recovery`,
-//! `settings`, `admin_servers`, `admin_plans`, `admin_payments`). Hidden from members by
+//! `settings`, `admin_servers`, `admin_plans`, `admin_payments`, `admin_jobs`). Hidden from members by
 //! `default_member_permissions` and enforced by the admin check on every command of the tree (see
 //! `require_admin` in `mod.rs`); the groups' buttons and modals check again, since Discord lets
 //! anyone click.
@@ -25,7 +25,8 @@ use crate::bot::{Context, Error};
         "super::admin_servers::server",
         "super::admin_plans::group",
         "super::admin_plans::plan",
-        "super::admin_payments::payments"
+        "super::admin_payments::payments",
+        "super::admin_jobs::jobs"
     )
 )]
 pub async fn admin(_ctx: Context<'_>) -> Result<(), Error> {

@@ -1,8 +1,14 @@
 //! `/plex change-account` and its buttons and modals: the subscriber's side of ban recovery.
 //!
-//! Flow: the command (or the DM button) opens the email modal → the submit asks the service to
-//! send a code and shows "Enter code" and "Resend code" buttons → "Enter code" opens the code
-//! modal → the submit verifies and applies the change. Every step acts for the user who clicked.
+//! Two ways to prove the NEW Plex account (the admins choose which are offered):
+//! - the emailed code: the command (or the DM's "Change my Plex account" button) opens the email
+//!   modal → the submit asks the service to send a code and shows "Enter code" and "Resend code"
+//!   buttons → "Enter code" opens the code modal → the submit verifies and applies the change;
+//! - Plex sign-in: `/plex change-account method: plex` (or the DM's "Sign in with Plex" button)
+//!   answers with a link to app.plex.tv and an "I've signed in" button; Usher also watches the
+//!   sign-in by itself and applies the change as soon as Plex has the approval.
+//!
+//! Every step acts for the user who clicked.
 // The group root is never run (Discord only invokes leaves), but poise needs it async.
 #![allow(clippy::unused_async)]
 
@@ -10,10 +16,14 @@ use poise::serenity_prelude as serenity;
 
 use crate::app::App;
 use crate::bot::{Context, Error, Refusal, reply_failure};
-use crate::domain::{Actor, DiscordId, PlexEmail, SubscriberId, VerificationCode};
-use crate::services::{account, account_change, notify};
+use crate::domain::{
+    Actor, DiscordId, PlexEmail, ProofId, ProofMethod, SubscriberId, VerificationCode,
+};
+use crate::services::account_change::{ChangeApplied, SignInOutcome};
+use crate::services::proofs::ProofError;
+use crate::services::{account, account_change, notify, settings};
 
-use super::common::{ephemeral, modal_value, open_modal, text_modal};
+use super::common::{ephemeral, modal_value, open_modal, parse_id, text_modal};
 
 /// The email modal.
 const EMAIL_MODAL: &str = "usher:change-email";
@@ -23,6 +33,8 @@ const CODE_MODAL: &str = "usher:change-code";
 const ENTER_CODE: &str = "usher:enter-code";
 /// Sends the code again.
 const RESEND_CODE: &str = "usher:resend-code";
+/// Prefix of the "I've signed in" button; the sign-in request's id follows.
+const SIGNED_IN: &str = "usher:signed-in:";
 const EMAIL_INPUT: &str = "email";
 const CODE_INPUT: &str = "code";
 
@@ -32,12 +44,90 @@ pub async fn plex(_ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// How to prove the new Plex account, as a slash-command choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poise::ChoiceParameter)]
+pub enum MethodChoice {
+    /// A code mailed to the new account's email.
+    #[name = "email"]
+    Email,
+    /// Sign in to Plex with the new account.
+    #[name = "plex"]
+    Plex,
+}
+
 /// Move your subscription to a NEW Plex account (after a server ban).
 #[poise::command(slash_command, rename = "change-account")]
-pub async fn change_account(ctx: Context<'_>) -> Result<(), Error> {
+pub async fn change_account(
+    ctx: Context<'_>,
+    #[description = "How to prove the new account: a code by email, or signing in to Plex"]
+    method: Option<MethodChoice>,
+) -> Result<(), Error> {
     let subscriber = subscriber_of(ctx.data(), ctx.author().id).await?;
     account_change::can_start(ctx.data(), subscriber).await?;
-    open_modal(ctx, email_modal()).await
+    let offered = settings::current(ctx.data()).await?.proof_methods;
+    let method = method.unwrap_or(if offered.email_code {
+        MethodChoice::Email
+    } else {
+        MethodChoice::Plex
+    });
+    match method {
+        MethodChoice::Email => {
+            offered.require(ProofMethod::EmailCode)?;
+            open_modal(ctx, email_modal()).await
+        }
+        MethodChoice::Plex => {
+            ctx.defer_ephemeral().await?;
+            let (text, rows) = sign_in(ctx.data(), subscriber).await?;
+            ctx.send(
+                poise::CreateReply::default()
+                    .content(text)
+                    .components(rows)
+                    .ephemeral(true),
+            )
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+/// Starts a Plex sign-in for the change: the reply's text and its buttons (the link to Plex, and
+/// "I've signed in").
+async fn sign_in(
+    app: &App,
+    subscriber: SubscriberId,
+) -> Result<(String, Vec<serenity::CreateActionRow>), Error> {
+    let started =
+        account_change::start_sign_in(app, &Actor::Subscriber(subscriber), subscriber, None)
+            .await?;
+    let text = format!(
+        "Press **Sign in with Plex**, sign in with your **NEW** Plex account and approve Usher. Usher notices by itself within a few seconds and DMs you; you can also press **I've signed in**. The link works for {} minutes.",
+        started.expires_in_minutes
+    );
+    let rows = vec![serenity::CreateActionRow::Buttons(vec![
+        serenity::CreateButton::new_link(started.url.as_str()).label("Sign in with Plex"),
+        serenity::CreateButton::new(format!("{SIGNED_IN}{}", started.request))
+            .label("I've signed in")
+            .style(serenity::ButtonStyle::Primary),
+    ])];
+    Ok((text, rows))
+}
+
+/// "I've signed in": applies the change now if Plex has the approval.
+async fn signed_in(app: &App, user: serenity::UserId, request: &str) -> Result<String, Error> {
+    let subscriber = subscriber_of(app, user).await?;
+    let request = parse_id::<ProofId>(request, "sign-in")?;
+    Ok(
+        match account_change::finish_sign_in(app, request, Some(subscriber)).await? {
+            SignInOutcome::Waiting => {
+                return Err(Refusal::new(ProofError::SignInPending.to_string()).into());
+            }
+            SignInOutcome::Applied(applied) => done_text(&applied),
+            SignInOutcome::Settled => {
+                "This sign-in is already dealt with: your DMs (or `/account`) say how it went."
+                    .to_owned()
+            }
+        },
+    )
 }
 
 fn email_modal() -> serenity::CreateInteractionResponse {
@@ -86,6 +176,43 @@ pub async fn on_click(
     click: &serenity::ComponentInteraction,
 ) -> Result<bool, Error> {
     let id = click.data.custom_id.as_str();
+    if id.starts_with(notify::SIGN_IN_BUTTON_PURPOSE) {
+        click.create_response(&ctx.http, defer_ephemeral()).await?;
+        let result = async {
+            let made_for = notify::verify_sign_in_button(app, id).ok_or_else(|| {
+                Refusal::new("This button is not valid any more; run `/plex change-account`.")
+            })?;
+            let subscriber = subscriber_of(app, click.user.id).await?;
+            if subscriber != made_for {
+                return Err(Refusal::new("This button was sent to someone else.").into());
+            }
+            sign_in(app, subscriber).await
+        }
+        .await;
+        let (text, rows) = result.unwrap_or_else(|err: Error| (reply_failure(&err), Vec::new()));
+        click
+            .edit_response(
+                &ctx.http,
+                serenity::EditInteractionResponse::new()
+                    .content(text)
+                    .components(rows),
+            )
+            .await?;
+        return Ok(true);
+    }
+    if let Some(request) = id.strip_prefix(SIGNED_IN) {
+        click.create_response(&ctx.http, defer_ephemeral()).await?;
+        let text = signed_in(app, click.user.id, request)
+            .await
+            .unwrap_or_else(|err| reply_failure(&err));
+        click
+            .edit_response(
+                &ctx.http,
+                serenity::EditInteractionResponse::new().content(text),
+            )
+            .await?;
+        return Ok(true);
+    }
     if id.starts_with(notify::CHANGE_BUTTON_PURPOSE) {
         let result = async {
             let made_for = notify::verify_change_button(app, id).ok_or_else(|| {
@@ -204,11 +331,21 @@ async fn verify(app: &App, submit: &serenity::ModalInteraction) -> Result<String
     let applied =
         account_change::verify_change(app, &Actor::Subscriber(subscriber), subscriber, &code)
             .await?;
-    Ok(if applied.server.is_some() {
-        "Done: your Plex account is changed, and your plan, payments and history stay with you. **Check your Plex invites** and accept the new one; a DM and an email have the details.".to_owned()
+    Ok(done_text(&applied))
+}
+
+/// What a subscriber is told once their change is applied.
+fn done_text(applied: &ChangeApplied) -> String {
+    let next = if applied.server.is_some() {
+        "**Check your Plex invites** and accept the new one; a DM and an email have the details."
+    } else if !applied.paid_up {
+        "Your subscription is not active right now: run `/subscribe`, and you are invited as soon as the payment arrives."
     } else {
-        "Done: your Plex account is changed, and your plan, payments and history stay with you. No server has room for your plan right now; the admins were told, and you will be invited as soon as a place opens.".to_owned()
-    })
+        "No server has room for your plan right now; the admins were told, and you will be invited as soon as a place opens."
+    };
+    format!(
+        "Done: your Plex account is changed, and your plan, payments and history stay with you. {next}"
+    )
 }
 
 fn defer_ephemeral() -> serenity::CreateInteractionResponse {

@@ -109,9 +109,7 @@ impl App {
         let key = if let Some(configured) = &settings.secret_key {
             SecretKey::from_config(configured).context("`secret_key`")?
         } else {
-            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-                format!("creating the data folder {}", settings.data_dir.display())
-            })?;
+            crate::private_fs::ensure_private_dir(&settings.data_dir)?;
             SecretKey::load_or_create(&settings.data_dir.join("secret.key"))?
         };
         let templates =

@@ -16,6 +16,7 @@ pub mod fakes;
 pub mod integrations;
 pub mod jobs;
 pub mod ops;
+pub mod private_fs;
 pub mod scheduler;
 pub mod services;
 pub mod store;

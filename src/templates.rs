@@ -60,6 +60,7 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "pages/change_code.html.j2",
     "pages/change_done.html.j2",
     "pages/change_email.html.j2",
+    "pages/change_plex.html.j2",
     "pages/layout.html.j2",
     "pages/message.html.j2",
 ];

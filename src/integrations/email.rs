@@ -55,7 +55,7 @@ impl Mailer {
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         let Some(smtp) = &settings.email.smtp else {
             let dir = settings.outbox_dir();
-            std::fs::create_dir_all(&dir)
+            crate::private_fs::ensure_private_dir(&dir)
                 .with_context(|| format!("creating the mail outbox {}", dir.display()))?;
             tracing::info!(outbox = %dir.display(), "no SMTP relay configured (email.smtp): mail is written to the outbox folder");
             return Ok(Self::Outbox(AsyncFileTransport::new(&dir), dir));
@@ -128,11 +128,15 @@ impl Mailer {
                     MailError::Transient(e.to_string())
                 }
             }),
-            Self::Outbox(transport, _) => transport
+            Self::Outbox(transport, dir) => transport
                 .send(message)
                 .await
-                .map(drop)
-                .map_err(|e| MailError::Transient(e.to_string())),
+                .map_err(|e| MailError::Transient(e.to_string()))
+                .and_then(|id| {
+                    // A mail holds codes and links: private like the rest of the data folder.
+                    crate::private_fs::ensure_private_file(&dir.join(format!("{id}.eml")), false)
+                        .map_err(|e| MailError::Transient(format!("{e:#}")))
+                }),
         }
         .inspect(|()| tracing::info!(recipient_domain = domain, "mail sent"))
     }

@@ -15,13 +15,9 @@ pub mod setup;
 /// 0700: it holds the database and the secret key). An existing folder is left as it is;
 /// `usher doctor` says when it is open to others.
 pub fn create_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt as _;
     if dir.exists() {
         return Ok(());
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| anyhow::anyhow!("creating the data folder {}: {e}", dir.display()))
+    crate::private_fs::ensure_private_dir(dir)
+        .map_err(|e| anyhow::anyhow!("creating the data folder {}: {e:#}", dir.display()))
 }

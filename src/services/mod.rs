@@ -9,6 +9,7 @@ pub mod checkout;
 pub mod export;
 pub mod health;
 pub mod identities;
+pub mod jobs_admin;
 pub mod lifecycle;
 pub mod notify;
 pub mod payments;

@@ -185,6 +185,30 @@ pub fn change_button(app: &App, subscriber: SubscriberId) -> anyhow::Result<Butt
     })
 }
 
+/// Signature purpose of the "Sign in with Plex" button.
+pub const SIGN_IN_BUTTON_PURPOSE: &str = "plex-sign-in";
+
+/// The "Sign in with Plex" button for `subscriber` (the account change by Plex sign-in).
+pub fn sign_in_button(app: &App, subscriber: SubscriberId) -> anyhow::Result<Button> {
+    let custom_id = app
+        .signer
+        .sign_compact(SIGN_IN_BUTTON_PURPOSE, &subscriber.to_string(), None)
+        .context("signing the sign-in button")?;
+    Ok(Button {
+        custom_id,
+        label: "Sign in with Plex".into(),
+    })
+}
+
+/// The subscriber a "Sign in with Plex" button was made for, if it is genuine.
+pub fn verify_sign_in_button(app: &App, custom_id: &str) -> Option<SubscriberId> {
+    let payload = app
+        .signer
+        .verify_compact(SIGN_IN_BUTTON_PURPOSE, custom_id, app.clock.now())
+        .ok()?;
+    payload.parse().ok()
+}
+
 /// The subscriber a "Change my Plex account" button was made for, if it is genuine.
 pub fn verify_change_button(app: &App, custom_id: &str) -> Option<SubscriberId> {
     let payload = app
@@ -342,7 +366,16 @@ async fn deliver_dm(
                 "the flag was cleared before the DM went out".into(),
             ));
         }
-        message.buttons.push(change_button(app, subscriber)?);
+        let methods = {
+            let mut tx = app.db.read().await?;
+            crate::services::settings::proof_methods_in(&mut tx).await?
+        };
+        if methods.email_code {
+            message.buttons.push(change_button(app, subscriber)?);
+        }
+        if methods.plex_sign_in {
+            message.buttons.push(sign_in_button(app, subscriber)?);
+        }
         message.buttons.push(Button {
             custom_id: OPEN_ACCOUNT_BUTTON.to_owned(),
             label: "Open My Account".to_owned(),

@@ -96,10 +96,14 @@ impl Db {
         if let Some(url) = &settings.database.url {
             return Self::connect_url(url.expose_secret(), settings.database.max_connections).await;
         }
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("creating the data folder {}", settings.data_dir.display()))?;
-        let options = sqlite_options(SqliteConnectOptions::new())
-            .filename(settings.data_dir.join("usher.db"));
+        crate::private_fs::ensure_private_dir(&settings.data_dir)?;
+        let file = settings.data_dir.join("usher.db");
+        // SQLite gives its -wal and -shm files the database file's permissions.
+        crate::private_fs::ensure_private_file(&file, true)?;
+        for side in ["usher.db-wal", "usher.db-shm"] {
+            crate::private_fs::ensure_private_file(&settings.data_dir.join(side), false)?;
+        }
+        let options = sqlite_options(SqliteConnectOptions::new()).filename(file);
         Self::sqlite(options, settings.database.max_connections).await
     }
 

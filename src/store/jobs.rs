@@ -192,6 +192,45 @@ pub async fn update_unparked(
     Ok(sql!(tx, query(SQL), now, rate_key => execute)?)
 }
 
+/// A job an admin must look at: parked (waits for them) or dead (gave up).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StuckJobRow {
+    /// Row id.
+    pub id: JobId,
+    /// Kind.
+    pub kind: String,
+    /// Parked or dead.
+    pub state: JobState,
+    /// Attempts spent.
+    pub attempts: i32,
+    /// Why (the last error).
+    pub last_error: Option<String>,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The newest parked and dead jobs, at most `limit`, with how many there are in all.
+pub async fn find_stuck(tx: &mut Tx, limit: i64) -> Result<(Vec<StuckJobRow>, i64), sqlx::Error> {
+    const SQL: &str = "SELECT id, kind, state, attempts, last_error, created_at FROM job \
+                       WHERE state IN ('parked', 'dead') ORDER BY id DESC LIMIT $1";
+    const COUNT: &str = "SELECT COUNT(*) FROM job WHERE state IN ('parked', 'dead')";
+    let rows = sql!(tx, query_as(SQL), limit => fetch_all)?;
+    let total = sql!(tx, query_scalar(COUNT) => fetch_one)?;
+    Ok((rows, total))
+}
+
+/// Puts parked and dead jobs (all, or one) back in the queue with a fresh attempt budget; returns
+/// how many.
+pub async fn update_retried(
+    tx: &mut Tx,
+    only: Option<JobId>,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    const SQL: &str = "UPDATE job SET state = 'queued', run_at = $1, attempts = 0, finished_at = NULL \
+                       WHERE state IN ('parked', 'dead') AND ($2 IS NULL OR id = $2)";
+    sql!(tx, query(SQL), now, only => execute)
+}
+
 /// When the next queued (or leased) job is due, if any job is waiting.
 pub async fn find_next_due(db: &Db) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     const SQL: &str = "SELECT MIN(run_at) FROM job WHERE state IN ('queued', 'running')";

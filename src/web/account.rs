@@ -24,7 +24,9 @@ use crate::services::UserFacing;
 use crate::services::access::{self, Reinvited};
 use crate::services::account::{self, AccountStatus};
 use crate::services::account_change;
+use crate::services::account_change::{ChangeApplied, SignInOutcome};
 use crate::services::proofs::ProofError;
+use crate::services::settings;
 use crate::services::sign_in::{self, Session, SignInError};
 
 /// Name of the session cookie.
@@ -39,6 +41,8 @@ pub fn routes() -> Router<App> {
         .route("/account/change", get(change_form).post(change_submit))
         .route("/account/change/code", get(code_form).post(code_submit))
         .route("/account/change/resend", post(code_resend))
+        .route("/account/change/plex", get(plex_return).post(plex_start))
+        .route("/account/change/plex/check", post(plex_check))
         .route("/account/reinvite", post(reinvite))
         .layer(axum::middleware::map_response(page_headers))
 }
@@ -331,12 +335,121 @@ async fn logout(
     (jar, page).into_response()
 }
 
-/// The change-account email form, with an optional error.
-fn email_form(session: &Session, error: Option<&str>, email: &str) -> Page {
+/// The change-account form (the email for a code, and/or Plex sign-in, as the admins offer),
+/// with an optional error.
+async fn email_form(app: &App, session: &Session, error: Option<&str>, email: &str) -> Page {
+    let offered = match settings::current(app).await {
+        Ok(now) => now.proof_methods,
+        Err(_) => crate::services::proofs::Methods {
+            email_code: true,
+            plex_sign_in: false,
+        },
+    };
     Page::new(
         "pages/change_email.html.j2",
-        serde_json::json!({ "csrf": session.csrf_token, "error": error, "email": email }),
+        serde_json::json!({
+            "csrf": session.csrf_token, "error": error, "email": email,
+            "email_code": offered.email_code, "plex_sign_in": offered.plex_sign_in,
+        }),
     )
+}
+
+/// The Plex sign-in page: the link to open, and "I've signed in".
+fn plex_page(session: &Session, url: &url::Url, notice: Option<&str>, error: Option<&str>) -> Page {
+    Page::new(
+        "pages/change_plex.html.j2",
+        serde_json::json!({
+            "csrf": session.csrf_token, "url": url.as_str(), "notice": notice, "error": error,
+            "minutes": crate::services::proofs::SIGN_IN_MINUTES,
+        }),
+    )
+}
+
+/// Starts a Plex sign-in for the change; plex.tv sends the browser back to
+/// `/account/change/plex` once the person approved.
+async fn plex_start(
+    State(app): State<App>,
+    SignedIn(session): SignedIn,
+    axum::Form(form): axum::Form<CsrfForm>,
+) -> Response {
+    if let Some(page) = csrf_refusal(&app, &session, &form.csrf) {
+        return page;
+    }
+    let actor = Actor::Subscriber(session.subscriber);
+    let back = app.settings.public_link("account/change/plex");
+    match account_change::start_sign_in(&app, &actor, session.subscriber, Some(&back)).await {
+        Ok(started) => plex_page(&session, &started.url, None, None).render(&app),
+        Err(err) => match user_text(err) {
+            Ok(text) => email_form(&app, &session, Some(&text), "")
+                .await
+                .status(StatusCode::BAD_REQUEST)
+                .render(&app),
+            Err(fault) => fault.into_response(),
+        },
+    }
+}
+
+/// Where plex.tv sends the browser back after the sign-in (also the page's own refresh).
+async fn plex_return(State(app): State<App>, SignedIn(session): SignedIn) -> Response {
+    finish_plex(&app, &session).await
+}
+
+/// "I've signed in".
+async fn plex_check(
+    State(app): State<App>,
+    SignedIn(session): SignedIn,
+    axum::Form(form): axum::Form<CsrfForm>,
+) -> Response {
+    if let Some(page) = csrf_refusal(&app, &session, &form.csrf) {
+        return page;
+    }
+    finish_plex(&app, &session).await
+}
+
+/// Applies the session's pending sign-in if Plex has the approval, or shows where it stands.
+async fn finish_plex(app: &App, session: &Session) -> Response {
+    let pending = match account_change::pending_sign_in(app, session.subscriber).await {
+        Ok(pending) => pending,
+        Err(err) => {
+            return user_text(err).map_or_else(IntoResponse::into_response, |_| {
+                Redirect::to("/account").into_response()
+            });
+        }
+    };
+    let Some((request, url)) = pending else {
+        // Applied by the watching job already, refused (the DM and the page say why), or none.
+        return Redirect::to("/account").into_response();
+    };
+    match account_change::finish_sign_in(app, request, Some(session.subscriber)).await {
+        Ok(SignInOutcome::Applied(applied)) => done_page(app, session, &applied).await,
+        Ok(SignInOutcome::Waiting) => {
+            let text = ProofError::SignInPending.user_message();
+            plex_page(session, &url, text.as_deref(), None).render(app)
+        }
+        Ok(SignInOutcome::Settled) => Redirect::to("/account").into_response(),
+        Err(err) => match user_text(err) {
+            Ok(text) => refuse_on_account(app, session, &text).await,
+            Err(fault) => fault.into_response(),
+        },
+    }
+}
+
+/// The confirmation after a change.
+async fn done_page(app: &App, session: &Session, applied: &ChangeApplied) -> Response {
+    let status = match load_status(app, session).await {
+        Ok(status) => status,
+        Err(page) => return page,
+    };
+    Page::new(
+        "pages/change_done.html.j2",
+        serde_json::json!({
+            "plex_email": status.plex_email,
+            "server": applied.server.and(status.server),
+            "plan": status.plan,
+            "not_paid": !applied.paid_up,
+        }),
+    )
+    .render(app)
 }
 
 /// The code form, with an optional notice or error.
@@ -349,7 +462,7 @@ fn code_page(session: &Session, notice: Option<&str>, error: Option<&str>) -> Pa
 
 async fn change_form(State(app): State<App>, SignedIn(session): SignedIn) -> Response {
     match account_change::can_start(&app, session.subscriber).await {
-        Ok(()) => email_form(&session, None, "").render(&app),
+        Ok(()) => email_form(&app, &session, None, "").await.render(&app),
         Err(err) => match user_text(err) {
             Ok(text) => refuse_on_account(&app, &session, &text).await,
             Err(fault) => fault.into_response(),
@@ -387,7 +500,8 @@ async fn change_submit(
         Ok(email) => email,
         Err(err) => {
             let text = format!("That email does not look right: {err}.");
-            return email_form(&session, Some(&text), form.email.trim())
+            return email_form(&app, &session, Some(&text), form.email.trim())
+                .await
                 .status(StatusCode::BAD_REQUEST)
                 .render(&app);
         }
@@ -396,7 +510,8 @@ async fn change_submit(
     match account_change::request_change(&app, &actor, session.subscriber, &email).await {
         Ok(_) => Redirect::to("/account/change/code").into_response(),
         Err(err) => match user_text(err) {
-            Ok(text) => email_form(&session, Some(&text), form.email.trim())
+            Ok(text) => email_form(&app, &session, Some(&text), form.email.trim())
+                .await
                 .status(StatusCode::BAD_REQUEST)
                 .render(&app),
             Err(fault) => fault.into_response(),
@@ -442,21 +557,7 @@ async fn code_submit(
     };
     let actor = Actor::Subscriber(session.subscriber);
     match account_change::verify_change(&app, &actor, session.subscriber, &code).await {
-        Ok(applied) => {
-            let status = match load_status(&app, &session).await {
-                Ok(status) => status,
-                Err(page) => return page,
-            };
-            Page::new(
-                "pages/change_done.html.j2",
-                serde_json::json!({
-                    "plex_email": status.plex_email,
-                    "server": applied.server.and(status.server),
-                    "plan": status.plan,
-                }),
-            )
-            .render(&app)
-        }
+        Ok(applied) => done_page(&app, &session, &applied).await,
         Err(err @ (ProofError::WrongCode(_) | ProofError::Expired)) => {
             code_page(&session, None, err.user_message().as_deref())
                 .status(StatusCode::BAD_REQUEST)
