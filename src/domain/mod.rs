@@ -23,7 +23,7 @@ pub use money::{Currency, CurrencyError, Money, MoneyError};
 pub use plex_email::{PlexEmail, PlexEmailError};
 pub use provider_ids::{PaypalPlanId, ProviderIdError, StripePriceId};
 pub use states::{
-    BillingPeriod, IdentityState, JobState, OwnerAccountState, ParseStateError, Provider,
-    RetireReason, ShareState,
+    BillingPeriod, IdentityState, JobState, OwnerAccountState, ParseStateError, PaymentStatus,
+    Provider, RefundKind, RefundStatus, RetireReason, ShareState,
 };
 pub use text::as_sentence;

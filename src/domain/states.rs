@@ -145,6 +145,42 @@ text_enum!(
 );
 
 text_enum!(
+    /// Where a recorded payment stands.
+    PaymentStatus as "payment status" {
+        /// Recorded, given to nobody yet: waits for its subscription's activation or an admin.
+        Unmatched => "unmatched",
+        /// Gives its subscriber a paid interval.
+        Applied => "applied",
+        /// Fully refunded or reversed: its interval no longer counts.
+        Refunded => "refunded",
+    }
+);
+
+text_enum!(
+    /// Where a refund or reversal reported by a provider stands.
+    RefundStatus as "refund status" {
+        /// Its payment has not arrived yet: it is applied when it does.
+        Waiting => "waiting",
+        /// Applied: the whole payment went back and its interval stopped counting.
+        Applied => "applied",
+        /// Part of the payment went back: recorded for the admins, access unchanged.
+        Partial => "partial",
+        /// No payment of Usher's could be found for it: for the admins.
+        Unmatched => "unmatched",
+    }
+);
+
+text_enum!(
+    /// How money went back to a payer.
+    RefundKind as "refund kind" {
+        /// The merchant refunded it.
+        Refund => "refund",
+        /// A reversal or chargeback (the payer's bank or the provider took it back).
+        Reversal => "reversal",
+    }
+);
+
+text_enum!(
     /// How long one payment of a plan lasts.
     BillingPeriod as "billing period" {
         /// Seven days.
@@ -209,6 +245,9 @@ mod tests {
         check(RetireReason::ALL);
         check(Provider::ALL);
         check(BillingPeriod::ALL);
+        check(PaymentStatus::ALL);
+        check(RefundStatus::ALL);
+        check(RefundKind::ALL);
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub enum Kind {
     Receipt,
     /// "Your renewal payment failed; the provider retries; update your payment method" (DM).
     PaymentFailed,
+    /// "Your payment was refunded (or reversed); your paid time is now …" (DM).
+    Refunded,
 }
 
 impl Kind {
@@ -69,6 +71,7 @@ impl Kind {
             Self::Expired => "expired",
             Self::Receipt => "receipt",
             Self::PaymentFailed => "payment_failed",
+            Self::Refunded => "refunded",
         }
     }
 }

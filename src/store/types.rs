@@ -13,8 +13,9 @@ use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Type};
 
 use crate::domain::{
-    BillingPeriod, ChangeRequestId, DiscordId, IdentityState, JobId, JobState, Provider, LibraryGroupId, LibraryId, OwnerAccountId,
-    OwnerAccountState, PaymentId, PlanId, PlexEmail, PlexIdentityId, RetireReason, ServerId,
+    BillingPeriod, ChangeRequestId, Currency, DiscordId, IdentityState, JobId, JobState,
+    LibraryGroupId, LibraryId, Money, OwnerAccountId, OwnerAccountState, PaymentId, PaymentStatus,
+    PlanId, PlexEmail, PlexIdentityId, Provider, RefundKind, RefundStatus, RetireReason, ServerId,
     ShareId, ShareState, SubscriberId,
 };
 
@@ -87,21 +88,35 @@ text_columns!(
     JobState,
     Provider,
     BillingPeriod,
+    PaymentStatus,
+    RefundStatus,
+    RefundKind,
+    Currency,
 );
 
-column!(
-    PlexEmail,
-    String,
-    |v| v.as_str().to_owned(),
-    |raw| PlexEmail::parse(&raw)
-);
+/// A [`Money`] is two columns, `amount_minor` and `currency` (alias others to these names): a
+/// row field `#[sqlx(flatten)] amount: Money` reads both, and a bad currency is a decode error
+/// naming the column.
+macro_rules! money_rows {
+    ($($row:ty),*) => {$(
+        impl<'r> sqlx::FromRow<'r, $row> for Money {
+            fn from_row(row: &'r $row) -> Result<Self, sqlx::Error> {
+                use sqlx::Row as _;
+                let minor: i64 = row.try_get("amount_minor")?;
+                let currency: Currency = row.try_get("currency")?;
+                Ok(Money::new(minor, currency))
+            }
+        }
+    )*};
+}
 
-column!(
-    DiscordId,
-    i64,
-    |v| v.to_db(),
-    |raw| DiscordId::from_db(raw)
-);
+money_rows!(sqlx::sqlite::SqliteRow, sqlx::postgres::PgRow);
+
+column!(PlexEmail, String, |v| v.as_str().to_owned(), |raw| {
+    PlexEmail::parse(&raw)
+});
+
+column!(DiscordId, i64, |v| v.to_db(), |raw| DiscordId::from_db(raw));
 
 #[cfg(test)]
 mod tests {

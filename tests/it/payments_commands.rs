@@ -811,7 +811,7 @@ async fn concurrent_assigns_and_a_late_webhook_match_apply_a_payment_once(backen
                 .await
                 .unwrap();
             assert_eq!(rows.len(), 1);
-            PaymentId::new(rows[0].id)
+            rows[0].id
         };
         let (body, header) = door.stripe.signed_at(&completed, now.timestamp());
         let webhook = reqwest::Client::new()
