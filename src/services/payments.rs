@@ -630,6 +630,15 @@ async fn apply_paid(app: &App, tx: &mut Tx, provider: Provider, paid: &Paid) -> 
             payments::find_waiting_refunds(tx, provider, &paid.txn_id, paid.payment_ref.as_deref())
                 .await?;
         for refund in waiting {
+            // It returns this payment: counted with the payment's other refunds from now on.
+            payments::update_refund(
+                tx,
+                refund.id,
+                RefundStatus::Partial,
+                payment.id,
+                payment.subscriber_id,
+            )
+            .await?;
             settle_refund(app, tx, provider, refund.id, &payment).await?;
         }
     }
