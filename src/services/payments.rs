@@ -586,6 +586,8 @@ async fn apply_paid(app: &App, tx: &mut Tx, provider: Provider, paid: &Paid) -> 
         provider_time: paid.at,
         note: None,
     };
+    // A refund of this payment delivered at the same moment either sees it or is seen by it.
+    payments::lock_provider_txn(tx, provider, &paid.txn_id).await?;
     let Some(inserted) = payments::insert_payment(tx, &new, now).await? else {
         return Ok(()); // The same transaction from another event (invoice.paid and .payment_succeeded).
     };
@@ -778,9 +780,14 @@ async fn apply_payment(
     audit::insert_audit(tx, actor, Some(subscriber), "payment.applied", &detail, now).await?;
 
     // The receipt, and the subscriber roles (the job reads their standing when it runs).
-    let paid_until = payments::find_paid_until(tx, subscriber)
-        .await?
-        .unwrap_or(to);
+    // In order, this payment's end is the subscriber's; laid out again, the latest end may differ.
+    let paid_until = if paid.later {
+        payments::find_paid_until(tx, subscriber)
+            .await?
+            .unwrap_or(to)
+    } else {
+        to
+    };
     let shown_amount = (applied.amount.minor() != 0).then(|| applied.amount.to_string());
     let receipt = serde_json::json!({
         "amount": shown_amount,
@@ -873,7 +880,10 @@ async fn apply_refund(
 ) -> anyhow::Result<()> {
     let now = app.clock.now();
     let payment = match &refund.txn_id {
-        Some(txn) => payments::find_payment_by_txn(tx, provider, txn).await?,
+        Some(txn) => {
+            payments::lock_provider_txn(tx, provider, txn).await?;
+            payments::find_payment_by_txn(tx, provider, txn).await?
+        }
         None => None,
     };
     let new = NewRefund {

@@ -329,6 +329,29 @@ pub async fn lock_provider_subscription(
     }
 }
 
+/// Serialises, until the transaction ends, the work of every event naming this provider
+/// transaction: its payment and the refunds of it (PostgreSQL transaction advisory lock; SQLite's
+/// write transactions already exclude each other). Without it, under READ COMMITTED, a refund and
+/// the payment it returns committing at once each miss the other's row, and the refund waits for
+/// good.
+pub async fn lock_provider_txn(
+    tx: &mut Tx,
+    provider: Provider,
+    txn_id: &str,
+) -> Result<(), sqlx::Error> {
+    // Lock class 6 (class 5 is the provider subscription's).
+    const SQL: &str = "SELECT pg_advisory_xact_lock(6, hashtext($1 || ':' || $2))";
+    match tx {
+        Tx::Sqlite(_) => Ok(()),
+        Tx::Postgres(t) => sqlx::query(SQL)
+            .bind(provider)
+            .bind(txn_id)
+            .execute(&mut **t)
+            .await
+            .map(|_| ()),
+    }
+}
+
 // ---- matching a payer ---------------------------------------------------------------------------
 
 /// The subscriber whose contact email or active Plex email is `email` (compared in the

@@ -23,7 +23,7 @@ use secrecy::ExposeSecret as _;
 use crate::app::App;
 use crate::domain::{Money, Provider, RefundKind};
 use crate::integrations::payments::paypal::{
-    self, PayPalEvent, PayPalEventKind, PayPalRefund, PayPalTransmission,
+    self, PayPalEvent, PayPalEventKind, PayPalRefund, PayPalTransmission, Standing,
 };
 use crate::integrations::payments::stripe::{
     self, CheckoutMode, CheckoutPaymentStatus, StripeEvent, StripeEventKind,
@@ -151,6 +151,7 @@ fn stripe_events(event: StripeEvent) -> Result<Vec<PaymentEvent>, String> {
             }
         }
         StripeEventKind::InvoicePaid(i) if i.amount_paid > 0 => {
+            let awaits_activation = i.opens_subscription();
             let mut paid = Paid::new(
                 i.invoice_id,
                 Money::new(i.amount_paid, i.currency),
@@ -163,7 +164,7 @@ fn stripe_events(event: StripeEvent) -> Result<Vec<PaymentEvent>, String> {
             paid.payment_ref = i.payment_intent;
             // A subscription's first invoice may race the checkout that started it; a renewal of
             // a subscription Usher never linked is one from before Usher.
-            paid.awaits_activation = i.billing_reason.as_deref() == Some("subscription_create");
+            paid.awaits_activation = awaits_activation;
             vec![PaymentEvent::Paid(paid)]
         }
         StripeEventKind::SubscriptionUpdated(s) => vec![PaymentEvent::SubscriptionStatus {
@@ -174,8 +175,8 @@ fn stripe_events(event: StripeEvent) -> Result<Vec<PaymentEvent>, String> {
             at,
         }],
         StripeEventKind::SubscriptionDeleted(s) => vec![PaymentEvent::SubscriptionStatus {
+            status: s.status.as_str().to_owned(),
             subscription: s.id,
-            status: "canceled".into(),
             renewing: false,
             ended: true,
             at,
@@ -251,13 +252,13 @@ async fn paypal_webhook(State(app): State<App>, headers: HeaderMap, body: Bytes)
 /// else its arrival (PayPal's simulator sends an impossible `create_time`).
 fn paypal_events(event: PayPalEvent, now: DateTime<Utc>) -> Result<Vec<PaymentEvent>, String> {
     let sent = event.create_time;
-    let status = |s: paypal::PayPalSubscriptionEvent, word: &str, renewing: bool, ended: bool| {
+    let status = |s: paypal::PayPalSubscriptionEvent, standing: Standing| {
         vec![PaymentEvent::SubscriptionStatus {
             at: s.status_time.or(sent).unwrap_or(now),
             subscription: s.subscription_id,
-            status: word.to_owned(),
-            renewing,
-            ended,
+            status: standing.status.to_owned(),
+            renewing: standing.renewing,
+            ended: standing.ended,
         }]
     };
     let refund = |r: PayPalRefund, kind: RefundKind, may_wait: bool| {
@@ -279,10 +280,10 @@ fn paypal_events(event: PayPalEvent, now: DateTime<Utc>) -> Result<Vec<PaymentEv
             subscription: s.subscription_id,
             customer: None,
         }],
-        PayPalEventKind::SubscriptionCancelled(s) => status(s, "CANCELLED", false, true),
-        PayPalEventKind::SubscriptionExpired(s) => status(s, "EXPIRED", false, true),
-        PayPalEventKind::SubscriptionSuspended(s) => status(s, "SUSPENDED", false, false),
-        PayPalEventKind::SubscriptionReactivated(s) => status(s, "ACTIVE", true, false),
+        PayPalEventKind::SubscriptionCancelled(s) => status(s, Standing::CANCELLED),
+        PayPalEventKind::SubscriptionExpired(s) => status(s, Standing::EXPIRED),
+        PayPalEventKind::SubscriptionSuspended(s) => status(s, Standing::SUSPENDED),
+        PayPalEventKind::SubscriptionReactivated(s) => status(s, Standing::REACTIVATED),
         PayPalEventKind::SaleCompleted(sale) => {
             let mut paid = Paid::new(
                 sale.sale_id,

@@ -546,6 +546,45 @@ pub enum PayPalEventKind {
     Other,
 }
 
+/// What a `BILLING.SUBSCRIPTION.*` event says of the subscription: PayPal's status word, whether
+/// PayPal charges it again by itself, whether it is over for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// PayPal's word (`ACTIVE`, `SUSPENDED`, `CANCELLED`, `EXPIRED`).
+    pub status: &'static str,
+    /// PayPal will charge it again by itself.
+    pub renewing: bool,
+    /// Cancelled or expired: nothing revives it.
+    pub ended: bool,
+}
+
+impl Standing {
+    /// `BILLING.SUBSCRIPTION.CANCELLED`.
+    pub const CANCELLED: Self = Self {
+        status: "CANCELLED",
+        renewing: false,
+        ended: true,
+    };
+    /// `BILLING.SUBSCRIPTION.EXPIRED`.
+    pub const EXPIRED: Self = Self {
+        status: "EXPIRED",
+        renewing: false,
+        ended: true,
+    };
+    /// `BILLING.SUBSCRIPTION.SUSPENDED`: PayPal stopped charging until it is re-activated.
+    pub const SUSPENDED: Self = Self {
+        status: "SUSPENDED",
+        renewing: false,
+        ended: false,
+    };
+    /// `BILLING.SUBSCRIPTION.RE-ACTIVATED`: charging again.
+    pub const REACTIVATED: Self = Self {
+        status: "ACTIVE",
+        renewing: true,
+        ended: false,
+    };
+}
+
 /// Money going back: the resource of `PAYMENT.SALE.REFUNDED`/`.REVERSED` (v1 refund and sale
 /// objects) and `PAYMENT.CAPTURE.REFUNDED`/`.REVERSED` (v2 refund objects). PayPal writes
 /// refunded amounts negative in v1 samples; the amount here is what went back, positive.

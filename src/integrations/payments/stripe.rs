@@ -290,6 +290,14 @@ pub enum SubscriptionStatus {
     Unrecognised(String),
 }
 
+impl StripeInvoice {
+    /// Whether it is its subscription's first invoice (`billing_reason` `subscription_create`):
+    /// the payment of a checkout that just started the subscription.
+    pub fn opens_subscription(&self) -> bool {
+        self.billing_reason.as_deref() == Some("subscription_create")
+    }
+}
+
 impl StripeSubscription {
     /// Whether Stripe will charge it again by itself: live, and not set to end (at the period end
     /// or on a date).
