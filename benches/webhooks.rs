@@ -130,8 +130,9 @@ async fn main() -> anyhow::Result<()> {
     }
     println!(
         "webhooks: {events} Stripe invoice.paid deliveries, {connections} connections, \
-         {subscribers} subscribers, pool of {pool_size}; {} statements per delivery",
-        on_sqlite.statements
+         {subscribers} subscribers, pool of {pool_size}; statements per delivery: {} on SQLite, \
+         {} on PostgreSQL (row and advisory locks)",
+        on_sqlite.statements, on_postgres.statements
     );
     println!(
         "  {:<34} {:>10} {:>9} {:>9} {:>9}",
@@ -438,7 +439,10 @@ async fn bare(mut settings: Settings, events: usize, subscribers: usize) -> anyh
         let mut paid = Paid::new(format!("in_bench_{i:08}"), Money::new(800, usd), now);
         paid.subscription = Some(subscription.clone());
         paid.customer = Some(subscription.replace("sub_", "cus_"));
-        paid.payer_email = Some(format!("{}@example.com", subscription.replace("sub_", "cus_")));
+        paid.payer_email = Some(format!(
+            "{}@example.com",
+            subscription.replace("sub_", "cus_")
+        ));
         (format!("evt_bench_{i:08}"), vec![PaymentEvent::Paid(paid)])
     };
     let deliver = async |(event_id, events): (String, Vec<PaymentEvent>)| {
