@@ -337,11 +337,11 @@ async fn measure(
     let deliveries: Arc<Vec<(Bytes, String)>> = Arc::new((0..events).map(signed).collect());
 
     // A few deliveries first, one at a time, counting the statements each runs.
-    let counter = reqwest::Client::new();
+    let one_by_one = reqwest::Client::new();
     let ((), counted) = statements::during(async {
         for i in events..events + COUNTED {
             let (body, header) = signed(i);
-            let response = counter
+            let response = one_by_one
                 .post(&url)
                 .header("stripe-signature", header)
                 .body(body)

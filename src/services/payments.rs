@@ -591,38 +591,35 @@ async fn apply_paid(app: &App, tx: &mut Tx, provider: Provider, paid: &Paid) -> 
     let Some(inserted) = payments::insert_payment(tx, &new, now).await? else {
         return Ok(()); // The same transaction from another event (invoice.paid and .payment_succeeded).
     };
-    match match_paid(tx, provider, paid).await? {
-        Some((target, links)) => {
-            if let Some(subscription) = links {
-                link(
-                    tx,
-                    provider,
-                    subscription,
-                    target,
-                    paid.customer.as_deref(),
-                    paid.at,
-                    now,
-                )
-                .await?;
-                let detail =
-                    serde_json::json!({ "subscription": subscription, "payment": inserted.id });
-                audit::insert_audit(
-                    tx,
-                    &actor,
-                    Some(target.subscriber),
-                    "subscription.linked_by_email",
-                    &detail,
-                    now,
-                )
-                .await?;
-            }
-            apply_payment(app, tx, &actor, inserted.id, target, None).await?;
+    if let Some((target, links)) = match_paid(tx, provider, paid).await? {
+        if let Some(subscription) = links {
+            link(
+                tx,
+                provider,
+                subscription,
+                target,
+                paid.customer.as_deref(),
+                paid.at,
+                now,
+            )
+            .await?;
+            let detail =
+                serde_json::json!({ "subscription": subscription, "payment": inserted.id });
+            audit::insert_audit(
+                tx,
+                &actor,
+                Some(target.subscriber),
+                "subscription.linked_by_email",
+                &detail,
+                now,
+            )
+            .await?;
         }
-        None => {
-            let detail = serde_json::json!({ "payment": inserted.id, "txn": paid.txn_id });
-            audit::insert_audit(tx, &actor, None, "payment.unmatched", &detail, now).await?;
-            tracing::warn!(provider = %provider, payment = %inserted.id, "a payment matched no subscriber");
-        }
+        apply_payment(app, tx, &actor, inserted.id, target, None).await?;
+    } else {
+        let detail = serde_json::json!({ "payment": inserted.id, "txn": paid.txn_id });
+        audit::insert_audit(tx, &actor, None, "payment.unmatched", &detail, now).await?;
+        tracing::warn!(provider = %provider, payment = %inserted.id, "a payment matched no subscriber");
     }
     if inserted.refund_waiting {
         let payment = payments::find_payment_by_txn(tx, provider, &paid.txn_id)

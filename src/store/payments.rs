@@ -1015,8 +1015,8 @@ pub async fn insert_partial_payment(
         .bind(p.subscriber)
         .bind(p.paid)
         .bind(p.paid_currency)
-        .bind(p.worth.map(|m| m.minor()))
-        .bind(p.worth.map(|m| m.currency()))
+        .bind(p.worth.map(Money::minor))
+        .bind(p.worth.map(Money::currency))
         .bind(now)
         .execute(c)
         .await?

@@ -122,6 +122,19 @@ column!(DiscordId, i64, |v| v.to_db(), |raw| DiscordId::from_db(raw));
 mod tests {
     use super::*;
 
+    #[derive(Debug, sqlx::FromRow)]
+    #[allow(dead_code)]
+    struct Row {
+        state: IdentityState,
+    }
+
+    #[derive(Debug, sqlx::FromRow)]
+    struct Priced {
+        #[sqlx(flatten)]
+        amount: Money,
+        status: PaymentStatus,
+    }
+
     #[tokio::test]
     async fn domain_types_round_trip_through_sqlite_and_bad_text_names_the_column() {
         let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
@@ -137,11 +150,6 @@ mod tests {
         assert_eq!(row.1, IdentityState::Banned);
         assert_eq!(row.2.as_str(), "a@example.com");
 
-        #[derive(Debug, sqlx::FromRow)]
-        #[allow(dead_code)]
-        struct Row {
-            state: IdentityState,
-        }
         let err = sqlx::query_as::<_, Row>("SELECT 'Active' AS state")
             .fetch_one(&pool)
             .await
@@ -149,5 +157,25 @@ mod tests {
             .to_string();
         assert!(err.contains("state"), "{err}");
         assert!(err.contains("unknown identity state \"Active\""), "{err}");
+    }
+
+    #[tokio::test]
+    async fn money_reads_from_two_columns_and_a_bad_currency_names_the_column() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let priced: Priced =
+            sqlx::query_as("SELECT 1250 AS amount_minor, 'usd' AS currency, 'refunded' AS status")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(priced.amount.to_string(), "12.50 USD");
+        assert_eq!(priced.status, PaymentStatus::Refunded);
+        let err = sqlx::query_as::<_, Priced>(
+            "SELECT 1 AS amount_minor, 'dollars' AS currency, 'applied' AS status",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("currency"), "{err}");
     }
 }

@@ -239,7 +239,7 @@ async fn paypal_webhook(State(app): State<App>, headers: HeaderMap, body: Bytes)
         Ok(event) => {
             let (id, kind) = (event.id.clone(), event.event_type.clone());
             let events = paypal_events(event, now);
-            finish(&app, Provider::Paypal, (&id, &kind), events).await
+            finish(&app, Provider::Paypal, (&id, &kind), Ok(events)).await
         }
         Err(err) => {
             let (id, kind) = delivery_key(&body, "/id", "/event_type");
@@ -250,7 +250,7 @@ async fn paypal_webhook(State(app): State<App>, headers: HeaderMap, body: Bytes)
 
 /// What a PayPal event means. Its own time orders it: the resource's time, else the event's,
 /// else its arrival (PayPal's simulator sends an impossible `create_time`).
-fn paypal_events(event: PayPalEvent, now: DateTime<Utc>) -> Result<Vec<PaymentEvent>, String> {
+fn paypal_events(event: PayPalEvent, now: DateTime<Utc>) -> Vec<PaymentEvent> {
     let sent = event.create_time;
     let status = |s: paypal::PayPalSubscriptionEvent, standing: Standing| {
         vec![PaymentEvent::SubscriptionStatus {
@@ -273,7 +273,7 @@ fn paypal_events(event: PayPalEvent, now: DateTime<Utc>) -> Result<Vec<PaymentEv
             may_wait,
         })]
     };
-    Ok(match event.kind {
+    match event.kind {
         PayPalEventKind::SubscriptionActivated(s) => vec![PaymentEvent::SubscriptionStarted {
             at: s.status_time.or(sent).unwrap_or(now),
             reference: s.custom_id,
@@ -301,7 +301,7 @@ fn paypal_events(event: PayPalEvent, now: DateTime<Utc>) -> Result<Vec<PaymentEv
         PayPalEventKind::CaptureRefunded(r) => refund(r, RefundKind::Refund, false),
         PayPalEventKind::CaptureReversed(r) => refund(r, RefundKind::Reversal, false),
         PayPalEventKind::Other => Vec::new(),
-    })
+    }
 }
 
 async fn plisio_webhook(State(app): State<App>, body: Bytes) -> Response {

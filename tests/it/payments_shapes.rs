@@ -40,7 +40,7 @@ fn overlay(mut object: Value, fields: &[(&str, Value)]) -> Value {
 }
 
 /// A Stripe event envelope (as Stripe's `event` resource) around `object`.
-fn stripe_event(kind: &str, version: &str, created: DateTime<Utc>, object: Value) -> Value {
+fn stripe_event(kind: &str, version: &str, created: DateTime<Utc>, object: &Value) -> Value {
     json!({
         "id": format!("evt_fx_{}", uuid::Uuid::new_v4().simple()),
         "object": "event",
@@ -134,7 +134,7 @@ async fn every_stripe_event_type_in_both_shapes(backend: Backend) {
                 ("amount_total", json!(800)),
             ],
         );
-        let completed = stripe_event("checkout.session.completed", shape.version, t0, session);
+        let completed = stripe_event("checkout.session.completed", shape.version, t0, &session);
         assert_eq!(stripe(&app, &fakes, &completed).await, 200);
         assert_eq!(linked(&app, &sub).await, Some(("active".into(), true)));
 
@@ -147,7 +147,7 @@ async fn every_stripe_event_type_in_both_shapes(backend: Backend) {
             invoice["charge"] = json!(made_invoice.charge);
         }
         for kind in ["invoice.paid", "invoice.payment_succeeded"] {
-            let event = stripe_event(kind, shape.version, t0, invoice.clone());
+            let event = stripe_event(kind, shape.version, t0, &invoice);
             assert_eq!(stripe(&app, &fakes, &event).await, 200, "{kind}");
         }
         let stored = payment(&app, &made_invoice.id).await;
@@ -166,7 +166,7 @@ async fn every_stripe_event_type_in_both_shapes(backend: Backend) {
             false,
             t0,
         );
-        let event = stripe_event("invoice.payment_failed", shape.version, t0, failed);
+        let event = stripe_event("invoice.payment_failed", shape.version, t0, &failed);
         assert_eq!(stripe(&app, &fakes, &event).await, 200);
         assert_eq!(dms(&app, who, "payment_failed").await.len(), 1);
 
@@ -189,7 +189,7 @@ async fn every_stripe_event_type_in_both_shapes(backend: Backend) {
             "customer.subscription.updated",
             shape.version,
             later,
-            subscription.clone(),
+            &subscription,
         );
         assert_eq!(stripe(&app, &fakes, &event).await, 200);
         assert_eq!(linked(&app, &sub).await, Some(("active".into(), false)));
@@ -214,7 +214,7 @@ async fn every_stripe_event_type_in_both_shapes(backend: Backend) {
             &charge_fields,
         );
         assert!(shape.current == charge.get("invoice").is_none());
-        let event = stripe_event("charge.refunded", shape.version, later, charge);
+        let event = stripe_event("charge.refunded", shape.version, later, &charge);
         assert_eq!(stripe(&app, &fakes, &event).await, 200);
         assert_eq!(payment(&app, &made_invoice.id).await.1, "refunded");
         assert_eq!(paid_until(&app, who).await, None);
@@ -232,7 +232,7 @@ async fn every_stripe_event_type_in_both_shapes(backend: Backend) {
             "customer.subscription.deleted",
             shape.version,
             later,
-            deleted,
+            &deleted,
         );
         assert_eq!(stripe(&app, &fakes, &event).await, 200);
         assert_eq!(linked(&app, &sub).await, Some(("canceled".into(), false)));
@@ -259,7 +259,7 @@ async fn every_stripe_event_type_in_both_shapes(backend: Backend) {
                 ("amount_total", json!(800)),
             ],
         );
-        let event = stripe_event("checkout.session.completed", shape.version, later, session);
+        let event = stripe_event("checkout.session.completed", shape.version, later, &session);
         assert_eq!(stripe(&app, &fakes, &event).await, 200);
         assert_eq!(payment(&app, &one_off).await.1, "applied");
     }

@@ -713,10 +713,10 @@ fn money_at(
         return Ok(None);
     };
     let mut value = resource.pointer(total).cloned();
-    if let Some(Value::String(text)) = &mut value {
-        if let Some(positive) = text.strip_prefix('-') {
-            *text = positive.to_owned();
-        }
+    if let Some(Value::String(text)) = &mut value
+        && let Some(positive) = text.strip_prefix('-')
+    {
+        *text = positive.to_owned();
     }
     let holder = serde_json::json!({ "v": value });
     let minor = decimal_minor(&holder, "/v", currency).map_err(|e| match e {
