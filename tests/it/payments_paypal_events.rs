@@ -19,8 +19,8 @@ use usher::services::payments::{self, PaymentNotice};
 use crate::helpers::world::{banned_world, drain};
 use crate::helpers::{Backend, TestApp};
 use crate::payments_support::{
-    PAYPAL_PLAN, Providers, active, checkout, count, dms, logged, paid_until, payment, paypal,
-    post, refunds, spawn,
+    PAYPAL_PLAN, Providers, active, checkout, count, dms, linked, logged, paid_until, payment,
+    paypal, post, refunds, spawn, stripe, stripe_subscription,
 };
 
 /// A PayPal subscription for `who`, activated; returns its id.
@@ -293,7 +293,63 @@ async fn the_simulators_impossible_create_time_refuses_nothing(backend: Backend)
     );
 }
 
+/// Statuses converge by the provider's own time: an older report is ignored, and an ended
+/// subscription stays ended whatever arrives after, even an activation stamped later (or with
+/// no usable time at all, which orders it by its arrival).
+async fn status_reports_are_ordered_by_their_own_time_and_an_ended_subscription_stays_ended(
+    backend: Backend,
+) {
+    let (app, fakes, world) = spawn(backend, 2).await;
+    let t0 = app.clock.now();
+    let stamp =
+        |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+
+    // PayPal: cancelled at t0, then its activation arrives a minute later without a usable time.
+    let who = world.subscribers[0].0;
+    let sub = checkout(&app, &fakes, who, Provider::Paypal).await;
+    let mut cancelled =
+        fakes
+            .paypal
+            .event_subscription("BILLING.SUBSCRIPTION.CANCELLED", &sub, None);
+    cancelled["resource"]["status_update_time"] = json!(stamp(t0));
+    assert_eq!(paypal(&app, &fakes, &cancelled).await, 200);
+    app.clock.advance(chrono::Duration::minutes(1));
+    let mut activated =
+        fakes
+            .paypal
+            .event_subscription("BILLING.SUBSCRIPTION.ACTIVATED", &sub, None);
+    let resource = activated["resource"].as_object_mut().unwrap();
+    resource.remove("status_update_time");
+    resource.remove("update_time");
+    activated["create_time"] = json!(SIMULATOR_CREATE_TIME);
+    assert_eq!(paypal(&app, &fakes, &activated).await, 200);
+    assert_eq!(linked(&app, &sub).await, Some(("CANCELLED".into(), false)));
+
+    // Stripe: set to cancel at the period end at t0 + 10 s; a report from t0 + 5 s saying it
+    // renews arrives after and is ignored.
+    let other = world.subscribers[1].0;
+    let (completed, stripe_sub) = stripe_subscription(&app, &fakes, other).await;
+    assert_eq!(stripe(&app, &fakes, &completed).await, 200);
+    let end = BillingPeriod::Month.after(t0);
+    let mut stops = fakes
+        .stripe
+        .event_subscription_updated(&stripe_sub, "active", true, end);
+    stops["created"] = json!((t0 + chrono::Duration::seconds(10)).timestamp());
+    let mut older = fakes
+        .stripe
+        .event_subscription_updated(&stripe_sub, "active", false, end);
+    older["created"] = json!((t0 + chrono::Duration::seconds(5)).timestamp());
+    for event in [&stops, &older] {
+        assert_eq!(stripe(&app, &fakes, event).await, 200);
+    }
+    assert_eq!(
+        linked(&app, &stripe_sub).await,
+        Some(("active".into(), false))
+    );
+}
+
 crate::on_both_backends!(
+    status_reports_are_ordered_by_their_own_time_and_an_ended_subscription_stays_ended,
     a_refunded_or_reversed_sale_stops_its_interval_and_access_ends_at_the_sweep,
     a_partial_refund_is_kept_for_the_admins_and_changes_no_access,
     verification_refused_is_400_naming_the_setting_and_paypal_failing_is_503,
