@@ -233,7 +233,33 @@ async fn a_subscription_ending_on_a_date_does_not_renew(backend: Backend) {
     assert_eq!(linked(&app, &sub).await, Some(("active".into(), false)));
 }
 
+async fn a_payment_and_its_refund_arriving_at_once_end_refunded(backend: Backend) {
+    let (app, fakes, world) = spawn(backend, 1).await;
+    let who = world.subscribers[0].0;
+    let now = app.clock.now();
+    let sub = subscribed(&app, &fakes, who).await;
+    let rounds = 25;
+    let mut invoices = Vec::new();
+    for i in 0..rounds {
+        let start = now + Duration::days(i);
+        let paid = fakes.stripe.event_invoice_paid(&sub, start, start);
+        let id = invoice_id(&paid);
+        let refund = fakes.stripe.event_invoice_refunded(&id, 800, Shape::Legacy);
+        let (a, b) = tokio::join!(stripe(&app, &fakes, &paid), stripe(&app, &fakes, &refund));
+        assert_eq!((a, b), (200, 200));
+        invoices.push(id);
+    }
+    for id in &invoices {
+        assert_eq!(payment(&app, id).await.1, "refunded", "{id}");
+    }
+    let stored = refunds(&app).await;
+    assert_eq!(stored.len(), invoices.len());
+    assert!(stored.iter().all(|r| r.1 == "applied"), "{stored:?}");
+    assert_eq!(paid_until(&app, who).await, None);
+}
+
 crate::on_both_backends!(
+    a_payment_and_its_refund_arriving_at_once_end_refunded,
     one_invoice_as_paid_and_as_payment_succeeded_is_one_payment_in_either_order,
     refunding_the_older_of_two_invoices_stops_only_its_interval_in_either_shape,
     a_refund_that_maps_to_nothing_is_kept_for_the_admins_and_changes_no_time,
