@@ -246,7 +246,7 @@ async fn a_payment_and_its_refund_arriving_at_once_end_refunded(backend: Backend
         let id = invoice_id(&paid);
         let refund = fakes.stripe.event_invoice_refunded(&id, 800, Shape::Legacy);
         let (a, b) = tokio::join!(stripe(&app, &fakes, &paid), stripe(&app, &fakes, &refund));
-        assert_eq!((a, b), (200, 200));
+        assert_eq!((a.as_u16(), b.as_u16()), (200, 200));
         invoices.push(id);
     }
     for id in &invoices {
