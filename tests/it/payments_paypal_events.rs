@@ -121,6 +121,16 @@ async fn a_partial_refund_is_kept_for_the_admins_and_changes_no_access(backend: 
     assert_eq!(told.len(), 1);
     assert_eq!(told[0]["full"], false);
     assert_eq!(told[0]["amount"], "3.00 USD");
+    let dm = app
+        .app
+        .templates
+        .render("dms/refunded.md.j2", told[0].clone())
+        .unwrap();
+    assert!(
+        dm.contains("PayPal refunded **3.00 USD** of your payment of **8.00 USD**")
+            && dm.contains("does not change"),
+        "{dm}"
+    );
     assert!(matches!(
         payments::notices(&app.app).await.unwrap().as_slice(),
         [PaymentNotice::PartialRefund { .. }]
@@ -131,6 +141,16 @@ async fn a_partial_refund_is_kept_for_the_admins_and_changes_no_access(backend: 
     assert_eq!(payment(&app, &sale).await.1, "refunded");
     assert_eq!(paid_until(&app, who).await, None);
     assert!(payments::notices(&app.app).await.unwrap().is_empty());
+    let whole = dms(&app, who, "refunded").await;
+    let dm = app
+        .app
+        .templates
+        .render("dms/refunded.md.j2", whole[1].clone())
+        .unwrap();
+    assert!(
+        dm.contains("no longer counts") && dm.contains("no paid time left"),
+        "{dm}"
+    );
 
     // A capture's refund: Usher records no captures, so it matches nothing.
     let capture =
@@ -328,7 +348,8 @@ async fn status_reports_are_ordered_by_their_own_time_and_an_ended_subscription_
     // Stripe: set to cancel at the period end at t0 + 10 s; a report from t0 + 5 s saying it
     // renews arrives after and is ignored.
     let other = world.subscribers[1].0;
-    let (completed, stripe_sub) = stripe_subscription(&app, &fakes, other).await;
+    let (mut completed, stripe_sub) = stripe_subscription(&app, &fakes, other).await;
+    completed["created"] = json!(t0.timestamp());
     assert_eq!(stripe(&app, &fakes, &completed).await, 200);
     let end = BillingPeriod::Month.after(t0);
     let mut stops = fakes
