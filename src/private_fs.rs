@@ -47,7 +47,7 @@ fn tighten(path: &Path, mode: u32) {
         return;
     };
     let current = meta.permissions().mode() & 0o777;
-    if current & 0o077 == 0 {
+    if current.trailing_zeros() >= 6 {
         return;
     }
     match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {

@@ -46,6 +46,7 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "dms/invited.md.j2",
     "dms/payment_failed.md.j2",
     "dms/receipt.md.j2",
+    "dms/refunded.md.j2",
     "dms/reminder.md.j2",
     "dms/waiting_for_room.md.j2",
     "emails/change_confirmed.html.j2",

@@ -24,7 +24,7 @@ pub use plex_email::{PlexEmail, PlexEmailError};
 pub use provider_ids::{PaypalPlanId, ProviderIdError, StripePriceId};
 pub use states::{
     BillingPeriod, IdentityState, JobState, NotificationChannel, NotificationKind,
-    NotificationState, OwnerAccountState, ParseStateError, ProofMethod, ProofPurpose, ProofState,
-    Provider, RetireReason, ShareState,
+    NotificationState, OwnerAccountState, ParseStateError, PaymentStatus, ProofMethod,
+    ProofPurpose, ProofState, Provider, RefundKind, RefundStatus, RetireReason, ShareState,
 };
 pub use text::as_sentence;

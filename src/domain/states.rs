@@ -213,6 +213,8 @@ text_enum!(
         Receipt => "receipt",
         /// "Your renewal payment failed; the provider retries; update your payment method" (DM).
         PaymentFailed => "payment_failed",
+        /// "Your payment was refunded (or reversed); your paid time is now …" (DM).
+        Refunded => "refunded",
         /// "That Plex account cannot be used here, and why" (DM): a sign-in or an invite named a
         /// retired, banned or refused account.
         AccountRefused => "account_refused",
@@ -245,6 +247,42 @@ text_enum!(
         Plisio => "plisio",
         /// Recorded by an admin.
         Manual => "manual",
+    }
+);
+
+text_enum!(
+    /// Where a recorded payment stands.
+    PaymentStatus as "payment status" {
+        /// Recorded, given to nobody yet: waits for its subscription's activation or an admin.
+        Unmatched => "unmatched",
+        /// Gives its subscriber a paid interval.
+        Applied => "applied",
+        /// Fully refunded or reversed: its interval no longer counts.
+        Refunded => "refunded",
+    }
+);
+
+text_enum!(
+    /// Where a refund or reversal reported by a provider stands.
+    RefundStatus as "refund status" {
+        /// Its payment has not arrived yet: it is applied when it does.
+        Waiting => "waiting",
+        /// Applied: the whole payment went back and its interval stopped counting.
+        Applied => "applied",
+        /// Part of the payment went back: recorded for the admins, access unchanged.
+        Partial => "partial",
+        /// No payment of Usher's could be found for it: for the admins.
+        Unmatched => "unmatched",
+    }
+);
+
+text_enum!(
+    /// How money went back to a payer.
+    RefundKind as "refund kind" {
+        /// The merchant refunded it.
+        Refund => "refund",
+        /// A reversal or chargeback (the payer's bank or the provider took it back).
+        Reversal => "reversal",
     }
 );
 
@@ -319,6 +357,9 @@ mod tests {
         check(NotificationState::ALL);
         check(NotificationChannel::ALL);
         check(NotificationKind::ALL);
+        check(PaymentStatus::ALL);
+        check(RefundStatus::ALL);
+        check(RefundKind::ALL);
     }
 
     #[test]

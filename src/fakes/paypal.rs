@@ -1,8 +1,11 @@
 //! A fake of PayPal: the OAuth token, webhook verification by postback, and subscriptions.
 //!
 //! Owns the fake's state (client credentials, the webhook id, a private signing key, live tokens,
-//! plans, subscriptions, `PayPal-Request-Id` records, counters) and the test-side API: register
-//! plans, sign webhook deliveries the way only this fake can verify, build realistic events.
+//! plans, subscriptions, sales, `PayPal-Request-Id` records, counters) and the test-side API:
+//! register plans and subscriptions made outside Usher, sign webhook deliveries the way only this
+//! fake can verify, build realistic events (payments, refunds and reversals of sales and
+//! captures, subscription changes, and the simulator's impossible `create_time` on demand), and
+//! make verification fail as PayPal can (a 4xx for a bad request or configuration, a 5xx).
 //!
 //! Real PayPal signs deliveries with RSA over `<transmission id>|<time>|<webhook id>|<CRC-32 of
 //! the body>`; the fake signs the same string with HMAC-SHA256 under a key only it knows, so a
@@ -10,7 +13,9 @@
 //! configured webhook id. Rule kept: the fake is never looser than PayPal. The token route wants
 //! HTTP Basic with its credentials and `grant_type=client_credentials` as a form; the other routes
 //! want a live Bearer token it issued (401 `invalid_token` otherwise) and a JSON body; unknown
-//! plans are 404 `INVALID_RESOURCE_ID`. A `PayPal-Request-Id` replays the first response; reused
+//! plans and subscriptions are 404 `INVALID_RESOURCE_ID`; a `webhook_id` that is not written as
+//! PayPal writes webhook ids is a 400 `VALIDATION_ERROR` (a well-formed id of another webhook
+//! verifies as `FAILURE`). A `PayPal-Request-Id` replays the first response; reused
 //! with another body it is refused (422 `DUPLICATE_REQUEST_ID`, stricter than PayPal documents).
 
 use std::collections::HashMap;
@@ -20,10 +25,11 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::State as AxumState;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -45,7 +51,12 @@ pub mod routes {
     pub const VERIFY: &str = "POST /v1/notifications/verify-webhook-signature";
     /// Creating a subscription.
     pub const SUBSCRIPTIONS: &str = "POST /v1/billing/subscriptions";
+    /// Showing a subscription.
+    pub const SUBSCRIPTION: &str = "GET /v1/billing/subscriptions/{id}";
 }
+
+/// The `create_time` PayPal's webhook simulator stamps on its sample events: month 19.
+pub const SIMULATOR_CREATE_TIME: &str = "2018-19-12T22:20:32.000Z";
 
 /// The `PAYPAL-CERT-URL` the fake's deliveries carry (and its verification demands).
 pub const CERT_URL: &str =
@@ -88,6 +99,12 @@ struct State {
     tokens: HashMap<String, Instant>,
     plans: Vec<String>,
     subscriptions: Vec<FakePayPalSubscription>,
+    /// Sale id → (subscription, total as written, currency).
+    sales: HashMap<String, (String, String, String)>,
+    /// Verification answers this status instead of checking, when set.
+    verify_failure: Option<StatusCode>,
+    /// Events carry the simulator's impossible `create_time`.
+    simulator_dates: bool,
     /// `PayPal-Request-Id` → (the body first sent, the status and response given).
     request_ids: HashMap<String, (Bytes, StatusCode, Value)>,
     tokens_issued: usize,
@@ -169,6 +186,9 @@ impl FakePayPal {
             tokens: HashMap::new(),
             plans: Vec::new(),
             subscriptions: Vec::new(),
+            sales: HashMap::new(),
+            verify_failure: None,
+            simulator_dates: false,
             request_ids: HashMap::new(),
             tokens_issued: 0,
             calls: HashMap::new(),
@@ -177,6 +197,7 @@ impl FakePayPal {
             .route("/v1/oauth2/token", post(token))
             .route("/v1/notifications/verify-webhook-signature", post(verify))
             .route("/v1/billing/subscriptions", post(create_subscription))
+            .route("/v1/billing/subscriptions/{id}", get(show_subscription))
             .fallback(unknown_route)
             .with_state(state.clone());
         let task = tokio::spawn(async move {
@@ -242,6 +263,37 @@ impl FakePayPal {
     /// Every subscription created, oldest first.
     pub fn subscriptions(&self) -> Vec<FakePayPalSubscription> {
         lock(&self.state).subscriptions.clone()
+    }
+
+    /// An `ACTIVE` subscription made outside Usher (before it was installed, say) for `plan_id`,
+    /// paid by `email`; returns its id.
+    pub fn add_subscription(&self, plan_id: &str, email: &str) -> String {
+        let id = format!("I-{}", ids::upper(12));
+        lock(&self.state)
+            .subscriptions
+            .push(FakePayPalSubscription {
+                id: id.clone(),
+                plan_id: plan_id.to_owned(),
+                custom_id: None,
+                email: Some(email.to_owned()),
+                return_url: None,
+                cancel_url: None,
+                request_id: None,
+                status: "ACTIVE".into(),
+            });
+        id
+    }
+
+    /// From now on, verification answers `status` (a 4xx as PayPal refuses a bad request or a
+    /// wrong `webhook_id`, a 5xx as PayPal failing) instead of checking; `None` checks again.
+    pub fn fail_verification(&self, status: Option<StatusCode>) {
+        lock(&self.state).verify_failure = status;
+    }
+
+    /// From now on, events carry the `create_time` PayPal's webhook simulator sends
+    /// ([`SIMULATOR_CREATE_TIME`], month 19).
+    pub fn send_simulator_dates(&self, on: bool) {
+        lock(&self.state).simulator_dates = on;
     }
 
     /// A webhook delivery of `event` as PayPal sends it: the body and the five `PAYPAL-*`
@@ -325,7 +377,13 @@ impl FakePayPal {
                 "rel": "self", "method": "GET",
             }],
         });
-        webhook_event(event_type, "subscription", "2.0", &resource)
+        webhook_event(
+            event_type,
+            "subscription",
+            "2.0",
+            &resource,
+            state.simulator_dates,
+        )
     }
 
     /// `PAYMENT.SALE.COMPLETED` for one billing cycle of a subscription: `total` as PayPal writes
@@ -336,7 +394,7 @@ impl FakePayPal {
         total: &str,
         currency: &str,
     ) -> Value {
-        let state = lock(&self.state);
+        let mut state = lock(&self.state);
         assert!(
             state.subscriptions.iter().any(|s| s.id == subscription_id),
             "event_sale_completed: unknown subscription"
@@ -359,15 +417,145 @@ impl FakePayPal {
                 "rel": "self", "method": "GET",
             }],
         });
-        webhook_event("PAYMENT.SALE.COMPLETED", "sale", "1.0", &resource)
+        state.sales.insert(
+            sale_id,
+            (
+                subscription_id.to_owned(),
+                total.to_owned(),
+                currency.to_owned(),
+            ),
+        );
+        webhook_event(
+            "PAYMENT.SALE.COMPLETED",
+            "sale",
+            "1.0",
+            &resource,
+            state.simulator_dates,
+        )
+    }
+
+    /// `PAYMENT.SALE.REFUNDED` for a sale the fake made: a v1 refund resource naming the sale,
+    /// `amount` (as PayPal writes it, e.g. `"8.00"`; the resource carries it negative) refunded.
+    pub fn event_sale_refunded(&self, sale_id: &str, amount: &str) -> Value {
+        let state = lock(&self.state);
+        let (_, _, currency) = state
+            .sales
+            .get(sale_id)
+            .expect("event_sale_refunded: unknown sale")
+            .clone();
+        let refund_id = ids::upper(17);
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let parent = format!("PAY-{}", ids::upper(24));
+        let resource = json!({
+            "id": refund_id,
+            "amount": {"total": format!("-{amount}"), "currency": currency},
+            "state": "completed",
+            "sale_id": sale_id,
+            "parent_payment": parent,
+            "create_time": now,
+            "update_time": now,
+            "links": [
+                {"href": format!("{}v1/payments/refund/{refund_id}", state.base_url), "rel": "self", "method": "GET"},
+                {"href": format!("{}v1/payments/payment/{parent}", state.base_url), "rel": "parent_payment", "method": "GET"},
+                {"href": format!("{}v1/payments/sale/{sale_id}", state.base_url), "rel": "sale", "method": "GET"},
+            ],
+        });
+        webhook_event(
+            "PAYMENT.SALE.REFUNDED",
+            "sale",
+            "1.0",
+            &resource,
+            state.simulator_dates,
+        )
+    }
+
+    /// `PAYMENT.SALE.REVERSED` for a sale the fake made (a chargeback): the resource is the
+    /// sale, its whole amount written negative, with a link to the reversal's refund.
+    pub fn event_sale_reversed(&self, sale_id: &str) -> Value {
+        let state = lock(&self.state);
+        let (_, total, currency) = state
+            .sales
+            .get(sale_id)
+            .expect("event_sale_reversed: unknown sale")
+            .clone();
+        let refund_id = ids::upper(17);
+        let resource = json!({
+            "id": sale_id,
+            "amount": {"total": format!("-{total}"), "currency": currency},
+            "state": "completed",
+            "create_time": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+            "links": [{"href": format!("{}v1/payments/refund/{refund_id}", state.base_url),
+                "rel": "self", "method": "GET"}],
+        });
+        webhook_event(
+            "PAYMENT.SALE.REVERSED",
+            "sale",
+            "1.0",
+            &resource,
+            state.simulator_dates,
+        )
+    }
+
+    /// `PAYMENT.CAPTURE.REFUNDED` (or, with `reversed`, `.REVERSED`) for capture `capture_id`: a
+    /// v2 refund naming the capture in its `up` link, `amount` refunded this time and
+    /// `total_refunded` so far.
+    pub fn event_capture_refunded(
+        &self,
+        capture_id: &str,
+        amount: &str,
+        total_refunded: &str,
+        currency: &str,
+        reversed: bool,
+    ) -> Value {
+        let state = lock(&self.state);
+        let refund_id = ids::upper(17);
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let money = |value: &str| json!({"currency_code": currency, "value": value});
+        let resource = json!({
+            "id": refund_id,
+            "amount": money(amount),
+            "seller_payable_breakdown": {"gross_amount": money(amount), "paypal_fee": money("0.00"),
+                "net_amount": money(amount), "total_refunded_amount": money(total_refunded)},
+            "status": "COMPLETED",
+            "note_to_payer": if reversed { "Payment reversed" } else { "Refund" },
+            "create_time": now,
+            "update_time": now,
+            "links": [
+                {"href": format!("{}v2/payments/refunds/{refund_id}", state.base_url), "rel": "self", "method": "GET"},
+                {"href": format!("{}v2/payments/captures/{capture_id}", state.base_url), "rel": "up", "method": "GET"},
+            ],
+        });
+        let event_type = if reversed {
+            "PAYMENT.CAPTURE.REVERSED"
+        } else {
+            "PAYMENT.CAPTURE.REFUNDED"
+        };
+        webhook_event(
+            event_type,
+            "refund",
+            "2.0",
+            &resource,
+            state.simulator_dates,
+        )
     }
 }
 
-fn webhook_event(event_type: &str, resource_type: &str, version: &str, resource: &Value) -> Value {
+fn webhook_event(
+    event_type: &str,
+    resource_type: &str,
+    version: &str,
+    resource: &Value,
+    simulator_dates: bool,
+) -> Value {
+    let create_time = if simulator_dates {
+        SIMULATOR_CREATE_TIME.to_owned()
+    } else {
+        Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+    };
     json!({
         "id": format!("WH-{}-{}", ids::upper(17), ids::upper(17)),
         "event_version": "1.0",
-        "create_time": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        "create_time": create_time,
         "resource_type": resource_type,
         "resource_version": version,
         "event_type": event_type,
@@ -512,6 +700,23 @@ async fn verify(AxumState(state): AxumState<Shared>, headers: HeaderMap, body: B
     if !state.live_token(&headers) {
         return invalid_token();
     }
+    if let Some(status) = state.verify_failure {
+        return if status.is_server_error() {
+            paypal_error(
+                status,
+                "INTERNAL_SERVICE_ERROR",
+                "An internal service error has occurred.",
+                None,
+            )
+        } else {
+            paypal_error(
+                status,
+                "VALIDATION_ERROR",
+                "Invalid request - see details",
+                Some(("/webhook_id", "INVALID_RESOURCE_ID")),
+            )
+        };
+    }
     if !is_json(&headers) {
         return unsupported_media_type();
     }
@@ -556,6 +761,18 @@ async fn verify(AxumState(state): AxumState<Shared>, headers: HeaderMap, body: B
     let Some(event) = request.webhook_event.filter(|e| e.get().starts_with('{')) else {
         return missing("/webhook_event");
     };
+    let well_formed = webhook_id.len() >= 10
+        && webhook_id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if !well_formed {
+        return paypal_error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "Invalid request - see details",
+            Some(("/webhook_id", "INVALID_PARAMETER_SYNTAX")),
+        );
+    }
     let expected = state.signature(&id, &time, &webhook_id, event.get().as_bytes());
     let genuine = auth_algo == AUTH_ALGO
         && cert_url == CERT_URL
@@ -689,4 +906,42 @@ async fn create_subscription(
             .insert(id, (body, StatusCode::CREATED, response.clone()));
     }
     (StatusCode::CREATED, axum::Json(response)).into_response()
+}
+
+#[allow(clippy::needless_pass_by_value)] // axum extractors are taken by value
+async fn show_subscription(
+    AxumState(state): AxumState<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut state = lock(&state);
+    *state.calls.entry(routes::SUBSCRIPTION.into()).or_default() += 1;
+    if !state.live_token(&headers) {
+        return invalid_token();
+    }
+    let Some(subscription) = state.subscriptions.iter().find(|s| s.id == id) else {
+        return paypal_error(
+            StatusCode::NOT_FOUND,
+            "RESOURCE_NOT_FOUND",
+            "The specified resource does not exist.",
+            Some(("subscription_id", "INVALID_RESOURCE_ID")),
+        );
+    };
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+    let body = json!({
+        "id": subscription.id,
+        "plan_id": subscription.plan_id,
+        "custom_id": subscription.custom_id,
+        "status": subscription.status,
+        "status_update_time": now,
+        "start_time": now,
+        "quantity": "1",
+        "subscriber": {"email_address": subscription.email, "payer_id": ids::upper(13),
+            "name": {"given_name": "Test", "surname": "Buyer"}},
+        "create_time": now,
+        "plan_overridden": false,
+        "links": [{"href": format!("{}v1/billing/subscriptions/{}", state.base_url, subscription.id),
+            "rel": "self", "method": "GET"}],
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
 }

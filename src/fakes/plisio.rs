@@ -1,8 +1,10 @@
 //! A fake of Plisio: `GET /api/v1/invoices/new`, and the signed JSON callbacks Plisio would post.
 //!
 //! Owns the fake's state (the shop's secret key, created invoices, call counters) and the
-//! test-side API: inspect invoices, build a callback for an invoice in any status, signed with the
-//! shop's key the way the official Python SDK verifies it.
+//! test-side API: inspect invoices, build a callback for an invoice in any status (and one for an
+//! invoice that expired after part of it was paid), carrying the fields real callbacks carry
+//! (`pending_amount`, `invoice_sum`, `invoice_total_sum`, `psys_cid`, `wallet_hash`…), signed
+//! with the shop's key the way the official Python SDK verifies it.
 //!
 //! Rule kept: the fake is never looser than Plisio. It wants its own `api_key` (401 with
 //! `{"status":"error","data":{…}}` otherwise), `order_number` and `order_name`, a fiat
@@ -138,8 +140,28 @@ impl FakePlisio {
 
     /// The JSON callback Plisio would post for the invoice of `order_number` in `status`
     /// (`new`, `pending`, `completed`, `mismatch`, `expired`, `cancelled`, `cancelled duplicate`,
-    /// `error`), with its `verify_hash`. Post it to the invoice's `callback_url`.
+    /// `error`), with its `verify_hash`. Post it to the invoice's `callback_url`. Nothing is paid
+    /// of an invoice before `completed` or `mismatch`.
     pub fn callback(&self, order_number: &str, status: &str) -> Vec<u8> {
+        let paid = matches!(status, "completed" | "mismatch");
+        self.callback_with(
+            order_number,
+            status,
+            if paid { "0.00000000" } else { INVOICE_CRYPTO },
+        )
+    }
+
+    /// The `expired` callback of an invoice of which only part was paid: `pending_amount` of
+    /// its crypto amount ([`INVOICE_CRYPTO`]) was still to pay when it expired.
+    pub fn callback_expired_after_partial(
+        &self,
+        order_number: &str,
+        pending_amount: &str,
+    ) -> Vec<u8> {
+        self.callback_with(order_number, "expired", pending_amount)
+    }
+
+    fn callback_with(&self, order_number: &str, status: &str, pending_amount: &str) -> Vec<u8> {
         let state = lock(&self.state);
         let invoice = state
             .invoices
@@ -151,7 +173,7 @@ impl FakePlisio {
             ("ipn_type", json!("invoice")),
             ("merchant", json!("Usher test shop")),
             ("merchant_id", json!(ids::hex(24))),
-            ("amount", json!("0.00012345")),
+            ("amount", json!(INVOICE_CRYPTO)),
             ("currency", json!("BTC")),
             ("order_number", json!(invoice.order_number)),
             ("order_name", json!(invoice.order_name)),
@@ -164,12 +186,21 @@ impl FakePlisio {
             ("source_amount", json!(invoice.source_amount)),
             ("source_rate", json!("81004.12")),
             ("comment", json!("")),
+            ("pending_amount", json!(pending_amount)),
+            ("invoice_commission", json!("0.00000062")),
+            ("invoice_sum", json!("0.00012283")),
+            ("invoice_total_sum", json!(INVOICE_CRYPTO)),
+            ("wallet_hash", json!(format!("bc1q{}", ids::hex(38)))),
+            ("tx_urls", json!("null")),
             ("expire_utc", json!(Utc::now().timestamp() + 3600)),
             ("psys_cid", json!("BTC")),
         ];
         sign_callback(&fields, &state.secret_key)
     }
 }
+
+/// The crypto amount every invoice of the fake asks for (in BTC).
+pub const INVOICE_CRYPTO: &str = "0.00012345";
 
 fn plisio_error(status: StatusCode, name: &str, message: &str) -> Response {
     let body = json!({

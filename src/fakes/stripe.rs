@@ -1,9 +1,12 @@
-//! A fake of Stripe: `POST /v1/checkout/sessions`, and the webhook deliveries Stripe would send.
+//! A fake of Stripe: `POST /v1/checkout/sessions`, `GET /v1/invoice_payments`, and the webhook
+//! deliveries Stripe would send.
 //!
 //! Owns the fake's state (its secret key and webhook secret, registered prices, created sessions,
-//! the subscriptions and customers completed checkouts made, idempotency records, call counters)
-//! and the test-side API: register prices, inspect sessions, complete a checkout and build the
-//! events that follow (in the `2025-03-31.basil` shape, and the older shape where it differs),
+//! the subscriptions, customers, invoices and charges it made, idempotency records, call
+//! counters) and the test-side API: register prices, inspect sessions, complete a checkout and
+//! build the events that follow (in the `2025-03-31.basil` shape, and the older shape where it
+//! differs: both invoice events for one payment, refunds of any invoice with and without
+//! `charge.invoice`, a refund of a charge outside invoices, subscriptions ending on a date),
 //! signed exactly as Stripe signs them.
 //!
 //! Rule kept: the fake is never looser than Stripe. It wants `Authorization: Bearer` with its own
@@ -11,7 +14,9 @@
 //! (400 `parameter_missing` / `parameter_unknown`), known prices whose recurrence fits the mode
 //! (400 `resource_missing` / `invalid_request_error`); an `Idempotency-Key` replays the first
 //! response for the same body and refuses another body (400 `idempotency_error`). Validation
-//! failures are not recorded against the key, as with Stripe.
+//! failures are not recorded against the key, as with Stripe. Invoice payments are listed only
+//! with a valid key, known parameters (400 `parameter_unknown`), a `payment[type]` beside
+//! `payment[payment_intent]` (400 `parameter_missing`) and a `limit` of 1 to 100.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -19,10 +24,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::RawQuery;
 use axum::extract::State as AxumState;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -31,8 +37,38 @@ use url::Url;
 use super::ids;
 use crate::integrations::payments::stripe::sign_header;
 
-/// The route name of the one API call the fake serves, for [`FakeStripe::calls`].
+/// The route name of the Checkout Session call, for [`FakeStripe::calls`].
 pub const CHECKOUT_ROUTE: &str = "POST /v1/checkout/sessions";
+
+/// The route name of the invoice payments list, for [`FakeStripe::calls`].
+pub const INVOICE_PAYMENTS_ROUTE: &str = "GET /v1/invoice_payments";
+
+/// Which API shape a built event takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `2025-03-31.basil` and later: the invoice's subscription under `parent`, no `invoice` on
+    /// charges.
+    Basil,
+    /// Before basil (`2024-06-20`): `invoice.subscription`, `charge.invoice`.
+    Legacy,
+}
+
+/// An invoice the fake made, as a test needs to refer to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeInvoice {
+    /// `in_…`.
+    pub id: String,
+    /// `sub_…`.
+    pub subscription: String,
+    /// `ch_…` that paid it (none while unpaid).
+    pub charge: Option<String>,
+    /// `pi_…` that paid it.
+    pub payment_intent: String,
+    /// Minor units.
+    pub amount: i64,
+    /// Whether it was paid.
+    pub paid: bool,
+}
 
 /// The API version stamped on basil-shaped events.
 pub const BASIL_API_VERSION: &str = "2025-03-31.basil";
@@ -96,8 +132,8 @@ struct Subscription {
     price: FakePrice,
     metadata: BTreeMap<String, String>,
     invoices: usize,
-    latest_charge: Option<String>,
-    latest_payment_intent: Option<String>,
+    latest_invoice: Option<String>,
+    cancel_at: Option<i64>,
 }
 
 struct State {
@@ -107,6 +143,7 @@ struct State {
     prices: HashMap<String, FakePrice>,
     sessions: Vec<FakeCheckoutSession>,
     subscriptions: Vec<Subscription>,
+    invoices: Vec<FakeInvoice>,
     /// Idempotency key → (the body first sent, the response given).
     idempotency: HashMap<String, (Bytes, Value)>,
     /// Webhook endpoints (id, url, livemode), as the Dashboard lists them.
@@ -156,6 +193,7 @@ impl FakeStripe {
             prices: HashMap::new(),
             sessions: Vec::new(),
             subscriptions: Vec::new(),
+            invoices: Vec::new(),
             idempotency: HashMap::new(),
             webhook_endpoints: Vec::new(),
             calls: HashMap::new(),
@@ -167,6 +205,7 @@ impl FakeStripe {
                 "/v1/webhook_endpoints",
                 axum::routing::get(webhook_endpoints),
             )
+            .route("/v1/invoice_payments", get(list_invoice_payments))
             .fallback(unknown_route)
             .with_state(state.clone());
         let task = tokio::spawn(async move {
@@ -300,8 +339,8 @@ impl FakeStripe {
                 price,
                 metadata: session.subscription_metadata.clone(),
                 invoices: 0,
-                latest_charge: None,
-                latest_payment_intent: None,
+                latest_invoice: None,
+                cancel_at: None,
             });
         }
         let object = json!({
@@ -361,6 +400,26 @@ impl FakeStripe {
         event("invoice.paid", LEGACY_API_VERSION, &invoice)
     }
 
+    /// The same invoice as `invoice_paid` (an `invoice.paid` event) delivered as
+    /// `invoice.payment_succeeded`: Stripe sends both for one payment, as separate events.
+    pub fn also_payment_succeeded(&self, invoice_paid: &Value) -> Value {
+        let api_version = invoice_paid["api_version"]
+            .as_str()
+            .unwrap_or(BASIL_API_VERSION);
+        let mut succeeded = event(
+            "invoice.payment_succeeded",
+            api_version,
+            &invoice_paid["data"]["object"],
+        );
+        succeeded["created"] = invoice_paid["created"].clone();
+        succeeded
+    }
+
+    /// Every invoice the fake made, oldest first.
+    pub fn invoices(&self) -> Vec<FakeInvoice> {
+        lock(&self.state).invoices.clone()
+    }
+
     /// `invoice.payment_failed` for one period, basil shape.
     pub fn event_invoice_payment_failed(
         &self,
@@ -394,6 +453,30 @@ impl FakeStripe {
         event
     }
 
+    /// `customer.subscription.updated` for a subscription set to end on `cancel_at` (a date):
+    /// still `active`, `cancel_at_period_end` false, and it will not renew past that date.
+    pub fn event_subscription_cancel_at(
+        &self,
+        subscription_id: &str,
+        cancel_at: DateTime<Utc>,
+        current_period_end: DateTime<Utc>,
+    ) -> Value {
+        {
+            let mut state = lock(&self.state);
+            let subscription = state
+                .subscriptions
+                .iter_mut()
+                .find(|s| s.id == subscription_id)
+                .expect("event_subscription_cancel_at: unknown subscription");
+            subscription.cancel_at = Some(cancel_at.timestamp());
+        }
+        let object =
+            self.subscription_object(subscription_id, "active", false, current_period_end, None);
+        let mut event = event("customer.subscription.updated", BASIL_API_VERSION, &object);
+        event["data"]["previous_attributes"] = json!({"cancel_at": null});
+        event
+    }
+
     /// `customer.subscription.deleted`, basil shape: the subscription ended at `ended_at`.
     pub fn event_subscription_deleted(
         &self,
@@ -408,31 +491,69 @@ impl FakeStripe {
     /// `charge.refunded` for the subscription's latest paid invoice, basil shape (no `invoice` on
     /// the charge): `amount_refunded` of the price refunded so far.
     pub fn event_charge_refunded(&self, subscription_id: &str, amount_refunded: i64) -> Value {
+        let invoice = {
+            let state = lock(&self.state);
+            subscription(&state, subscription_id)
+                .latest_invoice
+                .clone()
+                .expect("event_charge_refunded: no invoice was paid for this subscription")
+        };
+        self.event_invoice_refunded(&invoice, amount_refunded, Shape::Basil)
+    }
+
+    /// `charge.refunded` for the charge that paid `invoice_id`, in `shape` (the charge names its
+    /// invoice only before basil): `amount_refunded` of it refunded so far.
+    pub fn event_invoice_refunded(
+        &self,
+        invoice_id: &str,
+        amount_refunded: i64,
+        shape: Shape,
+    ) -> Value {
         let state = lock(&self.state);
-        let subscription = subscription(&state, subscription_id);
-        let charge = subscription
-            .latest_charge
+        let invoice = state
+            .invoices
+            .iter()
+            .find(|i| i.id == invoice_id)
+            .expect("event_invoice_refunded: unknown invoice");
+        let subscription = subscription(&state, &invoice.subscription);
+        let charge = invoice
+            .charge
             .clone()
-            .expect("event_charge_refunded: no invoice was paid for this subscription");
-        let amount = subscription.price.unit_amount;
-        let object = json!({
-            "id": charge,
-            "object": "charge",
-            "amount": amount,
-            "amount_captured": amount,
-            "amount_refunded": amount_refunded,
-            "captured": true,
-            "created": Utc::now().timestamp(),
-            "currency": subscription.price.currency,
-            "customer": subscription.customer,
-            "livemode": false,
-            "metadata": {},
-            "paid": true,
-            "payment_intent": subscription.latest_payment_intent,
-            "receipt_email": subscription.customer_email,
-            "refunded": amount_refunded >= amount,
-            "status": "succeeded",
-        });
+            .expect("event_invoice_refunded: the invoice was not paid");
+        let mut object = charge_object(
+            &charge,
+            invoice.amount,
+            amount_refunded,
+            &subscription.price.currency,
+            Some(&subscription.customer),
+            Some(&invoice.payment_intent),
+            &subscription.customer_email,
+        );
+        let api_version = match shape {
+            Shape::Basil => BASIL_API_VERSION,
+            Shape::Legacy => {
+                object["invoice"] = json!(invoice.id);
+                LEGACY_API_VERSION
+            }
+        };
+        event("charge.refunded", api_version, &object)
+    }
+
+    /// `charge.refunded` (basil shape) of a charge that paid no invoice of the fake's: a payment
+    /// made outside subscriptions (another product of the same Stripe account).
+    pub fn event_outside_charge_refunded(&self, amount: i64, currency: &str) -> Value {
+        let charge = format!("ch_{}", ids::alphanumeric(24));
+        let intent = format!("pi_{}", ids::alphanumeric(24));
+        let customer = format!("cus_{}", ids::alphanumeric(14));
+        let object = charge_object(
+            &charge,
+            amount,
+            amount,
+            &currency.to_ascii_lowercase(),
+            Some(&customer),
+            Some(&intent),
+            "someone@example.com",
+        );
         event("charge.refunded", BASIL_API_VERSION, &object)
     }
 
@@ -452,15 +573,22 @@ impl FakeStripe {
             .expect("invoice event: unknown subscription");
         let charge = format!("ch_{}", ids::alphanumeric(24));
         let payment_intent = format!("pi_{}", ids::alphanumeric(24));
+        let invoice_id = format!("in_{}", ids::alphanumeric(24));
         let subscription = &mut state.subscriptions[index];
         subscription.invoices += 1;
         if paid {
-            subscription.latest_charge = Some(charge.clone());
-            subscription.latest_payment_intent = Some(payment_intent.clone());
+            subscription.latest_invoice = Some(invoice_id.clone());
         }
         let subscription = subscription.clone();
         let amount = subscription.price.unit_amount;
-        let invoice_id = format!("in_{}", ids::alphanumeric(24));
+        state.invoices.push(FakeInvoice {
+            id: invoice_id.clone(),
+            subscription: subscription.id.clone(),
+            charge: paid.then(|| charge.clone()),
+            payment_intent: payment_intent.clone(),
+            amount,
+            paid,
+        });
         let billing_reason = if subscription.invoices == 1 {
             "subscription_create"
         } else {
@@ -530,6 +658,7 @@ impl FakeStripe {
         json!({
             "id": subscription.id,
             "object": "subscription",
+            "cancel_at": subscription.cancel_at,
             "cancel_at_period_end": cancel_at_period_end,
             "canceled_at": ended_at.map(|t| t.timestamp()),
             "collection_method": "charge_automatically",
@@ -576,6 +705,155 @@ fn event(event_type: &str, api_version: &str, object: &Value) -> Value {
         "request": {"id": null, "idempotency_key": null},
         "type": event_type,
     })
+}
+
+/// A Charge object as Stripe writes it in `charge.refunded` (basil shape: no `invoice`).
+fn charge_object(
+    charge: &str,
+    amount: i64,
+    amount_refunded: i64,
+    currency: &str,
+    customer: Option<&str>,
+    payment_intent: Option<&str>,
+    receipt_email: &str,
+) -> Value {
+    json!({
+        "id": charge,
+        "object": "charge",
+        "amount": amount,
+        "amount_captured": amount,
+        "amount_refunded": amount_refunded,
+        "balance_transaction": format!("txn_{}", ids::alphanumeric(24)),
+        "captured": true,
+        "created": Utc::now().timestamp(),
+        "currency": currency,
+        "customer": customer,
+        "disputed": false,
+        "livemode": false,
+        "metadata": {},
+        "paid": true,
+        "payment_intent": payment_intent,
+        "receipt_email": receipt_email,
+        "refunded": amount_refunded >= amount,
+        "refunds": {"object": "list", "data": [], "has_more": false,
+            "url": format!("/v1/charges/{charge}/refunds")},
+        "status": "succeeded",
+    })
+}
+
+/// Parameters `GET /v1/invoice_payments` knows.
+const INVOICE_PAYMENT_PARAMS: &[&str] = &[
+    "created",
+    "ending_before",
+    "expand[]",
+    "invoice",
+    "limit",
+    "payment[payment_intent]",
+    "payment[payment_record]",
+    "payment[type]",
+    "starting_after",
+    "status",
+];
+
+#[allow(clippy::needless_pass_by_value)] // axum extractors are taken by value
+async fn list_invoice_payments(
+    AxumState(state): AxumState<Shared>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let mut state = lock(&state);
+    *state
+        .calls
+        .entry(INVOICE_PAYMENTS_ROUTE.into())
+        .or_default() += 1;
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if bearer != Some(state.secret_key.as_str()) {
+        return stripe_error(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "Invalid API Key provided.",
+            None,
+        );
+    }
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    if let Some((key, _)) = params
+        .iter()
+        .find(|(k, _)| !INVOICE_PAYMENT_PARAMS.contains(&k.as_str()))
+    {
+        return bad_request(
+            "parameter_unknown",
+            &format!("Received unknown parameter: {key}"),
+            key,
+        )
+        .into_response();
+    }
+    let get = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    let intent = get("payment[payment_intent]");
+    if intent.is_some() && get("payment[type]").as_deref() != Some("payment_intent") {
+        return bad_request(
+            "parameter_missing",
+            "Missing required param: payment[type].",
+            "payment[type]",
+        )
+        .into_response();
+    }
+    let limit = match get("limit").map(|l| l.parse::<usize>()) {
+        None => 10,
+        Some(Ok(limit)) if (1..=100).contains(&limit) => limit,
+        Some(_) => {
+            return bad_request(
+                "parameter_invalid_integer",
+                "Invalid integer: limit must be between 1 and 100.",
+                "limit",
+            )
+            .into_response();
+        }
+    };
+    let invoice_filter = get("invoice");
+    let data: Vec<Value> = state
+        .invoices
+        .iter()
+        .filter(|i| intent.as_ref().is_none_or(|pi| *pi == i.payment_intent))
+        .filter(|i| invoice_filter.as_ref().is_none_or(|id| *id == i.id))
+        .take(limit)
+        .map(|i| {
+            let currency = state
+                .subscriptions
+                .iter()
+                .find(|s| s.id == i.subscription)
+                .map(|s| s.price.currency.clone())
+                .unwrap_or_default();
+            json!({
+                "id": format!("inpay_{}", ids::alphanumeric(24)),
+                "object": "invoice_payment",
+                "amount_paid": if i.paid { Some(i.amount) } else { None },
+                "amount_requested": i.amount,
+                "created": Utc::now().timestamp(),
+                "currency": currency,
+                "invoice": i.id,
+                "is_default": true,
+                "livemode": false,
+                "payment": {"type": "payment_intent", "payment_intent": i.payment_intent},
+                "status": if i.paid { "paid" } else { "open" },
+                "status_transitions": {"canceled_at": null,
+                    "paid_at": if i.paid { Some(Utc::now().timestamp()) } else { None }},
+            })
+        })
+        .collect();
+    let body =
+        json!({"object": "list", "url": "/v1/invoice_payments", "has_more": false, "data": data});
+    (StatusCode::OK, axum::Json(body)).into_response()
 }
 
 /// Stripe's error body.

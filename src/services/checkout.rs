@@ -11,7 +11,7 @@ use url::Url;
 
 use crate::app::App;
 use crate::crypto::random_token;
-use crate::domain::{Actor, BillingPeriod, Currency, Money, PlanId, Provider, SubscriberId};
+use crate::domain::{Actor, BillingPeriod, Money, PlanId, Provider, SubscriberId};
 use crate::integrations::payments::paypal::SubscriptionRequest;
 use crate::integrations::payments::plisio::InvoiceRequest;
 use crate::integrations::payments::stripe::CheckoutRequest;
@@ -71,13 +71,6 @@ pub fn provider_name(provider: Provider) -> &'static str {
     }
 }
 
-/// A provider's name from the word stored with a payment (the word itself when unknown).
-pub fn stored_provider_name(stored: &str) -> String {
-    stored
-        .parse::<Provider>()
-        .map_or_else(|_| stored.to_owned(), |p| provider_name(p).to_owned())
-}
-
 /// The plan as offered to this subscriber, refusing in the order they can act on: not a
 /// subscriber, flagged for a Plex account change (no checkout until it is done), plan not offered.
 async fn offer_for(
@@ -115,15 +108,7 @@ pub async fn start_checkout(
         let email = subscribers::find_active_identity(&mut tx, subscriber)
             .await?
             .map(|i| i.email_norm.as_str().to_owned());
-        payments::insert_checkout(
-            &mut tx,
-            &reference,
-            subscriber,
-            plan,
-            provider.as_str(),
-            now,
-        )
-        .await?;
+        payments::insert_checkout(&mut tx, &reference, subscriber, plan, provider, now).await?;
         let detail = serde_json::json!({ "reference": reference, "plan": plan, "provider": provider.as_str() });
         audit::insert_audit(
             &mut tx,
@@ -197,12 +182,10 @@ pub async fn start_checkout(
                 .plisio
                 .as_ref()
                 .ok_or(CheckoutError::ProviderOff(name))?;
-            let currency = Currency::parse(&offer.currency)
-                .map_err(|_| anyhow::anyhow!("stored plan currency"))?;
             let request = InvoiceRequest {
                 order_number: reference.clone(),
                 order_name: offer.name.clone(),
-                source: Money::new(offer.price_minor, currency),
+                source: offer.price,
                 callback_url: app.settings.public_link("webhooks/plisio"),
                 email,
                 expire_min: Some(60),
@@ -282,27 +265,21 @@ pub struct Offer {
 }
 
 impl Offer {
-    fn from_row(app: &App, id: i64, offer: PlanOffer) -> anyhow::Result<Self> {
-        let currency = Currency::parse(&offer.currency)
-            .map_err(|_| anyhow::anyhow!("stored plan currency of plan {id}"))?;
-        let period: BillingPeriod = offer
-            .period
-            .parse()
-            .map_err(|_| anyhow::anyhow!("stored billing period of plan {id}"))?;
+    fn from_row(app: &App, id: PlanId, offer: PlanOffer) -> Self {
         let providers = configured_providers(app)
             .into_iter()
             .filter(|p| offer.active && sells(app, *p, &offer).is_ok())
             .collect();
-        Ok(Self {
-            plan: PlanId::new(id),
-            price: Money::new(offer.price_minor, currency),
-            period,
+        Self {
+            plan: id,
+            price: offer.price,
+            period: offer.period,
             active: offer.active,
             providers,
             name: offer.name,
             stripe_price_id: offer.stripe_price_id,
             paypal_plan_id: offer.paypal_plan_id,
-        })
+        }
     }
 }
 
@@ -312,9 +289,10 @@ pub async fn offers(app: &App) -> anyhow::Result<Vec<Offer>> {
     let mut tx = app.db.read().await?;
     let rows = payments::find_plan_offers(&mut tx).await?;
     tx.rollback().await?;
-    rows.into_iter()
+    Ok(rows
+        .into_iter()
         .map(|row| Offer::from_row(app, row.id, row.offer))
-        .collect()
+        .collect())
 }
 
 /// A payment link and what it buys.
@@ -341,7 +319,7 @@ pub async fn subscribe(
         let mut tx = app.db.read().await?;
         let offer = offer_for(&mut tx, subscriber, plan).await?;
         tx.rollback().await?;
-        Offer::from_row(app, plan.get(), offer)?
+        Offer::from_row(app, plan, offer)
     };
     let provider = match (provider, offer.providers.as_slice()) {
         (Some(chosen), _) => chosen,

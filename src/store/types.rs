@@ -13,10 +13,11 @@ use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Type};
 
 use crate::domain::{
-    BillingPeriod, DiscordId, IdentityState, JobId, JobState, LibraryGroupId, LibraryId,
-    NotificationChannel, NotificationKind, NotificationState, OwnerAccountId, OwnerAccountState,
-    PaymentId, PlanId, PlexEmail, PlexIdentityId, ProofId, ProofMethod, ProofPurpose, ProofState,
-    Provider, RetireReason, ServerId, ShareId, ShareState, SubscriberId,
+    BillingPeriod, Currency, DiscordId, IdentityState, JobId, JobState, LibraryGroupId, LibraryId,
+    Money, NotificationChannel, NotificationKind, NotificationState, OwnerAccountId,
+    OwnerAccountState, PaymentId, PaymentStatus, PlanId, PlexEmail, PlexIdentityId, ProofId,
+    ProofMethod, ProofPurpose, ProofState, Provider, RefundKind, RefundStatus, RetireReason,
+    ServerId, ShareId, ShareState, SubscriberId,
 };
 
 /// Maps a type onto a column of type `$raw` on both backends: `$to` turns the value into the raw
@@ -94,7 +95,29 @@ text_columns!(
     NotificationState,
     NotificationChannel,
     NotificationKind,
+    PaymentStatus,
+    RefundStatus,
+    RefundKind,
+    Currency,
 );
+
+/// A [`Money`] is two columns, `amount_minor` and `currency` (alias others to these names): a
+/// row field `#[sqlx(flatten)] amount: Money` reads both, and a bad currency is a decode error
+/// naming the column.
+macro_rules! money_rows {
+    ($($row:ty),*) => {$(
+        impl<'r> sqlx::FromRow<'r, $row> for Money {
+            fn from_row(row: &'r $row) -> Result<Self, sqlx::Error> {
+                use sqlx::Row as _;
+                let minor: i64 = row.try_get("amount_minor")?;
+                let currency: Currency = row.try_get("currency")?;
+                Ok(Money::new(minor, currency))
+            }
+        }
+    )*};
+}
+
+money_rows!(sqlx::sqlite::SqliteRow, sqlx::postgres::PgRow);
 
 column!(PlexEmail, String, |v| v.as_str().to_owned(), |raw| {
     PlexEmail::parse(&raw)
@@ -112,6 +135,13 @@ mod tests {
         state: IdentityState,
     }
 
+    #[derive(Debug, sqlx::FromRow)]
+    struct Priced {
+        #[sqlx(flatten)]
+        amount: Money,
+        status: PaymentStatus,
+    }
+
     #[tokio::test]
     async fn domain_types_round_trip_through_sqlite_and_bad_text_names_the_column() {
         let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
@@ -126,6 +156,7 @@ mod tests {
         assert_eq!(row.0, ShareId::new(7));
         assert_eq!(row.1, IdentityState::Banned);
         assert_eq!(row.2.as_str(), "a@example.com");
+
         let err = sqlx::query_as::<_, Row>("SELECT 'Active' AS state")
             .fetch_one(&pool)
             .await
@@ -133,5 +164,25 @@ mod tests {
             .to_string();
         assert!(err.contains("state"), "{err}");
         assert!(err.contains("unknown identity state \"Active\""), "{err}");
+    }
+
+    #[tokio::test]
+    async fn money_reads_from_two_columns_and_a_bad_currency_names_the_column() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let priced: Priced =
+            sqlx::query_as("SELECT 1250 AS amount_minor, 'usd' AS currency, 'refunded' AS status")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(priced.amount.to_string(), "12.50 USD");
+        assert_eq!(priced.status, PaymentStatus::Refunded);
+        let err = sqlx::query_as::<_, Priced>(
+            "SELECT 1 AS amount_minor, 'dollars' AS currency, 'applied' AS status",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("currency"), "{err}");
     }
 }

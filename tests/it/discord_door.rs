@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use usher::fakes::discord::{Callback, FakeDiscord, FakeUser, Reply, ReplyKind};
 use usher::services::recovery;
 
-use crate::helpers::world::{World, banned_world, code_for};
+use crate::helpers::world::{World, banned_world, code_for, make_permanent};
 use crate::helpers::{Backend, TestApp};
 
 const GUILD: u64 = 1_200_000_000_000_000_001;
@@ -35,6 +35,7 @@ async fn door(backend: Backend, n: u64) -> Door {
     })
     .await;
     let world = banned_world(&app, n).await;
+    make_permanent(&app, &world).await;
     for i in 0..n {
         discord.add_user(&FakeUser::new(100 + i, &format!("user{i}")));
     }

@@ -10,7 +10,7 @@ use usher::clock::Clock as _;
 use usher::domain::{BillingPeriod, Currency, DiscordId, Money, PlexEmail, Provider, SubscriberId};
 use usher::fakes::discord::{FakeDiscord, FakeUser};
 use usher::jobs::AppDispatch;
-use usher::services::payments::{self, PaymentEvent};
+use usher::services::payments::{self, Paid, PaymentEvent};
 use usher::services::plex_admin::{self, PlanSpec};
 use usher::services::settings;
 use usher::store::{self, subscribers};
@@ -113,24 +113,24 @@ async fn life(backend: Backend, names: &[&str]) -> (Life, Vec<SubscriberId>) {
     )
 }
 
+/// A USD 8 payment by `email` (matched by it), as a provider webhook would bring it.
+fn paid_by_email(txn: impl Into<String>, email: String) -> PaymentEvent {
+    let amount = Money::new(800, Currency::parse("USD").unwrap());
+    let mut paid = Paid::new(txn, amount, crate::helpers::epoch());
+    paid.payer_email = Some(email);
+    PaymentEvent::Paid(paid)
+}
+
 impl Life {
     /// A payment for `name`'s Plex email, as a provider webhook would bring it (matched by email).
     async fn pay(&self, name: &str, txn: &str) {
-        let event = PaymentEvent::Paid {
-            txn_id: txn.to_owned(),
-            reference: None,
-            subscription: None,
-            customer: None,
-            payer_email: Some(format!("{name}@example.com")),
-            amount_minor: 800,
-            currency: "USD".into(),
-        };
+        let event = paid_by_email(txn.to_owned(), format!("{name}@example.com"));
         payments::process(
             &self.app.app,
             Provider::Stripe,
             &format!("evt_{txn}"),
             "invoice.paid",
-            &[event],
+            vec![event],
         )
         .await
         .unwrap();
@@ -230,9 +230,12 @@ async fn a_paid_month_runs_its_course_and_renewals_change_it(backend: Backend) {
     }
     let mut tx = l.app.app.db.begin().await.unwrap();
     let link = usher::store::payments::LinkSubscription {
-        provider: "stripe",
+        provider: Provider::Stripe,
         subscription: "sub_dan",
-        target: (dan.get(), 1),
+        target: usher::store::payments::Target {
+            subscriber: dan,
+            plan: usher::domain::PlanId::new(1),
+        },
         customer: None,
         status: "active",
         renewing: true,
@@ -389,21 +392,13 @@ async fn a_reminder_queued_before_a_renewal_is_dropped(backend: Backend) {
     let swept = usher::services::lifecycle::sweep(&l.app.app).await.unwrap();
     assert_eq!(swept.reminded, 1, "{swept:?}");
     // The renewal lands before the deliveries run.
-    let renewal = PaymentEvent::Paid {
-        txn_id: "in_ana_2".into(),
-        reference: None,
-        subscription: None,
-        customer: None,
-        payer_email: Some("ana@example.com".into()),
-        amount_minor: 800,
-        currency: "USD".into(),
-    };
+    let renewal = paid_by_email("in_ana_2", "ana@example.com".into());
     payments::process(
         &l.app.app,
         Provider::Stripe,
         "evt_2",
         "invoice.paid",
-        &[renewal],
+        vec![renewal],
     )
     .await
     .unwrap();
@@ -434,21 +429,13 @@ async fn a_reminder_queued_before_a_renewal_is_dropped(backend: Backend) {
 async fn role_trouble_parks_with_the_reason_and_leavers_are_skipped(backend: Backend) {
     let (l, _) = life(backend, &["ana"]).await;
     l.discord.lock_role(ROLE);
-    let event = PaymentEvent::Paid {
-        txn_id: "in_ana_1".into(),
-        reference: None,
-        subscription: None,
-        customer: None,
-        payer_email: Some("ana@example.com".into()),
-        amount_minor: 800,
-        currency: "USD".into(),
-    };
+    let event = paid_by_email("in_ana_1", "ana@example.com".into());
     payments::process(
         &l.app.app,
         Provider::Stripe,
         "evt_1",
         "invoice.paid",
-        &[event],
+        vec![event],
     )
     .await
     .unwrap();

@@ -811,7 +811,7 @@ async fn concurrent_assigns_and_a_late_webhook_match_apply_a_payment_once(backen
                 .await
                 .unwrap();
             assert_eq!(rows.len(), 1);
-            PaymentId::new(rows[0].id)
+            rows[0].id
         };
         let (body, header) = door.stripe.signed_at(&completed, now.timestamp());
         let webhook = reqwest::Client::new()
@@ -903,7 +903,48 @@ async fn without_a_provider_chosen_the_one_that_sells_the_plan_is_used_or_asked_
     );
 }
 
+/// What the admins must check besides unmatched payments is listed with them: a refund that
+/// matched nothing and a signed delivery that could not be stored.
+async fn refunds_and_rejected_deliveries_are_listed_for_the_admins(backend: Backend) {
+    let door = door(backend, 1).await;
+    let refund = door.stripe.event_outside_charge_refunded(1500, "usd");
+    let mut broken = door.stripe.event_outside_charge_refunded(100, "usd");
+    broken["data"]["object"]["currency"] = json!("dollars");
+    for event in [&refund, &broken] {
+        let (body, header) = door
+            .stripe
+            .signed_at(event, door.app.clock.now().timestamp());
+        let status = reqwest::Client::new()
+            .post(door.app.url("/webhooks/stripe"))
+            .header("stripe-signature", header)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    let listed = said(
+        &door
+            .ask("payments", "unmatched", &json!([]))
+            .response()
+            .await,
+    );
+    assert!(listed.starts_with("No unmatched payments"), "{listed}");
+    assert!(listed.contains("**2 to check**"), "{listed}");
+    assert!(
+        listed.contains("Unmatched refund · Stripe · 15.00 USD"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("Delivery kept unread · Stripe · `charge.refunded`")
+            && listed.contains("/currency"),
+        "{listed}"
+    );
+}
+
 crate::on_both_backends!(
+    refunds_and_rejected_deliveries_are_listed_for_the_admins,
     without_a_provider_chosen_the_one_that_sells_the_plan_is_used_or_asked_for,
     an_admin_prices_a_plan_and_a_subscriber_gets_a_private_stripe_link,
     an_admin_assigns_an_unmatched_stripe_invoice_once,

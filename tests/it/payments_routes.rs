@@ -770,7 +770,53 @@ async fn a_payer_nobody_can_be_found_for_is_kept_unmatched(backend: Backend) {
     assert_eq!(paid_until(&app, other).await, None);
 }
 
+/// A Plisio invoice that expired after part of it was paid bought nothing, but the money is kept
+/// for the admins (with its worth in the invoice's currency); an unpaid expiry keeps nothing.
+async fn a_plisio_invoice_expired_after_a_partial_payment_is_kept_for_the_admins(backend: Backend) {
+    let (app, fakes, me) = with_providers(backend).await;
+    let (order, txn) = start(&app, &fakes, me, Provider::Plisio).await;
+    let expired = fakes
+        .plisio
+        .callback_expired_after_partial(&order, "0.00004115");
+    assert_eq!(plisio(&app, expired.clone()).await, 200);
+    replay(&app, "/webhooks/plisio", &expired, &json_headers(), 5).await;
+    assert_eq!(payments(&app, "plisio").await, vec![]);
+    assert_eq!(paid_until(&app, me).await, None);
+    let notices = usher::services::payments::notices(&app.app).await.unwrap();
+    match notices.as_slice() {
+        [
+            usher::services::payments::PaymentNotice::PaidInPart {
+                txn_id,
+                paid,
+                worth,
+                subscriber,
+                ..
+            },
+        ] => {
+            assert_eq!(txn_id, &txn);
+            assert_eq!(paid, "0.00008230 BTC");
+            // 8.00 USD × 8230 / 12345, rounded down.
+            assert_eq!(worth.map(|w| w.to_string()).as_deref(), Some("5.33 USD"));
+            assert_eq!(*subscriber, Some(me));
+        }
+        other => panic!("expected one partial payment, got {other:?}"),
+    }
+    let (unpaid, _) = start(&app, &fakes, me, Provider::Plisio).await;
+    assert_eq!(
+        plisio(&app, fakes.plisio.callback(&unpaid, "expired")).await,
+        200
+    );
+    assert_eq!(
+        usher::services::payments::notices(&app.app)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 crate::on_both_backends!(
+    a_plisio_invoice_expired_after_a_partial_payment_is_kept_for_the_admins,
     a_paypal_activation_links_and_its_sale_pays_one_period_however_often_delivered,
     a_paypal_sale_before_its_activation_ends_in_the_same_interval,
     a_paypal_sale_racing_its_activation_is_applied_whichever_commits_first,

@@ -1,7 +1,9 @@
 //! Reading provider payloads field by field, by JSON pointer.
 //!
-//! Owns the small readers the three providers share. Rule kept: a missing or ill-typed field is a
-//! [`ParseError`] naming the pointer, never the value.
+//! Owns the small readers the three providers share. Rules kept: a missing or ill-typed field is a
+//! [`ParseError`] naming the pointer, never the value; a text field Usher reads carries no control
+//! character (a NUL byte cannot be stored by PostgreSQL, and no id or email has one); a body nested
+//! deeper than [`MAX_DEPTH`] is refused before anything else reads it.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -9,8 +11,49 @@ use serde_json::Value;
 use super::ParseError;
 use crate::domain::{Currency, Money};
 
+/// How deep a provider body may nest (objects and arrays). Real events nest about six levels.
+pub const MAX_DEPTH: usize = 32;
+
+/// How deep `body` nests, counting `{` and `[` outside strings; stops counting past `limit`.
+fn depth(body: &[u8], limit: usize) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in body {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > limit {
+                    return deepest;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Refuses a body nested deeper than [`MAX_DEPTH`], without parsing it.
+pub fn check_depth(body: &[u8]) -> Result<(), ParseError> {
+    if depth(body, MAX_DEPTH) > MAX_DEPTH {
+        return Err(ParseError::TooDeep(MAX_DEPTH));
+    }
+    Ok(())
+}
+
 /// Parses a body that must be a JSON object.
 pub(super) fn object(body: &[u8]) -> Result<Value, ParseError> {
+    check_depth(body)?;
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ParseError::NotJson(format!(
             "{:?} error at line {} column {}",
@@ -26,11 +69,15 @@ pub(super) fn object(body: &[u8]) -> Result<Value, ParseError> {
     }
 }
 
-/// A non-empty string, or `None` when absent, `null` or empty.
+/// A non-empty string without control characters, or `None` when absent, `null` or empty.
 pub(super) fn string(value: &Value, pointer: &'static str) -> Result<Option<String>, ParseError> {
     match value.pointer(pointer) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(ParseError::Invalid {
+            field: pointer,
+            reason: "it contains a control character (such as a NUL byte)".into(),
+        }),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(ParseError::Field(pointer)),
     }
@@ -114,6 +161,12 @@ pub(super) fn rfc3339(
         .transpose()
 }
 
+/// An RFC 3339 time, or `None` when absent, empty or unreadable: for times Usher only orders
+/// events by, where a bad value must not refuse the event.
+pub(super) fn lenient_rfc3339(value: &Value, pointer: &'static str) -> Option<DateTime<Utc>> {
+    rfc3339(value, pointer).ok().flatten()
+}
+
 /// A currency code in any case, or `None` when absent, `null` or empty.
 pub(super) fn currency(
     value: &Value,
@@ -192,6 +245,40 @@ mod tests {
         assert_eq!(decimal_minor(&value, "/n", usd).unwrap(), Some(1999));
         assert_eq!(decimal_minor(&value, "/i", usd).unwrap(), Some(700));
         assert!(decimal_minor(&value, "/bad", usd).is_err());
+    }
+
+    #[test]
+    fn a_nul_byte_in_a_text_field_is_refused_by_name() {
+        let value = json!({"email": "a\u{0}b@example.com"});
+        let err = string(&value, "/email").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ParseError::Invalid {
+                    field: "/email",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("example.com"), "{err}");
+    }
+
+    #[test]
+    fn nesting_is_counted_outside_strings_and_refused_past_the_limit() {
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(check_depth(ok.as_bytes()), Ok(()));
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert_eq!(
+            check_depth(deep.as_bytes()),
+            Err(ParseError::TooDeep(MAX_DEPTH))
+        );
+        let quoted = format!("{{\"a\":\"{}\\\"{}\"}}", "[".repeat(100), "{".repeat(100));
+        assert_eq!(check_depth(quoted.as_bytes()), Ok(()));
+        assert!(matches!(
+            object(deep.as_bytes()),
+            Err(ParseError::TooDeep(_))
+        ));
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub mod stripe;
 
 mod json;
 
+pub use json::{MAX_DEPTH, check_depth};
+
 use std::time::Duration;
 
 use url::Url;
@@ -32,6 +34,9 @@ pub enum ParseError {
     /// A field Usher needs is missing or has another type.
     #[error("the field `{0}` is missing or has an unexpected type")]
     Field(&'static str),
+    /// The body nests deeper than any provider event does.
+    #[error("the body nests deeper than {0} levels")]
+    TooDeep(usize),
     /// A field is present but its value cannot be read (an amount, a currency, a date).
     #[error("the field `{field}` has an invalid value: {reason}")]
     Invalid {
@@ -40,6 +45,27 @@ pub enum ParseError {
         /// Why the value was refused (never the value itself).
         reason: String,
     },
+}
+
+/// What a delivery that cannot be read is recorded under: its `id` and `type` (read leniently at
+/// the given pointers), or, without a usable id, a digest of the body (so a replay of the same
+/// body is still recognised) and `unknown`.
+pub fn delivery_key(body: &[u8], id_pointer: &str, type_pointer: &str) -> (String, String) {
+    use sha2::Digest as _;
+    let value = check_depth(body)
+        .ok()
+        .and_then(|()| serde_json::from_slice::<serde_json::Value>(body).ok());
+    let text = |pointer: &str| {
+        value
+            .as_ref()
+            .and_then(|v| v.pointer(pointer))
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= 200 && !s.chars().any(char::is_control))
+            .map(str::to_owned)
+    };
+    let id = text(id_pointer)
+        .unwrap_or_else(|| format!("sha256:{}", hex::encode(sha2::Sha256::digest(body))));
+    (id, text(type_pointer).unwrap_or_else(|| "unknown".into()))
 }
 
 /// The one `reqwest::Client` setup every provider client uses: rustls, a request timeout.
@@ -87,6 +113,21 @@ mod tests {
             endpoint(&nested, "v1/checkout/sessions").as_str(),
             "http://127.0.0.1:9/stripe/v1/checkout/sessions"
         );
+    }
+
+    #[test]
+    fn a_delivery_is_keyed_by_its_id_or_by_a_digest_of_its_body() {
+        let (id, kind) = delivery_key(br#"{"id":"evt_1","type":"invoice.paid"}"#, "/id", "/type");
+        assert_eq!((id.as_str(), kind.as_str()), ("evt_1", "invoice.paid"));
+        let (id, kind) = delivery_key(b"{\"id\":\"a\\u0000b\"}", "/id", "/type");
+        assert!(id.starts_with("sha256:"), "{id}");
+        assert_eq!(kind, "unknown");
+        let garbage = delivery_key(b"not json", "/id", "/type").0;
+        assert!(
+            garbage.starts_with("sha256:") && garbage.len() == 7 + 64,
+            "{garbage}"
+        );
+        assert_ne!(garbage, delivery_key(b"not json!", "/id", "/type").0);
     }
 
     #[test]

@@ -22,7 +22,9 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
-use super::json::{decimal_minor, object, required_currency, required_string, rfc3339, string};
+use super::json::{
+    currency, decimal_minor, lenient_rfc3339, object, required_currency, required_string, string,
+};
 use super::{ParseError, endpoint, http_client, redact};
 use crate::domain::Currency;
 
@@ -115,6 +117,27 @@ impl PayPalError {
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Transient { .. } | Self::Transport(_))
     }
+
+    /// Whether PayPal refused the request itself (a 4xx): the configuration or the request is
+    /// wrong, and asking again cannot help.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Unauthorized | Self::Refused { .. })
+    }
+}
+
+/// A subscription as `GET /v1/billing/subscriptions/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayPalSubscriptionDetails {
+    /// `I-…`.
+    pub id: String,
+    /// PayPal's status word (`ACTIVE`, `SUSPENDED`, `CANCELLED`…).
+    pub status: String,
+    /// `P-…`.
+    pub plan_id: Option<String>,
+    /// The `custom_id` set at creation (Usher's reference when Usher made it).
+    pub custom_id: Option<String>,
+    /// `subscriber.email_address`: who pays.
+    pub payer_email: Option<String>,
 }
 
 /// A subscription to start: the buyer approves it on PayPal's page.
@@ -228,7 +251,7 @@ impl PayPalClient {
             .send_authorised(
                 "POST /v1/notifications/verify-webhook-signature",
                 "v1/notifications/verify-webhook-signature",
-                &body,
+                Some(&body),
                 None,
             )
             .await?;
@@ -271,7 +294,7 @@ impl PayPalClient {
             .send_authorised(
                 "POST /v1/billing/subscriptions",
                 "v1/billing/subscriptions",
-                &body,
+                Some(&body),
                 Some(request_id),
             )
             .await?;
@@ -307,23 +330,70 @@ impl PayPalClient {
         Ok(())
     }
 
-    /// POSTs JSON with the cached token; on 401 drops that token, fetches one and tries once more.
+    /// `GET /v1/billing/subscriptions/{id}`: who pays a subscription and where it stands (a
+    /// renewal of a subscription Usher never saw is matched by this payer's email).
+    pub async fn get_subscription(
+        &self,
+        subscription_id: &str,
+    ) -> Result<PayPalSubscriptionDetails, PayPalError> {
+        let valid = !subscription_id.is_empty()
+            && subscription_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(PayPalError::Invalid(
+                "a subscription id has letters, digits and dashes only".into(),
+            ));
+        }
+        let path = format!("v1/billing/subscriptions/{subscription_id}");
+        let (status, reply) = self
+            .send_authorised("GET /v1/billing/subscriptions/{id}", &path, None, None)
+            .await?;
+        if !status.is_success() {
+            return Err(self.error(status, &reply));
+        }
+        let reply: Value = serde_json::from_slice(&reply)
+            .map_err(|_| PayPalError::Decode("the subscription is not JSON".into()))?;
+        let text = |pointer: &str| {
+            reply
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+        };
+        Ok(PayPalSubscriptionDetails {
+            id: text("/id")
+                .ok_or_else(|| PayPalError::Decode("the subscription has no id".into()))?,
+            status: text("/status")
+                .ok_or_else(|| PayPalError::Decode("the subscription has no status".into()))?,
+            plan_id: text("/plan_id"),
+            custom_id: text("/custom_id"),
+            payer_email: text("/subscriber/email_address"),
+        })
+    }
+
+    /// Sends a request with the cached token (JSON when it has a body: a POST, else a GET); on
+    /// 401 drops that token, fetches one and tries once more.
     async fn send_authorised(
         &self,
         endpoint_name: &'static str,
         path: &str,
-        body: &[u8],
+        body: Option<&[u8]>,
         request_id: Option<HeaderValue>,
     ) -> Result<(StatusCode, Vec<u8>), PayPalError> {
         let mut retried = false;
         loop {
             let token = self.access_token().await?;
-            let mut request = self
-                .http
-                .post(endpoint(&self.base, path))
-                .bearer_auth(token.expose_secret())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_vec());
+            let url = endpoint(&self.base, path);
+            let mut request = match body {
+                Some(body) => self
+                    .http
+                    .post(url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_vec()),
+                None => self.http.get(url),
+            }
+            .bearer_auth(token.expose_secret());
             if let Some(id) = &request_id {
                 request = request.header("PayPal-Request-Id", id.clone());
             }
@@ -450,7 +520,8 @@ pub struct PayPalEvent {
     pub id: String,
     /// The event type as sent, e.g. `PAYMENT.SALE.COMPLETED`.
     pub event_type: String,
-    /// When PayPal created the event.
+    /// When PayPal created the event; `None` when absent or unreadable (PayPal's own simulator
+    /// sends `2018-19-12…`): Usher only orders events by it, so a bad one refuses nothing.
     pub create_time: Option<DateTime<Utc>>,
     /// What Usher reads from the event's resource.
     pub kind: PayPalEventKind,
@@ -471,8 +542,76 @@ pub enum PayPalEventKind {
     SubscriptionReactivated(PayPalSubscriptionEvent),
     /// `PAYMENT.SALE.COMPLETED`: money received (for subscriptions: one billing cycle).
     SaleCompleted(PayPalSale),
+    /// `PAYMENT.SALE.REFUNDED`: the merchant refunded (part of) a sale.
+    SaleRefunded(PayPalRefund),
+    /// `PAYMENT.SALE.REVERSED`: PayPal took a sale back (a chargeback or reversal).
+    SaleReversed(PayPalRefund),
+    /// `PAYMENT.CAPTURE.REFUNDED`: the merchant refunded (part of) a capture.
+    CaptureRefunded(PayPalRefund),
+    /// `PAYMENT.CAPTURE.REVERSED`: PayPal took a capture back.
+    CaptureReversed(PayPalRefund),
     /// Any other event type: acknowledge and ignore.
     Other,
+}
+
+/// What a `BILLING.SUBSCRIPTION.*` event says of the subscription: PayPal's status word, whether
+/// PayPal charges it again by itself, whether it is over for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// PayPal's word (`ACTIVE`, `SUSPENDED`, `CANCELLED`, `EXPIRED`).
+    pub status: &'static str,
+    /// PayPal will charge it again by itself.
+    pub renewing: bool,
+    /// Cancelled or expired: nothing revives it.
+    pub ended: bool,
+}
+
+impl Standing {
+    /// `BILLING.SUBSCRIPTION.CANCELLED`.
+    pub const CANCELLED: Self = Self {
+        status: "CANCELLED",
+        renewing: false,
+        ended: true,
+    };
+    /// `BILLING.SUBSCRIPTION.EXPIRED`.
+    pub const EXPIRED: Self = Self {
+        status: "EXPIRED",
+        renewing: false,
+        ended: true,
+    };
+    /// `BILLING.SUBSCRIPTION.SUSPENDED`: PayPal stopped charging until it is re-activated.
+    pub const SUSPENDED: Self = Self {
+        status: "SUSPENDED",
+        renewing: false,
+        ended: false,
+    };
+    /// `BILLING.SUBSCRIPTION.RE-ACTIVATED`: charging again.
+    pub const REACTIVATED: Self = Self {
+        status: "ACTIVE",
+        renewing: true,
+        ended: false,
+    };
+}
+
+/// Money going back: the resource of `PAYMENT.SALE.REFUNDED`/`.REVERSED` (v1 refund and sale
+/// objects) and `PAYMENT.CAPTURE.REFUNDED`/`.REVERSED` (v2 refund objects). PayPal writes
+/// refunded amounts negative in v1 samples; the amount here is what went back, positive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayPalRefund {
+    /// PayPal's id of this refund (or, for a sale reversal without one, `reversal:<sale id>`).
+    pub refund_id: String,
+    /// The sale or capture it returns: `sale_id` (sale refunds), the sale's own `id` (sale
+    /// reversals), the capture named by the `up` link (capture refunds and reversals).
+    pub txn_id: Option<String>,
+    /// What went back this time, in minor units.
+    pub amount_minor: i64,
+    /// Currency of `amount_minor`.
+    pub currency: Currency,
+    /// Everything refunded of that sale or capture so far, when PayPal says
+    /// (`total_refunded_amount`, or `seller_payable_breakdown.total_refunded_amount`).
+    pub total_refunded_minor: Option<i64>,
+    /// When PayPal made it.
+    pub create_time: Option<DateTime<Utc>>,
 }
 
 /// The subscription resource of a `BILLING.SUBSCRIPTION.*` event.
@@ -488,6 +627,8 @@ pub struct PayPalSubscriptionEvent {
     pub payer_email: Option<String>,
     /// `billing_info.next_billing_time`.
     pub next_billing_time: Option<DateTime<Utc>>,
+    /// `status_update_time` (else `update_time`): when the status it reports was set.
+    pub status_time: Option<DateTime<Utc>>,
 }
 
 /// The sale resource of `PAYMENT.SALE.COMPLETED`. Match it by `billing_agreement_id`, not by
@@ -504,6 +645,8 @@ pub struct PayPalSale {
     pub currency: Currency,
     /// `custom`, when set.
     pub custom: Option<String>,
+    /// When PayPal made the sale.
+    pub create_time: Option<DateTime<Utc>>,
 }
 
 /// Reads a webhook body (verify it first with [`PayPalClient::verify_webhook`]).
@@ -523,7 +666,9 @@ pub fn parse_event(body: &[u8]) -> Result<PayPalEvent, ParseError> {
             custom_id: string(resource, "/custom_id")?,
             plan_id: string(resource, "/plan_id")?,
             payer_email: string(resource, "/subscriber/email_address")?,
-            next_billing_time: rfc3339(resource, "/billing_info/next_billing_time")?,
+            next_billing_time: lenient_rfc3339(resource, "/billing_info/next_billing_time"),
+            status_time: lenient_rfc3339(resource, "/status_update_time")
+                .or_else(|| lenient_rfc3339(resource, "/update_time")),
         })
     };
     let kind = match event_type.as_str() {
@@ -544,15 +689,121 @@ pub fn parse_event(body: &[u8]) -> Result<PayPalEvent, ParseError> {
                     .ok_or(ParseError::Field("/amount/total"))?,
                 currency,
                 custom: string(resource, "/custom")?,
+                create_time: lenient_rfc3339(resource, "/create_time"),
             })
+        }
+        "PAYMENT.SALE.REFUNDED" => PayPalEventKind::SaleRefunded(sale_refund(resource()?)?),
+        "PAYMENT.SALE.REVERSED" => PayPalEventKind::SaleReversed(sale_reversal(resource()?)?),
+        "PAYMENT.CAPTURE.REFUNDED" => {
+            PayPalEventKind::CaptureRefunded(capture_refund(resource()?)?)
+        }
+        "PAYMENT.CAPTURE.REVERSED" => {
+            PayPalEventKind::CaptureReversed(capture_refund(resource()?)?)
         }
         _ => PayPalEventKind::Other,
     };
     Ok(PayPalEvent {
         id: required_string(&event, "/id")?,
         event_type,
-        create_time: rfc3339(&event, "/create_time")?,
+        create_time: lenient_rfc3339(&event, "/create_time"),
         kind,
+    })
+}
+
+/// A v1 amount (`total` + `currency`) or v2 money (`value` + `currency_code`) under `pointer`,
+/// in minor units, sign dropped (v1 refunds are written negative).
+fn money_at(
+    resource: &Value,
+    total: &'static str,
+    code: &'static str,
+) -> Result<Option<(i64, Currency)>, ParseError> {
+    let Some(currency) = currency(resource, code)? else {
+        return Ok(None);
+    };
+    let mut value = resource.pointer(total).cloned();
+    if let Some(Value::String(text)) = &mut value
+        && let Some(positive) = text.strip_prefix('-')
+    {
+        *text = positive.to_owned();
+    }
+    let holder = serde_json::json!({ "v": value });
+    let minor = decimal_minor(&holder, "/v", currency).map_err(|e| match e {
+        ParseError::Invalid { reason, .. } => ParseError::Invalid {
+            field: total,
+            reason,
+        },
+        _ => ParseError::Field(total),
+    })?;
+    Ok(minor.map(|m| (m, currency)))
+}
+
+/// The id at the end of the `href` of the link with relation `rel`, under `segment` (e.g. the
+/// capture of `…/v2/payments/captures/{id}`).
+fn link_id(resource: &Value, rel: &str, segment: &str) -> Option<String> {
+    resource
+        .get("links")?
+        .as_array()?
+        .iter()
+        .filter(|l| l.get("rel").and_then(Value::as_str) == Some(rel))
+        .filter_map(|l| l.get("href").and_then(Value::as_str))
+        .find_map(|href| {
+            let (_, tail) = href.split_once(segment)?;
+            let id = tail.trim_end_matches('/');
+            (!id.is_empty() && !id.contains('/')).then(|| id.to_owned())
+        })
+}
+
+fn sale_refund(resource: &Value) -> Result<PayPalRefund, ParseError> {
+    let (amount_minor, currency) = money_at(resource, "/amount/total", "/amount/currency")?
+        .ok_or(ParseError::Field("/amount"))?;
+    let total = money_at(
+        resource,
+        "/total_refunded_amount/value",
+        "/total_refunded_amount/currency",
+    )?;
+    Ok(PayPalRefund {
+        refund_id: required_string(resource, "/id")?,
+        txn_id: match string(resource, "/sale_id")? {
+            Some(sale) => Some(sale),
+            None => link_id(resource, "sale", "/payments/sale/"),
+        },
+        amount_minor,
+        currency,
+        total_refunded_minor: total.filter(|(_, c)| *c == currency).map(|(m, _)| m),
+        create_time: lenient_rfc3339(resource, "/create_time"),
+    })
+}
+
+fn sale_reversal(resource: &Value) -> Result<PayPalRefund, ParseError> {
+    let (amount_minor, currency) = money_at(resource, "/amount/total", "/amount/currency")?
+        .ok_or(ParseError::Field("/amount"))?;
+    let sale = required_string(resource, "/id")?;
+    Ok(PayPalRefund {
+        refund_id: link_id(resource, "self", "/payments/refund/")
+            .unwrap_or_else(|| format!("reversal:{sale}")),
+        txn_id: Some(sale),
+        amount_minor,
+        currency,
+        total_refunded_minor: None,
+        create_time: lenient_rfc3339(resource, "/create_time"),
+    })
+}
+
+fn capture_refund(resource: &Value) -> Result<PayPalRefund, ParseError> {
+    let (amount_minor, currency) = money_at(resource, "/amount/value", "/amount/currency_code")?
+        .ok_or(ParseError::Field("/amount"))?;
+    let total = money_at(
+        resource,
+        "/seller_payable_breakdown/total_refunded_amount/value",
+        "/seller_payable_breakdown/total_refunded_amount/currency_code",
+    )?;
+    Ok(PayPalRefund {
+        refund_id: required_string(resource, "/id")?,
+        txn_id: link_id(resource, "up", "/payments/captures/"),
+        amount_minor,
+        currency,
+        total_refunded_minor: total.filter(|(_, c)| *c == currency).map(|(m, _)| m),
+        create_time: lenient_rfc3339(resource, "/create_time"),
     })
 }
 
@@ -592,6 +843,7 @@ mod tests {
             plan_id: Some("P-5ML4271244454362WXNWU5NQ".into()),
             payer_email: Some("buyer@example.com".into()),
             next_billing_time: Some("2025-07-01T10:00:00Z".parse().unwrap()),
+            status_time: None,
         };
         for (event_type, wrap) in [
             (
@@ -642,6 +894,7 @@ mod tests {
                 amount_minor: 1099,
                 currency: Currency::parse("USD").unwrap(),
                 custom: None,
+                create_time: Some("2025-06-01T10:00:00Z".parse().unwrap()),
             })
         );
         let yen = json!({"id": "S1", "amount": {"total": "1500", "currency": "JPY"}});
@@ -669,8 +922,73 @@ mod tests {
 
     #[test]
     fn other_events_are_other() {
-        let parsed = parse_event(&event("PAYMENT.SALE.REFUNDED", &json!({"id": "R1"}))).unwrap();
+        let parsed =
+            parse_event(&event("CUSTOMER.DISPUTE.CREATED", &json!({"id": "PP-D-1"}))).unwrap();
         assert_eq!(parsed.kind, PayPalEventKind::Other);
+    }
+
+    #[test]
+    fn refunds_and_reversals_name_their_sale_or_capture_and_the_amount_that_went_back() {
+        let sale_refund = json!({"id": "6YX43824R4443062K", "sale_id": "9T0916710M1105906",
+            "amount": {"total": "-0.01", "currency": "USD"}, "state": "completed",
+            "create_time": "2014-10-31T15:41:51Z"});
+        let PayPalEventKind::SaleRefunded(refund) =
+            parse_event(&event("PAYMENT.SALE.REFUNDED", &sale_refund))
+                .unwrap()
+                .kind
+        else {
+            panic!("not a sale refund");
+        };
+        assert_eq!(refund.refund_id, "6YX43824R4443062K");
+        assert_eq!(refund.txn_id.as_deref(), Some("9T0916710M1105906"));
+        assert_eq!((refund.amount_minor, refund.currency.as_str()), (1, "USD"));
+        let reversal = json!({"id": "80021663DE681814L", "state": "completed",
+            "amount": {"total": "-0.49", "currency": "USD"},
+            "links": [{"href": "https://api.paypal.com/v1/payments/refund/77689802DL785834G",
+                "rel": "self", "method": "GET"}]});
+        let PayPalEventKind::SaleReversed(reversal) =
+            parse_event(&event("PAYMENT.SALE.REVERSED", &reversal))
+                .unwrap()
+                .kind
+        else {
+            panic!("not a sale reversal");
+        };
+        assert_eq!(reversal.refund_id, "77689802DL785834G");
+        assert_eq!(reversal.txn_id.as_deref(), Some("80021663DE681814L"));
+        assert_eq!(reversal.amount_minor, 49);
+        let capture = json!({"id": "1Y107995YT783435V", "status": "COMPLETED",
+            "amount": {"currency_code": "USD", "value": "0.99"},
+            "seller_payable_breakdown": {"total_refunded_amount": {"currency_code": "USD", "value": "1.98"}},
+            "links": [{"href": "https://api.paypal.com/v2/payments/refunds/1Y107995YT783435V", "rel": "self"},
+                {"href": "https://api.paypal.com/v2/payments/captures/0JF852973C016714D", "rel": "up"}]});
+        let PayPalEventKind::CaptureRefunded(capture) =
+            parse_event(&event("PAYMENT.CAPTURE.REFUNDED", &capture))
+                .unwrap()
+                .kind
+        else {
+            panic!("not a capture refund");
+        };
+        assert_eq!(capture.txn_id.as_deref(), Some("0JF852973C016714D"));
+        assert_eq!(
+            (capture.amount_minor, capture.total_refunded_minor),
+            (99, Some(198))
+        );
+    }
+
+    #[test]
+    fn an_unreadable_create_time_refuses_nothing() {
+        let mut body: Value = serde_json::from_slice(&event(
+            "BILLING.SUBSCRIPTION.CANCELLED",
+            &json!({"id": "I-BW452GLLEP1G", "status": "CANCELLED"}),
+        ))
+        .unwrap();
+        body["create_time"] = json!("2018-19-12T22:20:32.000Z");
+        let parsed = parse_event(&serde_json::to_vec(&body).unwrap()).unwrap();
+        assert_eq!(parsed.create_time, None);
+        assert!(matches!(
+            parsed.kind,
+            PayPalEventKind::SubscriptionCancelled(_)
+        ));
     }
 
     #[test]

@@ -29,6 +29,9 @@ use crate::domain::Currency;
 /// The metadata key carrying Usher's own reference on sessions, subscriptions and invoices.
 pub const USHER_REF: &str = "usher_ref";
 
+/// The API version invoice payments are asked with (the first that has them).
+pub const INVOICE_PAYMENTS_API_VERSION: &str = "2025-03-31.basil";
+
 /// How far a signature's timestamp may be from now, in seconds, in the past or the future.
 pub const SIGNATURE_TOLERANCE_SECS: u64 = 300;
 
@@ -141,8 +144,8 @@ pub enum StripeEventKind {
     /// `checkout.session.completed`, and `checkout.session.async_payment_succeeded` (a delayed
     /// payment method settled): read `payment_status` to know whether it is paid.
     CheckoutCompleted(StripeCheckout),
-    /// `invoice.paid`. (`invoice.payment_succeeded` is sent for the same invoice and reads as
-    /// [`StripeEventKind::Other`] so one payment is never counted twice.)
+    /// `invoice.paid`, and `invoice.payment_succeeded` (the same payment under the name many guides
+    /// subscribe to; Stripe sends both for one invoice, so the payment is keyed by the invoice).
     InvoicePaid(StripeInvoice),
     /// `invoice.payment_failed`: warn, do not revoke (Stripe retries).
     InvoicePaymentFailed(StripeInvoice),
@@ -179,6 +182,8 @@ pub struct StripeCheckout {
     pub amount_total: Option<i64>,
     /// Upper-case ISO code.
     pub currency: Option<Currency>,
+    /// `pi_…` of a payment-mode session: what a refund of it names.
+    pub payment_intent: Option<String>,
 }
 
 /// A Checkout Session's `mode`.
@@ -232,6 +237,11 @@ pub struct StripeInvoice {
     pub billing_reason: Option<String>,
     /// `customer_email`.
     pub customer_email: Option<String>,
+    /// When Stripe created the invoice: the order of a subscription's payments.
+    pub created: Option<DateTime<Utc>>,
+    /// `pi_…` that paid it: `payment_intent` (older API versions), or the first payment intent of
+    /// `payments` when the invoice carries its payments (basil and later, when expanded).
+    pub payment_intent: Option<String>,
 }
 
 /// A subscription (`data.object` of `customer.subscription.updated` and `.deleted`).
@@ -245,6 +255,8 @@ pub struct StripeSubscription {
     pub status: SubscriptionStatus,
     /// Set when the subscriber cancelled and access runs to the period end.
     pub cancel_at_period_end: bool,
+    /// Set when the subscription ends on a date (it will not renew past it).
+    pub cancel_at: Option<DateTime<Utc>>,
     /// `metadata["usher_ref"]`.
     pub metadata_ref: Option<String>,
     /// `current_period_end` (older API versions) or the latest `items.data[].current_period_end`.
@@ -276,6 +288,34 @@ pub enum SubscriptionStatus {
     Paused,
     /// A value this version of Usher does not know.
     Unrecognised(String),
+}
+
+impl StripeInvoice {
+    /// Whether it is its subscription's first invoice (`billing_reason` `subscription_create`):
+    /// the payment of a checkout that just started the subscription.
+    pub fn opens_subscription(&self) -> bool {
+        self.billing_reason.as_deref() == Some("subscription_create")
+    }
+}
+
+impl StripeSubscription {
+    /// Whether Stripe will charge it again by itself: live, and not set to end (at the period end
+    /// or on a date).
+    pub fn renewing(&self) -> bool {
+        matches!(
+            self.status,
+            SubscriptionStatus::Active | SubscriptionStatus::Trialing | SubscriptionStatus::PastDue
+        ) && !self.cancel_at_period_end
+            && self.cancel_at.is_none()
+    }
+
+    /// Whether it is over for good (nothing Stripe sends later revives it).
+    pub fn ended(&self) -> bool {
+        matches!(
+            self.status,
+            SubscriptionStatus::Canceled | SubscriptionStatus::IncompleteExpired
+        )
+    }
 }
 
 impl SubscriptionStatus {
@@ -329,7 +369,9 @@ pub fn parse_event(body: &[u8]) -> Result<StripeEvent, ParseError> {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
             StripeEventKind::CheckoutCompleted(checkout(data)?)
         }
-        "invoice.paid" => StripeEventKind::InvoicePaid(invoice(data)?),
+        "invoice.paid" | "invoice.payment_succeeded" => {
+            StripeEventKind::InvoicePaid(invoice(data)?)
+        }
         "invoice.payment_failed" => StripeEventKind::InvoicePaymentFailed(invoice(data)?),
         "customer.subscription.updated" => {
             StripeEventKind::SubscriptionUpdated(subscription(data)?)
@@ -376,6 +418,7 @@ fn checkout(session: &Value) -> Result<StripeCheckout, ParseError> {
         },
         amount_total: int(session, "/amount_total")?,
         currency: currency(session, "/currency")?,
+        payment_intent: id(session, "/payment_intent")?,
     })
 }
 
@@ -406,6 +449,11 @@ fn invoice(invoice: &Value) -> Result<StripeInvoice, ParseError> {
         period_end,
         billing_reason: string(invoice, "/billing_reason")?,
         customer_email: string(invoice, "/customer_email")?,
+        created: unix_time(invoice, "/created")?,
+        payment_intent: match id(invoice, "/payment_intent")? {
+            Some(intent) => Some(intent),
+            None => id(invoice, "/payments/data/0/payment/payment_intent")?,
+        },
     })
 }
 
@@ -433,6 +481,7 @@ fn subscription(subscription: &Value) -> Result<StripeSubscription, ParseError> 
         customer: id(subscription, "/customer")?,
         status,
         cancel_at_period_end: flag(subscription, "/cancel_at_period_end")?,
+        cancel_at: unix_time(subscription, "/cancel_at")?,
         metadata_ref: string(subscription, "/metadata/usher_ref")?,
         current_period_end,
         ended_at: unix_time(subscription, "/ended_at")?,
@@ -530,6 +579,14 @@ pub struct CheckoutSession {
     pub url: Url,
 }
 
+/// A client of the Stripe API.
+#[derive(Clone)]
+pub struct StripeClient {
+    http: reqwest::Client,
+    base: Url,
+    secret_key: SecretString,
+}
+
 /// A webhook endpoint configured in Stripe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StripeWebhookEndpoint {
@@ -541,14 +598,6 @@ pub struct StripeWebhookEndpoint {
     pub enabled: bool,
     /// A live-mode endpoint.
     pub livemode: bool,
-}
-
-/// A client of the Stripe API.
-#[derive(Clone)]
-pub struct StripeClient {
-    http: reqwest::Client,
-    base: Url,
-    secret_key: SecretString,
 }
 
 impl fmt::Debug for StripeClient {
@@ -634,6 +683,57 @@ impl StripeClient {
             id: id.to_owned(),
             url,
         })
+    }
+
+    /// `GET /v1/invoice_payments?payment[type]=payment_intent&payment[payment_intent]=…`: the
+    /// invoice a payment intent paid, `None` when it paid no invoice. This is how a refund is
+    /// mapped since basil removed `invoice` from charges, so it is asked with that API version.
+    pub async fn find_invoice_of_payment_intent(
+        &self,
+        payment_intent: &str,
+    ) -> Result<Option<String>, StripeError> {
+        let response = self
+            .http
+            .get(endpoint(&self.base, "v1/invoice_payments"))
+            .bearer_auth(self.secret_key.expose_secret())
+            .header("Stripe-Version", INVOICE_PAYMENTS_API_VERSION)
+            .query(&[
+                ("payment[type]", "payment_intent"),
+                ("payment[payment_intent]", payment_intent),
+                ("limit", "3"),
+            ])
+            .send()
+            .await
+            .map_err(|e| StripeError::Transport(e.without_url()))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| StripeError::Transport(e.without_url()))?;
+        tracing::debug!(
+            endpoint = "GET /v1/invoice_payments",
+            status = status.as_u16(),
+            "stripe call"
+        );
+        if !status.is_success() {
+            return Err(self.error(status, &body));
+        }
+        let list: Value = serde_json::from_slice(&body)
+            .map_err(|_| StripeError::Decode("the invoice payments are not JSON".into()))?;
+        let data = list
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(|| StripeError::Decode("the invoice payments have no data".into()))?;
+        // A payment intent pays at most one invoice; a canceled invoice payment paid nothing.
+        let invoice = data
+            .iter()
+            .filter(|p| p.get("status").and_then(Value::as_str) != Some("canceled"))
+            .find_map(|p| match p.get("invoice") {
+                Some(Value::String(id)) => Some(id.clone()),
+                Some(Value::Object(o)) => o.get("id").and_then(Value::as_str).map(str::to_owned),
+                _ => None,
+            });
+        Ok(invoice)
     }
 
     /// Whether the key is a live-mode key: `GET /v1/balance` answers with `livemode` (a read any
@@ -917,6 +1017,7 @@ mod tests {
                 customer_email: Some("buyer@example.com".into()),
                 amount_total: Some(1500),
                 currency: Some(Currency::parse("EUR").unwrap()),
+                payment_intent: None,
             })
         );
     }
@@ -1049,15 +1150,51 @@ mod tests {
     }
 
     #[test]
-    fn other_events_are_other_and_invoice_payment_succeeded_is_not_a_second_payment() {
-        for event_type in [
-            "invoice.payment_succeeded",
-            "customer.created",
-            "payout.paid",
-        ] {
+    fn invoice_payment_succeeded_reads_as_the_same_paid_invoice() {
+        let invoice = json!({
+            "id": "in_1", "object": "invoice", "customer": "cus_9", "status": "paid",
+            "amount_paid": 1000, "amount_due": 1000, "currency": "usd", "created": 1_750_000_000,
+            "payment_intent": "pi_old",
+        });
+        let paid = parse_event(&envelope("invoice.paid", &invoice))
+            .unwrap()
+            .kind;
+        let succeeded = parse_event(&envelope("invoice.payment_succeeded", &invoice))
+            .unwrap()
+            .kind;
+        assert_eq!(paid, succeeded);
+        let StripeEventKind::InvoicePaid(invoice) = paid else {
+            panic!("not a paid invoice");
+        };
+        assert_eq!(invoice.payment_intent.as_deref(), Some("pi_old"));
+        assert_eq!(invoice.created, Some(at(1_750_000_000)));
+        for event_type in ["customer.created", "payout.paid", "invoice_payment.paid"] {
             let body = envelope(event_type, &json!({"id": "x", "object": "whatever"}));
             assert_eq!(parse_event(&body).unwrap().kind, StripeEventKind::Other);
         }
+    }
+
+    #[test]
+    fn a_subscription_ending_on_a_date_is_not_renewing() {
+        let subscription = |cancel_at: Value, cancel_at_period_end: bool| {
+            let body = envelope(
+                "customer.subscription.updated",
+                &json!({"id": "sub_9", "object": "subscription", "status": "active",
+                    "cancel_at": cancel_at, "cancel_at_period_end": cancel_at_period_end}),
+            );
+            let StripeEventKind::SubscriptionUpdated(sub) = parse_event(&body).unwrap().kind else {
+                panic!("not a subscription");
+            };
+            sub
+        };
+        assert!(subscription(Value::Null, false).renewing());
+        assert!(!subscription(json!(1_760_000_000), false).renewing());
+        assert!(!subscription(Value::Null, true).renewing());
+        assert_eq!(
+            subscription(json!(1_760_000_000), false).cancel_at,
+            Some(at(1_760_000_000))
+        );
+        assert!(!subscription(Value::Null, false).ended());
     }
 
     #[test]

@@ -60,9 +60,10 @@ pub struct World {
 }
 
 /// `n` subscribers invited on the "Old" server of an owner that then gets banned; a new owner with
-/// two servers is added; the setting is on and everyone is flagged.
+/// two servers is added; the setting is on; everyone is permanent and flagged.
 pub async fn after_a_ban(app: &TestApp, n: u64) -> World {
     let world = banned_world(app, n).await;
+    make_permanent(app, &world).await;
     for (sub, _) in &world.subscribers {
         assert!(
             account_change::set_flag(&app.app, &admin(), *sub, true)
@@ -73,7 +74,17 @@ pub async fn after_a_ban(app: &TestApp, n: u64) -> World {
     world
 }
 
-/// As [`after_a_ban`], with nobody flagged yet. Everyone is permanent (a paying customer). Subscriber `i` is Discord user `100 + i`, named
+/// Makes every subscriber of the world permanent: only a paid-up (or permanent) subscriber is
+/// invited after an account change.
+pub async fn make_permanent(app: &TestApp, world: &World) {
+    for (sub, _) in &world.subscribers {
+        usher::services::account::set_permanent(&app.app, &admin(), *sub, true)
+            .await
+            .unwrap();
+    }
+}
+
+/// As [`after_a_ban`], with nobody flagged yet and nobody paid up (they were added by hand). Subscriber `i` is Discord user `100 + i`, named
 /// `user{i}`, with Plex email `old{i}@example.com`.
 pub async fn banned_world(app: &TestApp, n: u64) -> World {
     let group = plex_admin::create_group(&app.app, &admin(), "Standard", false)
@@ -136,12 +147,6 @@ pub async fn banned_world(app: &TestApp, n: u64) -> World {
     }
     tx.commit().await.unwrap();
     drain(app).await;
-    // Paying customers: only a paid-up (or permanent) subscriber is invited after a change.
-    for (sub, _) in &list {
-        usher::services::account::set_permanent(&app.app, &admin(), *sub, true)
-            .await
-            .unwrap();
-    }
     plex_admin::mark_owner_banned(&app.app, &admin(), old_owner)
         .await
         .unwrap();

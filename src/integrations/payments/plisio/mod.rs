@@ -98,6 +98,74 @@ pub struct PlisioCallback {
     pub source_currency: Option<Currency>,
     /// The fiat price, in minor units of `source_currency`.
     pub source_amount_minor: Option<i64>,
+    /// What remains to be paid, in the crypto currency (`pending_amount`).
+    pub pending_amount: Option<String>,
+}
+
+/// Money that came in for an invoice that expired before it was paid in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaidInPart {
+    /// What came in, in the crypto currency, written as Plisio writes amounts.
+    pub paid: String,
+    /// The crypto currency (`currency`, e.g. `BTC`).
+    pub currency: String,
+    /// Its worth in minor units of the invoice's fiat `source_currency`, rounded down: the fiat
+    /// price times the share of the crypto amount that came in.
+    pub worth_minor: Option<i64>,
+}
+
+impl PlisioCallback {
+    /// For an `expired` invoice, what was paid before it expired: `amount` (the invoice's crypto
+    /// amount) minus `pending_amount` (what remained to be paid), when that is more than nothing.
+    /// Computed exactly on the decimals as written; `None` when nothing came in or the fields are
+    /// not there.
+    pub fn paid_before_expiry(&self) -> Option<PaidInPart> {
+        if self.status != PlisioStatus::Expired {
+            return None;
+        }
+        let amount = decimal(self.amount.as_deref()?)?;
+        let pending = decimal(self.pending_amount.as_deref()?)?;
+        let scale = amount.1.max(pending.1);
+        let (amount, pending) = (rescale(amount, scale)?, rescale(pending, scale)?);
+        let paid = amount.checked_sub(pending).filter(|p| *p > 0)?;
+        let worth_minor = self.source_amount_minor.and_then(|price| {
+            let worth = i128::from(price).checked_mul(paid)? / amount.max(1);
+            i64::try_from(worth).ok()
+        });
+        Some(PaidInPart {
+            paid: write_decimal(paid, scale),
+            currency: self.currency.clone()?,
+            worth_minor,
+        })
+    }
+}
+
+/// A plain decimal (`0.00012345`) as (digits, decimals); `None` for anything else.
+fn decimal(text: &str) -> Option<(i128, u32)> {
+    let (whole, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) || fraction.len() > 18 {
+        return None;
+    }
+    let value: i128 = format!("{whole}{fraction}").parse().ok()?;
+    Some((value, u32::try_from(fraction.len()).ok()?))
+}
+
+fn rescale((value, scale): (i128, u32), to: u32) -> Option<i128> {
+    value.checked_mul(10_i128.checked_pow(to - scale)?)
+}
+
+fn write_decimal(value: i128, scale: u32) -> String {
+    let digits = format!(
+        "{value:0>width$}",
+        width = usize::try_from(scale).unwrap_or(0) + 1
+    );
+    let split = digits.len() - usize::try_from(scale).unwrap_or(0);
+    if scale == 0 {
+        digits
+    } else {
+        format!("{}.{}", &digits[..split], &digits[split..])
+    }
 }
 
 /// Why a callback was refused.
@@ -189,6 +257,7 @@ fn read_callback(callback: &Json) -> Result<PlisioCallback, ParseError> {
         currency: text("currency"),
         source_currency,
         source_amount_minor,
+        pending_amount: text("pending_amount"),
     })
 }
 
@@ -473,9 +542,37 @@ mod tests {
                 currency: Some("BTC".into()),
                 source_currency: Some(Currency::parse("USD").unwrap()),
                 source_amount_minor: Some(1000),
+                pending_amount: None,
             }
         );
         assert!(callback.status.is_paid());
+        assert_eq!(callback.paid_before_expiry(), None);
+    }
+
+    #[test]
+    fn an_expired_invoice_paid_in_part_tells_what_came_in_and_its_worth() {
+        let mut fields = fields();
+        fields.retain(|(k, _)| *k != "status");
+        fields.push(("status", json!("expired")));
+        fields.push(("pending_amount", json!("0.00004115")));
+        let callback = verify_callback(&sign_callback(&fields, SECRET), SECRET).unwrap();
+        assert_eq!(
+            callback.paid_before_expiry(),
+            Some(PaidInPart {
+                paid: "0.00008230".into(),
+                currency: "BTC".into(),
+                // 10.00 USD × 8230 / 12345 = 6.666… → 6.66.
+                worth_minor: Some(666),
+            })
+        );
+        // Nothing came in: nothing to record.
+        fields.retain(|(k, _)| *k != "pending_amount");
+        fields.push(("pending_amount", json!("0.00012345")));
+        let unpaid = verify_callback(&sign_callback(&fields, SECRET), SECRET).unwrap();
+        assert_eq!(unpaid.paid_before_expiry(), None);
+        assert_eq!(decimal("1.5e3"), None);
+        assert_eq!(write_decimal(5, 3), "0.005");
+        assert_eq!(write_decimal(12, 0), "12");
     }
 
     #[test]
