@@ -49,6 +49,7 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "dms/refunded.md.j2",
     "dms/reminder.md.j2",
     "dms/waiting_for_room.md.j2",
+    "dms/welcome.md.j2",
     "emails/change_confirmed.html.j2",
     "emails/change_confirmed.txt.j2",
     "emails/reminder.html.j2",

@@ -215,6 +215,9 @@ text_enum!(
         PaymentFailed => "payment_failed",
         /// "Your payment was refunded (or reversed); your paid time is now …" (DM).
         Refunded => "refunded",
+        /// "Welcome: your subscription is now linked to you; here is where it stands" (DM), when
+        /// a member claims (or an admin links) an imported subscriber, or a member joins.
+        Welcome => "welcome",
         /// "That Plex account cannot be used here, and why" (DM): a sign-in or an invite named a
         /// retired, banned or refused account.
         AccountRefused => "account_refused",

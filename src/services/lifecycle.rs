@@ -27,7 +27,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::app::App;
-use crate::domain::{Actor, SubscriberId};
+use crate::domain::{Actor, DiscordId, SubscriberId};
 use crate::integrations::discord::DiscordError;
 use crate::jobs::{InviteShare, LifecycleSweep, ReleaseShare, SuspendShare, SyncRoles};
 use crate::services::StepError;
@@ -287,7 +287,9 @@ pub async fn sync_roles(app: &App, subscriber: SubscriberId) -> Result<(), StepE
             "subscriber {subscriber} no longer exists"
         )));
     };
-    let user = row.discord_id.get();
+    let Some(user) = row.discord_id.map(DiscordId::get) else {
+        return Ok(()); // Unclaimed (imported): no Discord member to give roles to yet.
+    };
     let mut member = true;
     for role in &app.settings.discord.subscriber_role_ids {
         let result = if standing.active {

@@ -11,6 +11,7 @@ pub mod health;
 pub mod identities;
 pub mod jobs_admin;
 pub mod lifecycle;
+pub mod members;
 pub mod notify;
 pub mod payments;
 pub mod placement;
@@ -81,7 +82,7 @@ macro_rules! user_facing {
 user_facing!(
     checkout::CheckoutError,
     payments::AssignError,
-    account::MemberError
+    members::MemberError
 );
 user_facing!(
     and_database: account::NoteError,

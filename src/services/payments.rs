@@ -850,6 +850,90 @@ async fn apply_payment(
     Ok(Some(result))
 }
 
+/// The end of the subscriber's paid time (the latest applied interval), in the caller's
+/// transaction.
+pub async fn paid_end_in(
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+) -> anyhow::Result<Option<DateTime<Utc>>> {
+    Ok(payments::find_counted_payments(tx, subscriber)
+        .await?
+        .iter()
+        .map(|p| p.paid_to)
+        .max())
+}
+
+/// Takes the subscriber's payment lock in the caller's transaction: paid time changes of one
+/// subscriber happen one after another.
+pub async fn lock_subscriber_in(tx: &mut Tx, subscriber: SubscriberId) -> anyhow::Result<()> {
+    Ok(payments::lock_subscriber(tx, subscriber).await?)
+}
+
+/// Adds `secs` of paid time on `plan` after the current end, as a `manual` credit (no money):
+/// what a plan change converts into more days. Returns the new end.
+pub async fn add_credit_in(
+    app: &App,
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+    plan: PlanId,
+    secs: i64,
+) -> anyhow::Result<DateTime<Utc>> {
+    let now = app.clock.now();
+    let end = paid_end_in(tx, subscriber).await?.unwrap_or(now).max(now);
+    let credit = ManualPayment {
+        subscriber,
+        plan,
+        coverage: Coverage::Until(end + chrono::Duration::seconds(secs.max(1))),
+        transaction: None,
+        amount: None,
+        note: Some("time converted by a plan change".into()),
+        reference: Some("plan-change".into()),
+    };
+    let paid = record_manual_payment_in(app, tx, &Actor::System, &credit)
+        .await
+        .map_err(|e| anyhow::anyhow!("recording the plan change's credit: {e}"))?;
+    Ok(paid.paid_to)
+}
+
+/// Keeps only `keep` of the subscriber's paid time from `now` on (all of it when `keep` is as long
+/// as what is left): the payments laid out last give back what is cut, by buying a fixed length
+/// from then on; a payment wholly in the future keeps one second (its record, and its money,
+/// stay). In the caller's transaction. Returns the paid end before and after.
+pub async fn keep_paid_time_in(
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+    keep: chrono::Duration,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+    payments::lock_subscriber(tx, subscriber).await?;
+    let counted = payments::find_counted_payments(tx, subscriber).await?;
+    let before = counted.iter().map(|p| p.paid_to).max();
+    let Some(end) = before.filter(|end| *end > now) else {
+        return Ok((before, before));
+    };
+    let mut cut = ((end - now) - keep.max(chrono::Duration::zero())).num_seconds();
+    for payment in counted.iter().rev() {
+        if cut <= 0 {
+            break;
+        }
+        let length = (payment.paid_to - payment.paid_from).num_seconds();
+        let usable = (payment.paid_to - payment.paid_from.max(now)).num_seconds();
+        if usable <= 0 {
+            continue;
+        }
+        let take = cut.min(usable);
+        payments::update_payment_cover_secs(tx, payment.id, (length - take).max(1)).await?;
+        cut -= take;
+    }
+    lay_out(tx, subscriber).await?;
+    let after = payments::find_counted_payments(tx, subscriber)
+        .await?
+        .iter()
+        .map(|p| p.paid_to)
+        .max();
+    Ok((before, after))
+}
+
 /// Lays the subscriber's applied payments out again, in the order of their provider time: each
 /// starts at the later of when it was applied and the end of the one before, and lasts what it
 /// buys. Only intervals that move are written.

@@ -664,6 +664,22 @@ pub async fn find_counted_payments(
         .await)
 }
 
+/// Makes an applied payment buy a fixed length (paid time given back or converted by an admin);
+/// the caller lays the intervals out again.
+pub async fn update_payment_cover_secs(
+    tx: &mut Tx,
+    payment: PaymentId,
+    secs: i64,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str = "UPDATE payment SET cover_period = NULL, cover_secs = $1 WHERE id = $2";
+    on_tx!(tx, |c| sqlx::query(SQL)
+        .bind(secs)
+        .bind(payment)
+        .execute(c)
+        .await
+        .map(drop))
+}
+
 /// Moves an applied payment's interval.
 pub async fn update_payment_interval(
     tx: &mut Tx,

@@ -363,6 +363,34 @@ pub async fn replace_plan_groups(
     Ok(())
 }
 
+/// A plan's currency.
+pub async fn find_plan_currency(
+    tx: &mut Tx,
+    plan: PlanId,
+) -> Result<Option<crate::domain::Currency>, sqlx::Error> {
+    const SQL: &str = "SELECT currency FROM plan WHERE id = $1";
+    sql!(tx, query_scalar(SQL), plan => fetch_optional)
+}
+
+/// A plan's name, price and period.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PlanPrice {
+    /// Name.
+    pub name: String,
+    /// Price of one period.
+    #[sqlx(flatten)]
+    pub price: crate::domain::Money,
+    /// Its period.
+    pub period: BillingPeriod,
+}
+
+/// A plan's name, price and period.
+pub async fn find_plan_price(tx: &mut Tx, plan: PlanId) -> Result<Option<PlanPrice>, sqlx::Error> {
+    const SQL: &str =
+        "SELECT name, price_minor AS amount_minor, currency, period FROM plan WHERE id = $1";
+    sql!(tx, query_as(SQL), plan => fetch_optional)
+}
+
 /// A plan's name.
 pub async fn find_plan_name(tx: &mut Tx, plan: PlanId) -> Result<Option<String>, sqlx::Error> {
     const SQL: &str = "SELECT name FROM plan WHERE id = $1";

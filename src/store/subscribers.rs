@@ -20,9 +20,66 @@ pub async fn insert_subscriber(
     display_name: &str,
     now: DateTime<Utc>,
 ) -> Result<SubscriberId, sqlx::Error> {
-    const SQL: &str = "INSERT INTO subscriber (discord_id, display_name, created_at, updated_at) \
-                       VALUES ($1, $2, $3, $3) RETURNING id";
-    sql!(tx, query_scalar(SQL), discord_id, display_name, now => fetch_one)
+    let new = NewSubscriber {
+        discord_id: Some(discord_id),
+        display_name,
+        contact_email: None,
+        plan: None,
+        notes: "",
+    };
+    insert_new_subscriber(tx, &new, now).await
+}
+
+/// A subscriber to create.
+#[derive(Debug, Clone)]
+pub struct NewSubscriber<'a> {
+    /// Their Discord member; `None` while unclaimed (imported).
+    pub discord_id: Option<DiscordId>,
+    /// Display name.
+    pub display_name: &'a str,
+    /// Where receipts and reminders are emailed.
+    pub contact_email: Option<&'a str>,
+    /// Their plan.
+    pub plan: Option<PlanId>,
+    /// Admin notes.
+    pub notes: &'a str,
+}
+
+/// Creates a subscriber. Fails with a unique violation when the Discord member is one already.
+pub async fn insert_new_subscriber(
+    tx: &mut Tx,
+    new: &NewSubscriber<'_>,
+    now: DateTime<Utc>,
+) -> Result<SubscriberId, sqlx::Error> {
+    const SQL: &str = "INSERT INTO subscriber (discord_id, display_name, contact_email, plan_id, notes, \
+                       created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id";
+    sql!(tx, query_scalar(SQL), new.discord_id, new.display_name, new.contact_email, new.plan,
+        new.notes, now => fetch_one)
+}
+
+/// Attaches a Discord member to an unclaimed subscriber. False when the subscriber was claimed
+/// already; a unique violation when the member is another subscriber.
+pub async fn update_claimed(
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+    member: DiscordId,
+    display_name: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE subscriber SET discord_id = $1, display_name = $2, updated_at = $3 \
+                       WHERE id = $4 AND discord_id IS NULL";
+    Ok(sql!(tx, query(SQL), member, display_name, now, subscriber => execute)? == 1)
+}
+
+/// Sets (or clears) the contact email.
+pub async fn update_contact_email(
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+    email: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str = "UPDATE subscriber SET contact_email = $1, updated_at = $2 WHERE id = $3";
+    sql!(tx, query(SQL), email, now, subscriber => execute).map(drop)
 }
 
 /// A Plex identity as stored.
@@ -170,8 +227,8 @@ pub async fn update_subscriber_plan(
 pub struct SubscriberRow {
     /// Row id.
     pub id: SubscriberId,
-    /// Discord id.
-    pub discord_id: DiscordId,
+    /// Discord id; `None` while unclaimed (imported).
+    pub discord_id: Option<DiscordId>,
     /// Display name.
     pub display_name: String,
     /// Plan.
@@ -211,8 +268,8 @@ pub async fn update_flag(
 pub struct StatusRow {
     /// Row id.
     pub id: SubscriberId,
-    /// Discord id.
-    pub discord_id: DiscordId,
+    /// Discord id; `None` while unclaimed.
+    pub discord_id: Option<DiscordId>,
     /// Display name.
     pub display_name: String,
     /// Contact email.

@@ -78,7 +78,7 @@ pub async fn after_a_ban(app: &TestApp, n: u64) -> World {
 /// invited after an account change.
 pub async fn make_permanent(app: &TestApp, world: &World) {
     for (sub, _) in &world.subscribers {
-        usher::services::account::set_permanent(&app.app, &admin(), *sub, true)
+        usher::services::members::set_permanent(&app.app, &admin(), *sub, true)
             .await
             .unwrap();
     }
