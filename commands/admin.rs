@@ -1,4 +1,4 @@
-//! `/admin`: the owner's commands, one module per group (`admin_users`, `admin_recovery`,
+//! `/admin`: the owner's commands, one module per group (`admin_user`, `admin_users`, `admin_recovery`,
 //! `settings`, `admin_servers`, `admin_plans`, `admin_payments`, `admin_jobs`). Hidden from members by
 //! `default_member_permissions` and enforced by the admin check on every command of the tree (see
 //! `require_admin` in `mod.rs`); the groups' buttons and modals check again, since Discord lets
@@ -17,7 +17,7 @@ use crate::bot::{Context, Error};
     guild_only,
     default_member_permissions = "MANAGE_GUILD",
     subcommands(
-        "super::admin_users::user",
+        "super::admin_user::user",
         "super::admin_users::users",
         "super::admin_recovery::recovery",
         "super::settings::settings",
@@ -39,6 +39,11 @@ pub async fn on_click(
     app: &App,
     click: &serenity::ComponentInteraction,
 ) -> Result<bool, Error> {
+    if super::admin_user_plan::on_click(ctx, app, click).await?
+        || super::admin_users_list::on_click(ctx, app, click).await?
+    {
+        return Ok(true);
+    }
     super::admin_users::on_click(ctx, app, click).await
 }
 

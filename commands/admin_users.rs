@@ -1,6 +1,6 @@
-//! `/admin user …` (one subscriber: show, flag, unflag, note) and `/admin users …` (many: bulk
-//! flag with preview and Confirm, export). The Confirm and Cancel buttons are answered here too,
-//! and check the clicker's admin rights again (Discord lets anyone click).
+//! `/admin users …`: many subscribers at once — bulk flag with preview and Confirm, and export
+//! (the list is in `admin_users_list`). The Confirm and Cancel buttons are answered here too, and
+//! check the clicker's admin rights again (Discord lets anyone click).
 // Group roots are never run (Discord only invokes leaves), but poise needs them async.
 #![allow(clippy::unused_async)]
 
@@ -10,13 +10,13 @@ use poise::serenity_prelude as serenity;
 
 use crate::app::App;
 use crate::bot::{Context, Error, Refusal, reply_failure};
-use crate::domain::{DiscordId, OwnerAccountId, PlanId, ServerId};
-use crate::services::{account, account_change, export};
+use crate::domain::{OwnerAccountId, PlanId, ServerId};
+use crate::services::{account_change, export};
 use crate::store::bulk_flags::{FlagFilter, SubscriptionState};
 
 use super::common::{
     admin_actor, autocomplete_owner, autocomplete_plan, autocomplete_server, ephemeral, is_admin,
-    parse_id, say,
+    parse_id,
 };
 
 /// Prefix of a bulk-flag Confirm button; the signed confirmation token follows.
@@ -24,93 +24,13 @@ const BULK_CONFIRM: &str = "usher:bf-ok:";
 /// A bulk-flag Cancel button.
 const BULK_CANCEL: &str = "usher:bf-no";
 
-// ---- /admin user ----------------------------------------------------------------------------
-
-/// One subscriber: show, flag, unflag, note.
-#[poise::command(
-    slash_command,
-    subcommands("user_show", "user_flag", "user_unflag", "user_note")
-)]
-pub async fn user(_ctx: Context<'_>) -> Result<(), Error> {
-    Ok(())
-}
-
-async fn subscriber_of(app: &App, user: &serenity::User) -> Result<account::AccountStatus, Error> {
-    account::status(app, DiscordId::new(user.id.get())?)
-        .await?
-        .ok_or_else(|| Refusal::new(format!("{} is not a subscriber.", user.name)).into())
-}
-
-/// Shows a subscriber's account, flag and notes.
-#[poise::command(slash_command, rename = "show")]
-pub async fn user_show(
-    ctx: Context<'_>,
-    #[description = "The subscriber"] user: serenity::User,
-) -> Result<(), Error> {
-    let status = subscriber_of(ctx.data(), &user).await?;
-    let embed = super::account::status_embed(&status, true);
-    ctx.send(poise::CreateReply::default().embed(embed).ephemeral(true))
-        .await?;
-    Ok(())
-}
-
-/// Flags a subscriber: they must change to a new Plex account (they get a DM).
-#[poise::command(slash_command, rename = "flag")]
-pub async fn user_flag(
-    ctx: Context<'_>,
-    #[description = "The subscriber"] user: serenity::User,
-) -> Result<(), Error> {
-    set_flag(ctx, &user, true).await
-}
-
-/// Clears a subscriber's "must change Plex account" flag.
-#[poise::command(slash_command, rename = "unflag")]
-pub async fn user_unflag(
-    ctx: Context<'_>,
-    #[description = "The subscriber"] user: serenity::User,
-) -> Result<(), Error> {
-    set_flag(ctx, &user, false).await
-}
-
-async fn set_flag(ctx: Context<'_>, user: &serenity::User, flagged: bool) -> Result<(), Error> {
-    let status = subscriber_of(ctx.data(), user).await?;
-    let actor = admin_actor(ctx.author().id)?;
-    let changed = account_change::set_flag(ctx.data(), &actor, status.subscriber, flagged).await?;
-    let text = match (changed, flagged) {
-        (true, true) => format!(
-            "{} is flagged: they must change Plex account. A DM with a button is on its way.",
-            user.name
-        ),
-        (true, false) => format!("{} is no longer flagged.", user.name),
-        (false, true) => format!("{} was already flagged; nothing changed.", user.name),
-        (false, false) => format!("{} was not flagged; nothing changed.", user.name),
-    };
-    say(ctx, text).await
-}
-
-/// Replaces a subscriber's admin note (empty text clears it).
-#[poise::command(slash_command, rename = "note")]
-pub async fn user_note(
-    ctx: Context<'_>,
-    #[description = "The subscriber"] user: serenity::User,
-    #[description = "The note (replaces the old one; leave out to clear)"] text: Option<String>,
-) -> Result<(), Error> {
-    let status = subscriber_of(ctx.data(), &user).await?;
-    let actor = admin_actor(ctx.author().id)?;
-    let text = text.unwrap_or_default();
-    account::set_note(ctx.data(), &actor, status.subscriber, &text).await?;
-    let reply = if text.trim().is_empty() {
-        format!("Cleared the note on {}.", user.name)
-    } else {
-        format!("Saved the note on {}.", user.name)
-    };
-    say(ctx, reply).await
-}
-
 // ---- /admin users ---------------------------------------------------------------------------
 
-/// Many subscribers: bulk flag, export.
-#[poise::command(slash_command, subcommands("users_flag", "users_export"))]
+/// Many subscribers: list, bulk flag, export.
+#[poise::command(
+    slash_command,
+    subcommands("super::admin_users_list::users_list", "users_flag", "users_export")
+)]
 pub async fn users(_ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
 }

@@ -59,6 +59,9 @@ pub enum MemberError {
     /// Already on that plan.
     #[error("they are on that plan already")]
     SamePlan,
+    /// No plan to pay for.
+    #[error("they have no plan yet; give them one with /admin user plan first")]
+    NoPlan,
     /// Anything else.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -321,6 +324,37 @@ async fn parse_amount(
     Money::parse(text, currency)
         .map(Some)
         .map_err(|_| MemberError::BadAmount(text.to_owned()))
+}
+
+/// Records a cash or bank payment for a subscriber on their plan (`/admin user pay`): `days`
+/// from the later of now and their paid end, or until a date. The amount is as the admin typed
+/// it, in the plan's currency; the transaction id is unique.
+pub async fn record_payment(
+    app: &App,
+    actor: &Actor,
+    subscriber: SubscriberId,
+    coverage: Coverage,
+    transaction: Option<String>,
+    amount: Option<String>,
+) -> Result<payments::ManualPaid, MemberError> {
+    let mut tx = app.db.begin().await?;
+    let row = subscribers::find_subscriber(&mut tx, subscriber)
+        .await?
+        .ok_or(MemberError::NotSubscriber)?;
+    let plan = row.plan_id.ok_or(MemberError::NoPlan)?;
+    let amount = parse_amount(&mut tx, plan, amount.as_deref()).await?;
+    let manual = ManualPayment {
+        subscriber,
+        plan,
+        coverage,
+        transaction,
+        amount,
+        note: None,
+        reference: Some("admin".into()),
+    };
+    let paid = payments::record_manual_payment_in(app, &mut tx, actor, &manual).await?;
+    app.queue.commit(tx).await?;
+    Ok(paid)
 }
 
 /// What making a subscriber permanent (or not) did.
@@ -699,5 +733,44 @@ pub async fn confirm_plan_change(
         subscriber,
         new_end,
         shares_updated: live.len(),
+    })
+}
+
+/// Subscribers shown per page of a listing.
+pub const PAGE_SIZE: i64 = 20;
+
+/// One page of the subscriber listing.
+#[derive(Debug, Clone)]
+pub struct MemberPage {
+    /// The subscribers on this page.
+    pub lines: Vec<subscribers::MemberLine>,
+    /// How many match in all.
+    pub total: i64,
+    /// This page, from 0.
+    pub page: i64,
+    /// How many pages there are (at least 1).
+    pub pages: i64,
+}
+
+/// One page of the subscribers matching `filter`, sorted by paid end (`/admin users list`,
+/// `usher users list`). A page past the end shows the last one.
+pub async fn list_members(
+    app: &App,
+    filter: subscribers::MemberFilter,
+    page: i64,
+) -> anyhow::Result<MemberPage> {
+    let now = app.clock.now();
+    let mut tx = app.db.read().await?;
+    let (_, total) = subscribers::find_member_page(&mut tx, filter, now, 0, 0).await?;
+    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+    let page = page.clamp(0, pages - 1);
+    let (lines, total) =
+        subscribers::find_member_page(&mut tx, filter, now, page * PAGE_SIZE, PAGE_SIZE).await?;
+    tx.rollback().await?;
+    Ok(MemberPage {
+        lines,
+        total,
+        page,
+        pages,
     })
 }

@@ -426,3 +426,127 @@ pub async fn find_id_by_discord(
     const SQL: &str = "SELECT id FROM subscriber WHERE discord_id = $1";
     sql!(tx, query_scalar(SQL), discord_id => fetch_optional)
 }
+
+/// Which subscribers a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberFilter {
+    /// Everyone.
+    All,
+    /// Paid time ends within this many days (and has not ended).
+    ExpiringWithin(i64),
+    /// Paid once, not permanent, and not paid now.
+    Expired,
+    /// Imported, no Discord member yet.
+    Unclaimed,
+    /// Inside a trial now.
+    Trial,
+    /// No server had room when a share was due.
+    WaitingForRoom,
+    /// Must change Plex account.
+    Flagged,
+    /// On this plan.
+    Plan(PlanId),
+    /// With a live share on this server.
+    Server(crate::domain::ServerId),
+}
+
+/// One subscriber as a listing shows them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MemberLine {
+    /// Row id.
+    pub id: SubscriberId,
+    /// Discord member; `None` while unclaimed.
+    pub discord_id: Option<DiscordId>,
+    /// Name.
+    pub display_name: String,
+    /// Active Plex account.
+    pub plex_email: Option<PlexEmail>,
+    /// Plan name.
+    pub plan: Option<String>,
+    /// End of the latest paid interval.
+    pub paid_until: Option<DateTime<Utc>>,
+    /// Never expires.
+    pub permanent: bool,
+    /// Must change Plex account.
+    pub requires_plex_change: bool,
+}
+
+const MEMBER_SELECT: &str = "SELECT s.id, s.discord_id, s.display_name, i.email_norm AS plex_email, p.name AS plan, \
+    (SELECT MAX(x.paid_to) FROM payment x WHERE x.subscriber_id = s.id AND x.status = 'applied') AS paid_until, \
+    s.permanent, s.requires_plex_change FROM subscriber s \
+    LEFT JOIN plex_identity i ON i.subscriber_id = s.id AND i.state = 'active' \
+    LEFT JOIN plan p ON p.id = s.plan_id";
+
+/// The value a listing's condition binds as `$2`.
+enum MemberParam {
+    None,
+    Id(i64),
+    At(DateTime<Utc>),
+}
+
+/// The condition of a filter on `s`; `$1` is now, `$2` the filter's value.
+fn member_condition(filter: MemberFilter, now: DateTime<Utc>) -> (&'static str, MemberParam) {
+    match filter {
+        MemberFilter::All => ("$2 IS NULL", MemberParam::None),
+        MemberFilter::ExpiringWithin(days) => (
+            "NOT s.permanent AND (SELECT MAX(x.paid_to) FROM payment x WHERE x.subscriber_id = s.id \
+             AND x.status = 'applied') > $1 AND (SELECT MAX(x.paid_to) FROM payment x \
+             WHERE x.subscriber_id = s.id AND x.status = 'applied') <= $2",
+            MemberParam::At(now + chrono::Duration::days(days)),
+        ),
+        MemberFilter::Expired => (
+            "$2 IS NULL AND NOT s.permanent AND EXISTS (SELECT 1 FROM payment x WHERE x.subscriber_id = s.id \
+             AND x.status IN ('applied', 'refunded')) AND NOT EXISTS (SELECT 1 FROM payment x \
+             WHERE x.subscriber_id = s.id AND x.status = 'applied' AND x.paid_from <= $1 AND x.paid_to > $1)",
+            MemberParam::None,
+        ),
+        MemberFilter::Unclaimed => ("$2 IS NULL AND s.discord_id IS NULL", MemberParam::None),
+        MemberFilter::Trial => (
+            "$2 IS NULL AND EXISTS (SELECT 1 FROM payment x WHERE x.subscriber_id = s.id AND x.status = 'applied' \
+             AND x.reference = 'trial' AND x.paid_from <= $1 AND x.paid_to > $1)",
+            MemberParam::None,
+        ),
+        MemberFilter::WaitingForRoom => (
+            "$2 IS NULL AND s.waiting_for_room_since IS NOT NULL",
+            MemberParam::None,
+        ),
+        MemberFilter::Flagged => ("$2 IS NULL AND s.requires_plex_change", MemberParam::None),
+        MemberFilter::Plan(plan) => ("s.plan_id = $2", MemberParam::Id(plan.get())),
+        MemberFilter::Server(server) => (
+            "EXISTS (SELECT 1 FROM share x WHERE x.subscriber_id = s.id AND x.state <> 'removed' AND x.server_id = $2)",
+            MemberParam::Id(server.get()),
+        ),
+    }
+}
+
+/// One page of subscribers matching `filter`, sorted by paid end (soonest first; permanent and
+/// never-paid last), and how many match in all.
+pub async fn find_member_page(
+    tx: &mut Tx,
+    filter: MemberFilter,
+    now: DateTime<Utc>,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<MemberLine>, i64), sqlx::Error> {
+    let (condition, param) = member_condition(filter, now);
+    let page = format!(
+        "SELECT * FROM ({MEMBER_SELECT} WHERE {condition}) m \
+         ORDER BY m.permanent, m.paid_until IS NULL, m.paid_until, m.id LIMIT $3 OFFSET $4"
+    );
+    let count = format!("SELECT COUNT(*) FROM subscriber s WHERE {condition}");
+    let (lines, total) = match param {
+        MemberParam::None => (
+            sql!(tx, query_as(&page), now, None::<i64>, limit, offset => fetch_all)?,
+            sql!(tx, query_scalar(&count), now, None::<i64> => fetch_one)?,
+        ),
+        MemberParam::Id(id) => (
+            sql!(tx, query_as(&page), now, id, limit, offset => fetch_all)?,
+            sql!(tx, query_scalar(&count), now, id => fetch_one)?,
+        ),
+        MemberParam::At(at) => (
+            sql!(tx, query_as(&page), now, at, limit, offset => fetch_all)?,
+            sql!(tx, query_scalar(&count), now, at => fetch_one)?,
+        ),
+    };
+    Ok((lines, total))
+}
