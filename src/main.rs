@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         action: UsersAction,
     },
+    /// One subscriber: add a cash or bank customer, record a payment.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Check the configuration against the world: one line per check, ✓ or ✗ with the fix;
     /// exits 1 when any check fails. Changes nothing.
     Doctor,
@@ -148,7 +153,104 @@ enum PlanAction {
 }
 
 #[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Add a cash or bank customer: their Plex account (checked on plex.tv), plan and payment
+    /// (or --permanent); they are invited.
+    Add {
+        /// The member's Discord id.
+        #[arg(long)]
+        discord_id: u64,
+        /// Their name.
+        #[arg(long)]
+        name: String,
+        /// Their Plex account's email (or username).
+        #[arg(long)]
+        plex_email: String,
+        /// The plan (name or id).
+        #[arg(long)]
+        plan: String,
+        /// Days paid from today.
+        #[arg(long)]
+        days: Option<i64>,
+        /// Paid until this date (2026-12-31).
+        #[arg(long)]
+        until: Option<String>,
+        /// Never expires.
+        #[arg(long)]
+        permanent: bool,
+        /// The payment's receipt or bank reference (unique).
+        #[arg(long)]
+        transaction: Option<String>,
+        /// How much they paid, in the plan's currency (8 or 7.50).
+        #[arg(long)]
+        amount: Option<String>,
+        /// Where receipts and reminders are emailed.
+        #[arg(long)]
+        contact_email: Option<String>,
+        /// A note for the admins.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Record a cash or bank payment: days from the later of now and their paid end, or until a
+    /// date.
+    Pay {
+        /// The subscriber's Discord id.
+        #[arg(long)]
+        discord_id: u64,
+        /// Days it pays for.
+        #[arg(long)]
+        days: Option<i64>,
+        /// Paid until this date (2026-12-31).
+        #[arg(long)]
+        until: Option<String>,
+        /// The payment's receipt or bank reference (unique).
+        #[arg(long)]
+        transaction: Option<String>,
+        /// How much they paid, in the plan's currency.
+        #[arg(long)]
+        amount: Option<String>,
+    },
+}
+
+/// Who `usher users list` shows.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ListFilter {
+    /// Everyone.
+    Everyone,
+    /// Paid time ends within --days (default 7).
+    Expiring,
+    /// Paid once, not now.
+    Expired,
+    /// Imported, not claimed yet.
+    Unclaimed,
+    /// On a trial now.
+    Trial,
+    /// Waiting for a server with room.
+    Waiting,
+    /// Must change Plex account.
+    Flagged,
+}
+
+#[derive(Debug, Subcommand)]
 enum UsersAction {
+    /// List subscribers, 20 a page, soonest paid end first.
+    List {
+        /// Who to list.
+        #[arg(long, value_enum, default_value = "everyone")]
+        filter: ListFilter,
+        /// With `expiring`: within this many days.
+        #[arg(long, default_value_t = 7)]
+        days: i64,
+        /// Only subscribers on this plan (name or id).
+        #[arg(long)]
+        plan: Option<String>,
+        /// Only subscribers with access to this server (name or id).
+        #[arg(long)]
+        server: Option<String>,
+        /// The page, from 1.
+        #[arg(long, default_value_t = 1)]
+        page: i64,
+    },
     /// Export every subscriber as CSV (Discord id, name, Plex email, plan, server, state, paid
     /// until, flagged): the backup to take before cleaning up after a ban.
     Export {
@@ -200,6 +302,8 @@ fn main() -> ExitCode {
                     Command::Users {
                         action: UsersAction::Export { csv },
                     } => export_users(settings, &csv).await,
+                    Command::Users { action } => users(settings, action).await,
+                    Command::User { action } => user(settings, action).await,
                     Command::Doctor => {
                         let report = ops::doctor::run(settings).await;
                         for check in &report {
@@ -231,6 +335,100 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn user(settings: Settings, action: UserAction) -> anyhow::Result<()> {
+    match action {
+        UserAction::Add {
+            discord_id,
+            name,
+            plex_email,
+            plan,
+            days,
+            until,
+            permanent,
+            transaction,
+            amount,
+            contact_email,
+            note,
+        } => {
+            let input = ops::members::AddInput {
+                discord_id,
+                name,
+                plex_email,
+                plan,
+                standing: ops::members::standing(days, until.as_deref(), permanent)?,
+                transaction,
+                amount,
+                contact_email,
+                note,
+            };
+            with_app(settings, |app| async move {
+                ops::members::add(&app, &input).await
+            })
+            .await
+        }
+        UserAction::Pay {
+            discord_id,
+            days,
+            until,
+            transaction,
+            amount,
+        } => {
+            let coverage = match ops::members::standing(days, until.as_deref(), false)? {
+                usher::services::members::Standing::Days(days) => {
+                    usher::services::payments::Coverage::Days(days)
+                }
+                usher::services::members::Standing::Until(until) => {
+                    usher::services::payments::Coverage::Until(until)
+                }
+                usher::services::members::Standing::Permanent => {
+                    anyhow::bail!("give --days or --until")
+                }
+            };
+            with_app(settings, |app| async move {
+                ops::members::pay(&app, discord_id, coverage, transaction, amount).await
+            })
+            .await
+        }
+    }
+}
+
+async fn users(settings: Settings, action: UsersAction) -> anyhow::Result<()> {
+    let UsersAction::List {
+        filter,
+        days,
+        plan,
+        server,
+        page,
+    } = action
+    else {
+        unreachable!("export is handled before")
+    };
+    with_app(settings, |app| async move {
+        use usher::store::subscribers::MemberFilter;
+        let filter = match (filter, plan, server) {
+            (ListFilter::Everyone, None, None) => MemberFilter::All,
+            (ListFilter::Everyone, Some(plan), None) => {
+                MemberFilter::Plan(ops::members::find_plan(&app, &plan).await?)
+            }
+            (ListFilter::Everyone, None, Some(server)) => {
+                MemberFilter::Server(ops::members::find_server(&app, &server).await?)
+            }
+            (ListFilter::Expiring, None, None) => {
+                anyhow::ensure!(days >= 1, "--days must be at least 1");
+                MemberFilter::ExpiringWithin(days)
+            }
+            (ListFilter::Expired, None, None) => MemberFilter::Expired,
+            (ListFilter::Unclaimed, None, None) => MemberFilter::Unclaimed,
+            (ListFilter::Trial, None, None) => MemberFilter::Trial,
+            (ListFilter::Waiting, None, None) => MemberFilter::WaitingForRoom,
+            (ListFilter::Flagged, None, None) => MemberFilter::Flagged,
+            _ => anyhow::bail!("give one filter: --filter, --plan or --server"),
+        };
+        ops::members::list(&app, filter, page - 1).await
+    })
+    .await
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {

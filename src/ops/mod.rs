@@ -9,6 +9,7 @@
 pub mod backup;
 pub mod doctor;
 pub mod logging;
+pub mod members;
 pub mod setup;
 
 /// Creates the data folder when it does not exist yet, private to the user that runs Usher (mode
