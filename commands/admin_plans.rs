@@ -13,16 +13,22 @@ use crate::domain::{
 };
 use crate::services::catalog;
 use crate::services::checkout::{Offer, provider_name};
-use crate::services::plex_admin::{self, GroupRef, PlanSpec, ProviderIdChange};
+use crate::services::plex_admin::{self, GroupRef, PlanEdit, PlanSpec, ProviderIdChange};
 
 use super::common::{admin_actor, admin_choices, autocomplete_plan, parse_id, price_line, say};
 
 // ---- /admin plan ----------------------------------------------------------------------------
 
-/// Plans: create, list, set provider ids.
+/// Plans: create, edit, retire, list, set provider ids.
 #[poise::command(
     slash_command,
-    subcommands("plan_create", "plan_list", "plan_set_provider")
+    subcommands(
+        "plan_create",
+        "plan_edit",
+        "plan_retire",
+        "plan_list",
+        "plan_set_provider"
+    )
 )]
 pub async fn plan(_ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
@@ -65,6 +71,84 @@ pub async fn plan_create(
     plex_admin::create_plan(ctx.data(), &actor, &spec).await?;
     let text = format!("Created the plan **{}**.", name.trim());
     say(ctx, text).await
+}
+
+/// Edits a plan: name, price, streams, trial, library groups (the subscribers' shares follow).
+#[poise::command(slash_command, rename = "edit")]
+#[allow(clippy::too_many_arguments)] // one per slash-command option
+pub async fn plan_edit(
+    ctx: Context<'_>,
+    #[description = "The plan"]
+    #[autocomplete = "autocomplete_plan"]
+    plan: String,
+    #[description = "New name"] name: Option<String>,
+    #[description = "New price per period, e.g. 8 or 7.50 (give the currency too)"] price: Option<
+        String,
+    >,
+    #[description = "Currency of the new price, e.g. USD"] currency: Option<String>,
+    #[description = "Concurrent streams"] streams: Option<i32>,
+    #[description = "Library groups, separated by commas (replaces them)"] groups: Option<String>,
+    #[description = "A trial plan"] trial: Option<bool>,
+) -> Result<(), Error> {
+    let plan = parse_id::<PlanId>(&plan, "plan")?;
+    let price = match (price, currency) {
+        (Some(price), Some(currency)) => {
+            let currency = Currency::parse(&currency).map_err(|e| Refusal::new(e.to_string()))?;
+            Some(Money::parse(&price, currency).map_err(|e| Refusal::new(e.to_string()))?)
+        }
+        (None, None) => None,
+        _ => return Err(Refusal::new("give the price and its currency together").into()),
+    };
+    let edit = PlanEdit {
+        name,
+        price,
+        max_streams: streams,
+        trial,
+        active: None,
+        groups: groups.map(|g| {
+            g.split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(|g| GroupRef::Name(g.to_owned()))
+                .collect()
+        }),
+    };
+    let actor = admin_actor(ctx.author().id)?;
+    let updates = plex_admin::edit_plan(ctx.data(), &actor, plan, &edit).await?;
+    let text = if updates > 0 {
+        format!("Saved. {updates} Plex shares get the plan's new libraries.")
+    } else {
+        "Saved.".to_owned()
+    };
+    say(ctx, text).await
+}
+
+/// Stops offering a plan (its subscribers keep it), or offers it again.
+#[poise::command(slash_command, rename = "retire")]
+pub async fn plan_retire(
+    ctx: Context<'_>,
+    #[description = "The plan"]
+    #[autocomplete = "autocomplete_plan"]
+    plan: String,
+    #[description = "Offer it again instead"] undo: Option<bool>,
+) -> Result<(), Error> {
+    let plan = parse_id::<PlanId>(&plan, "plan")?;
+    let offered = undo.unwrap_or(false);
+    let edit = PlanEdit {
+        active: Some(offered),
+        ..PlanEdit::default()
+    };
+    let actor = admin_actor(ctx.author().id)?;
+    plex_admin::edit_plan(ctx.data(), &actor, plan, &edit).await?;
+    say(
+        ctx,
+        if offered {
+            "The plan is offered again."
+        } else {
+            "The plan is retired: nobody new can pick it; its subscribers keep it."
+        },
+    )
+    .await
 }
 
 /// Lists plans, with the providers that sell each.

@@ -165,7 +165,13 @@ pub async fn owner_mark_banned(
 /// Servers: add, list, set, sync libraries.
 #[poise::command(
     slash_command,
-    subcommands("server_add", "server_list", "server_set", "server_sync")
+    subcommands(
+        "server_add",
+        "server_list",
+        "server_set",
+        "server_sync",
+        "server_remove"
+    )
 )]
 pub async fn server(_ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
@@ -268,6 +274,24 @@ pub async fn server_sync(
     let text = format!(
         "Libraries synced: {} new, {} kept, {} gone.",
         synced.added, synced.kept, synced.removed
+    );
+    say(ctx, text).await
+}
+
+/// Removes a server from use: its shares end, and paid-up subscribers move to other servers.
+#[poise::command(slash_command, rename = "remove")]
+pub async fn server_remove(
+    ctx: Context<'_>,
+    #[description = "The server"]
+    #[autocomplete = "autocomplete_server"]
+    server: String,
+) -> Result<(), Error> {
+    let id = parse_id::<ServerId>(&server, "server")?;
+    let actor = admin_actor(ctx.author().id)?;
+    let removed = plex_admin::remove_server(ctx.data(), &actor, id).await?;
+    let text = format!(
+        "Removed. {} shares on it are being removed on plex.tv; {} paid-up subscribers were placed elsewhere ({} wait for a server with room).",
+        removed.shares, removed.moved, removed.waiting
     );
     say(ctx, text).await
 }

@@ -563,6 +563,80 @@ pub async fn set_server_flags(
     Ok(())
 }
 
+/// What removing a server did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerRemoved {
+    /// Shares it had, now being removed on plex.tv.
+    pub shares: usize,
+    /// Their subscribers placed on another server (paid up, a plan and a Plex account).
+    pub moved: usize,
+    /// Of them, those waiting for a server with room.
+    pub waiting: usize,
+}
+
+/// Removes a server from use (it died, or the admin stops sharing it): it takes nobody any more
+/// and leaves the live set (its machine id may be added again), its shares are removed on
+/// plex.tv, and every paid-up subscriber on it is placed on another server with room in the same
+/// transaction (or waits for one, as anyone). Its row stays with its history.
+pub async fn remove_server(
+    app: &App,
+    actor: &Actor,
+    server: ServerId,
+) -> Result<ServerRemoved, AdminError> {
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    if !servers::update_server_retired(&mut tx, server, now).await? {
+        return Err(AdminError::NoSuchServer(server));
+    }
+    let live = crate::store::shares::find_live_shares_on_server(&mut tx, server).await?;
+    let mut removed = ServerRemoved {
+        shares: live.len(),
+        moved: 0,
+        waiting: 0,
+    };
+    for share in &live {
+        let subscriber = crate::store::shares::find_share_context(&mut tx, share.id)
+            .await?
+            .context("a live share has its context")?;
+        crate::store::shares::update_share_removed(&mut tx, share.id, now).await?;
+        let remove =
+            crate::jobs::RemoveShare::new(share.id, subscriber.owner_account_id, "server-removed");
+        app.queue.enqueue(&mut tx, &remove).await?;
+        let standing =
+            crate::store::lifecycle::find_standing(&mut tx, subscriber.subscriber_id, now).await?;
+        if subscriber.requires_plex_change || !standing.is_some_and(|s| s.active) {
+            continue;
+        }
+        let Some(plan) = subscriber.plan_id else {
+            continue;
+        };
+        let previous =
+            crate::store::shares::find_previous_servers(&mut tx, subscriber.subscriber_id)
+                .await?
+                .into_iter()
+                .filter(|s| *s != server)
+                .collect();
+        let placed = access::place_and_invite(
+            app,
+            &mut tx,
+            subscriber.subscriber_id,
+            subscriber.identity_id,
+            plan,
+            previous,
+            None,
+        )
+        .await?;
+        removed.moved += 1;
+        if placed.is_err() {
+            removed.waiting += 1;
+        }
+    }
+    let detail = serde_json::json!({ "server": server, "shares": removed.shares, "moved": removed.moved, "waiting": removed.waiting });
+    audit::insert_audit(&mut tx, actor, None, "server.remove", &detail, now).await?;
+    app.queue.commit(tx).await?;
+    Ok(removed)
+}
+
 /// Creates a library group (a private group is never shared).
 pub async fn create_group(
     app: &App,
@@ -763,7 +837,7 @@ pub struct PlanEdit {
     /// Offered to new subscribers (false retires it; current subscribers keep it).
     pub active: Option<bool>,
     /// New library groups: the shares of everyone on the plan are updated to match.
-    pub groups: Option<Vec<LibraryGroupId>>,
+    pub groups: Option<Vec<GroupRef>>,
 }
 
 /// Edits a plan. When its groups change, every invited share of its subscribers gets an update
@@ -803,7 +877,11 @@ pub async fn edit_plan(
         Err(err) => return Err(err.into()),
     }
     let mut updates = 0;
-    if let Some(groups) = &edit.groups {
+    let groups = match &edit.groups {
+        Some(wanted) => Some(resolve_groups(&mut tx, wanted).await?),
+        None => None,
+    };
+    if let Some(groups) = &groups {
         servers::replace_plan_groups(&mut tx, plan, groups).await?;
         let generation = format!("plan-{plan}-{}", now.timestamp_micros());
         for (share, owner) in
@@ -816,7 +894,7 @@ pub async fn edit_plan(
     }
     let detail = serde_json::json!({
         "plan": plan, "name": name, "price": edit.price.map(|p| p.to_string()), "max_streams": edit.max_streams,
-        "trial": edit.trial, "active": edit.active, "groups": edit.groups, "share_updates": updates,
+        "trial": edit.trial, "active": edit.active, "groups": groups, "share_updates": updates,
     });
     audit::insert_audit(&mut tx, actor, None, "plan.edit", &detail, now).await?;
     app.queue.commit(tx).await?;

@@ -62,6 +62,18 @@ pub async fn update_server_flags(
     Ok(n == 1)
 }
 
+/// Takes a server out of use: disabled, closed, and out of the live set. False when there is no
+/// such server or it was out already.
+pub async fn update_server_retired(
+    tx: &mut Tx,
+    id: ServerId,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE server SET retired_at = $1, enabled = FALSE, allow_new_subscriptions = FALSE \
+                       WHERE id = $2 AND retired_at IS NULL";
+    Ok(sql!(tx, query(SQL), now, id => execute)? == 1)
+}
+
 /// A server as stored, with its owner's state.
 #[derive(Debug, Clone, sqlx::FromRow)]
 #[allow(clippy::struct_excessive_bools)] // independent switches and facts, as stored

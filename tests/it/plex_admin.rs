@@ -433,7 +433,7 @@ async fn groups_and_plans_can_be_edited_and_plan_groups_update_live_shares(backe
         "no group change, no share update"
     );
     let regrouped = plex_admin::PlanEdit {
-        groups: Some(vec![standard, uhd]),
+        groups: Some(vec![standard.into(), uhd.into()]),
         ..Default::default()
     };
     assert_eq!(
