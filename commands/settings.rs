@@ -3,10 +3,11 @@
 // Group roots are never run (Discord only invokes leaves), but poise needs them async.
 #![allow(clippy::unused_async)]
 
-use crate::bot::{Context, Error};
+use crate::bot::{Context, Error, Refusal};
+use crate::domain::PlanId;
 use crate::services::settings;
 
-use super::common::{admin_actor, say};
+use super::common::{admin_actor, autocomplete_plan, parse_id, say};
 
 // ---- /admin settings ------------------------------------------------------------------------
 
@@ -40,12 +41,47 @@ impl ProofsChoice {
     }
 }
 
+/// Who may /join, as a slash-command choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poise::ChoiceParameter)]
+pub enum RegistrationChoice {
+    /// Any member of the home server.
+    #[name = "open"]
+    Open,
+    /// Members holding a registration role.
+    #[name = "role"]
+    Role,
+    /// Nobody: admins add people.
+    #[name = "closed"]
+    Closed,
+}
+
+impl RegistrationChoice {
+    fn as_setting(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Role => "role",
+            Self::Closed => "closed",
+        }
+    }
+}
+
 /// The settings as one reply.
 fn describe(now: &settings::Current) -> String {
     format!(
-        "**Plex account change processing**: {}\n**Proofs of a Plex account**: {}\n**Reminder days** (before the paid time ends): {}\n**Share grace days** (a lapsed subscriber's place on their server is kept this long): {}",
+        "**Plex account change processing**: {}\n**Proofs of a Plex account**: {}\n**Registration** (/join): {}\n**Trials**: {} ({} hours on {}, at most {} at once)\n**Reminder days** (before the paid time ends): {}\n**Share grace days** (a lapsed subscriber's place on their server is kept this long): {}",
         if now.plex_account_change { "on" } else { "off" },
         settings::proof_methods_text(now.proof_methods),
+        now.registration.as_str(),
+        if now.trials.on { "on" } else { "off" },
+        now.trials.hours,
+        now.trials
+            .plan
+            .map_or_else(|| "no plan yet".to_owned(), |p| format!("plan #{p}")),
+        if now.trials.max_active == 0 {
+            "no limit".to_owned()
+        } else {
+            now.trials.max_active.to_string()
+        },
         now.lifecycle.reminder_days_text(),
         now.lifecycle.share_grace_days,
     )
@@ -70,13 +106,38 @@ pub async fn settings_set(
     share_grace_days: Option<i64>,
     #[description = "How members prove a Plex account: both, email_code or plex_sign_in"]
     proofs: Option<ProofsChoice>,
+    #[description = "Who may /join: open, role (discord.registration_role_ids) or closed"]
+    registration: Option<RegistrationChoice>,
+    #[description = "Free trials on or off"] trials: Option<bool>,
+    #[description = "A trial's length in days"] trial_days: Option<i64>,
+    #[description = "A trial's length in hours (instead of days)"] trial_hours: Option<i64>,
+    #[description = "The trial plan (a plan created with trial: true)"]
+    #[autocomplete = "autocomplete_plan"]
+    trial_plan: Option<String>,
+    #[description = "Most trials running at once (0: no limit)"] max_active_trials: Option<i64>,
 ) -> Result<(), Error> {
+    let trial_hours = match (trial_days, trial_hours) {
+        (Some(days), None) => Some(days.saturating_mul(24)),
+        (None, hours) => hours,
+        (Some(_), Some(_)) => {
+            return Err(Refusal::new("give the trial's length in days or in hours, not both").into());
+        }
+    };
+    let trial_plan = trial_plan
+        .as_deref()
+        .map(|p| parse_id::<PlanId>(p, "plan"))
+        .transpose()?;
     let actor = admin_actor(ctx.author().id)?;
     let change = settings::SettingsChange {
         plex_account_change,
         reminder_days,
         share_grace_days,
         proof_methods: proofs.map(|p| p.as_setting().to_owned()),
+        registration: registration.map(|r| r.as_setting().to_owned()),
+        trials,
+        trial_hours,
+        trial_plan,
+        max_active_trials,
     };
     let now = settings::change(ctx.data(), &actor, &change).await?;
     say(ctx, format!("Saved. The settings now:\n{}", describe(&now))).await

@@ -161,8 +161,10 @@ pub struct DiscordSettings {
     pub guild_ids: Vec<u64>,
     /// Discord users who are Usher admins (guild administrators always are).
     pub admin_user_ids: Vec<u64>,
-    /// Discord roles whose members are Usher admins.
+    /// Discord roles whose members are Usher admins (in the home guilds only).
     pub admin_role_ids: Vec<u64>,
+    /// With the setting `registration` at `role`: members holding one of these roles may `/join`.
+    pub registration_role_ids: Vec<u64>,
     /// Channel where admin alerts go (no server has room, a token was revoked…); none: log only.
     pub alert_channel_id: Option<u64>,
     /// Channel where the bot mentions a subscriber whose DMs are closed; none: the recovery board

@@ -73,6 +73,99 @@ pub fn proof_methods_text(methods: Methods) -> &'static str {
     }
 }
 
+/// Key of who may `/join`: `open`, `role` or `closed`.
+const REGISTRATION: &str = "registration";
+/// Keys of the trials: on/off, length in hours, plan, most running at once (0: no limit).
+const TRIALS: &str = "trials";
+const TRIAL_HOURS: &str = "trial_hours";
+const TRIAL_PLAN: &str = "trial_plan";
+const MAX_ACTIVE_TRIALS: &str = "max_active_trials";
+/// Longest trial, in hours (90 days).
+const MAX_TRIAL_HOURS: i64 = 90 * 24;
+
+/// Who may join with `/join`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// Any member of the home guild.
+    Open,
+    /// Members holding one of `discord.registration_role_ids`.
+    Role,
+    /// Nobody: the admins add people.
+    Closed,
+}
+
+impl Registration {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Role => "role",
+            Self::Closed => "closed",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, SettingError> {
+        match text.trim() {
+            "open" => Ok(Self::Open),
+            "role" => Ok(Self::Role),
+            "closed" => Ok(Self::Closed),
+            other => Err(SettingError::BadRegistration(other.to_owned())),
+        }
+    }
+}
+
+/// How free trials run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trials {
+    /// Members may start one.
+    pub on: bool,
+    /// How long one lasts, in hours.
+    pub hours: i64,
+    /// The plan a trial is on (a trial plan: placed only on servers that allow trials).
+    pub plan: Option<crate::domain::PlanId>,
+    /// Most trials running at once; 0: no limit.
+    pub max_active: i64,
+}
+
+impl Default for Trials {
+    fn default() -> Self {
+        Self {
+            on: false,
+            hours: 3 * 24,
+            plan: None,
+            max_active: 0,
+        }
+    }
+}
+
+async fn trials_in(tx: &mut Tx) -> Result<Trials, sqlx::Error> {
+    let mut out = Trials::default();
+    if let Some(on) = settings::find_setting(tx, TRIALS).await? {
+        out.on = on == "on";
+    }
+    if let Some(hours) = settings::find_setting(tx, TRIAL_HOURS).await?
+        && let Ok(hours) = hours.parse()
+    {
+        out.hours = hours;
+    }
+    out.plan = settings::find_setting(tx, TRIAL_PLAN)
+        .await?
+        .and_then(|p| p.parse().ok());
+    if let Some(max) = settings::find_setting(tx, MAX_ACTIVE_TRIALS).await?
+        && let Ok(max) = max.parse()
+    {
+        out.max_active = max;
+    }
+    Ok(out)
+}
+
+async fn registration_in(tx: &mut Tx) -> Result<Registration, sqlx::Error> {
+    Ok(settings::find_setting(tx, REGISTRATION)
+        .await?
+        .and_then(|r| Registration::parse(&r).ok())
+        .unwrap_or(Registration::Open))
+}
+
 /// Key of the reminder days ("3,1": a reminder 3 days and 1 day before the paid time ends).
 const REMINDER_DAYS: &str = "reminder_days";
 /// Key of the days a share keeps its place on its server after its access was removed.
@@ -134,6 +227,21 @@ pub enum SettingError {
         "the days a share is kept after access ends must be between 0 and {MAX_GRACE_DAYS}; {0} is not"
     )]
     BadGraceDays(i64),
+    /// Not a registration choice.
+    #[error("registration is `open`, `role` or `closed`; `{0}` is none of them")]
+    BadRegistration(String),
+    /// A trial length out of range.
+    #[error("a trial lasts from 1 hour to {MAX_TRIAL_HOURS} hours (90 days); {0} hours is not")]
+    BadTrialLength(i64),
+    /// A negative trial limit.
+    #[error("the most trials at once is 0 (no limit) or more; {0} is not")]
+    BadTrialLimit(i64),
+    /// The trial plan is not a trial plan.
+    #[error("the plan #{0} is not a trial plan (create one with trial: true), or does not exist")]
+    NotATrialPlan(crate::domain::PlanId),
+    /// Trials on without a plan.
+    #[error("trials need a plan first: set trial_plan")]
+    TrialsWithoutPlan,
     /// Not a choice of proofs.
     #[error(
         "the proofs of a Plex account are `both`, `email_code` or `plex_sign_in`; `{0}` is none of them"
@@ -212,6 +320,16 @@ pub struct SettingsChange {
     pub share_grace_days: Option<i64>,
     /// How a Plex account may be proven: `both`, `email_code` or `plex_sign_in`.
     pub proof_methods: Option<String>,
+    /// Who may `/join`: `open`, `role` or `closed`.
+    pub registration: Option<String>,
+    /// Trials on or off.
+    pub trials: Option<bool>,
+    /// A trial's length in hours.
+    pub trial_hours: Option<i64>,
+    /// The trial plan.
+    pub trial_plan: Option<crate::domain::PlanId>,
+    /// Most trials at once (0: no limit).
+    pub max_active_trials: Option<i64>,
 }
 
 /// Every setting admins change from Discord, as they are now.
@@ -223,6 +341,10 @@ pub struct Current {
     pub lifecycle: Lifecycle,
     /// How a Plex account may be proven.
     pub proof_methods: Methods,
+    /// Who may `/join`.
+    pub registration: Registration,
+    /// How trials run.
+    pub trials: Trials,
 }
 
 async fn current_in(tx: &mut Tx) -> Result<Current, sqlx::Error> {
@@ -230,6 +352,8 @@ async fn current_in(tx: &mut Tx) -> Result<Current, sqlx::Error> {
         plex_account_change: plex_account_change_enabled(tx).await?,
         lifecycle: lifecycle_in(tx).await?,
         proof_methods: proof_methods_in(tx).await?,
+        registration: registration_in(tx).await?,
+        trials: trials_in(tx).await?,
     })
 }
 
@@ -270,9 +394,32 @@ pub async fn change(
         .as_deref()
         .map(parse_proof_methods)
         .transpose()?;
+    let registration = change
+        .registration
+        .as_deref()
+        .map(Registration::parse)
+        .transpose()?;
+    if let Some(hours) = change.trial_hours
+        && !(1..=MAX_TRIAL_HOURS).contains(&hours)
+    {
+        return Err(SettingError::BadTrialLength(hours));
+    }
+    if let Some(max) = change.max_active_trials
+        && max < 0
+    {
+        return Err(SettingError::BadTrialLimit(max));
+    }
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     let mut current = current_in(&mut tx).await?;
+    if let Some(plan) = change.trial_plan
+        && crate::store::servers::find_plan_trial(&mut tx, plan).await? != Some(true)
+    {
+        return Err(SettingError::NotATrialPlan(plan));
+    }
+    if change.trials == Some(true) && change.trial_plan.or(current.trials.plan).is_none() {
+        return Err(SettingError::TrialsWithoutPlan);
+    }
     let mut writes: Vec<(&str, String)> = Vec::new();
     if let Some(on) = change.plex_account_change {
         current.plex_account_change = on;
@@ -293,6 +440,26 @@ pub async fn change(
     if let Some(methods) = methods {
         current.proof_methods = methods;
         writes.push((PROOF_METHODS, proof_methods_text(methods).to_owned()));
+    }
+    if let Some(registration) = registration {
+        current.registration = registration;
+        writes.push((REGISTRATION, registration.as_str().to_owned()));
+    }
+    if let Some(on) = change.trials {
+        current.trials.on = on;
+        writes.push((TRIALS, if on { "on" } else { "off" }.to_owned()));
+    }
+    if let Some(hours) = change.trial_hours {
+        current.trials.hours = hours;
+        writes.push((TRIAL_HOURS, hours.to_string()));
+    }
+    if let Some(plan) = change.trial_plan {
+        current.trials.plan = Some(plan);
+        writes.push((TRIAL_PLAN, plan.to_string()));
+    }
+    if let Some(max) = change.max_active_trials {
+        current.trials.max_active = max;
+        writes.push((MAX_ACTIVE_TRIALS, max.to_string()));
     }
     for (key, value) in writes {
         settings::upsert_setting(&mut tx, key, &value, now).await?;

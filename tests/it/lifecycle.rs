@@ -507,7 +507,7 @@ async fn bad_lifecycle_settings_change_nothing(backend: Backend) {
                 .then_some(!before.plex_account_change),
             reminder_days: days.map(str::to_owned),
             share_grace_days: grace,
-            proof_methods: None,
+            ..settings::SettingsChange::default()
         };
         let err = settings::change(&l.app.app, &admin(), &bad)
             .await
