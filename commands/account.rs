@@ -26,7 +26,7 @@ pub async fn account(ctx: Context<'_>) -> Result<(), Error> {
             .embed(status_embed(&status, false))
             .components(link_row(ctx.data(), &status).await?),
         None => poise::CreateReply::default()
-            .content("You are not a subscriber here yet. Ask the admins how to join."),
+            .content("You are not a subscriber here yet: run `/join` to link your Plex account (or `/plex link` if the admins imported you)."),
     };
     ctx.send(reply.ephemeral(true)).await?;
     Ok(())
@@ -56,7 +56,7 @@ pub async fn on_click(
     let result = async {
         let status = account::status(app, DiscordId::new(click.user.id.get())?)
             .await?
-            .ok_or_else(|| Refusal::new("You are not a subscriber here yet."))?;
+            .ok_or_else(|| Refusal::new("You are not a subscriber here yet: run `/join` to link your Plex account (or `/plex link` if the admins imported you)."))?;
         let row = link_row(app, &status).await?;
         Ok::<_, Error>(serenity::CreateInteractionResponse::Message(
             serenity::CreateInteractionResponseMessage::new()

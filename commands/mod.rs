@@ -26,9 +26,11 @@ mod admin_users;
 mod admin_users_list;
 mod common;
 mod help;
+mod join;
 mod plex;
 mod settings;
 mod subscribe;
+mod trial;
 
 /// Every command the bot registers: the single registry.
 pub fn all() -> Vec<poise::Command<crate::bot::Data, Error>> {
@@ -37,7 +39,9 @@ pub fn all() -> Vec<poise::Command<crate::bot::Data, Error>> {
     vec![
         help::help(),
         account::account(),
+        join::join(),
         subscribe::subscribe(),
+        trial::trial(),
         plex::plex(),
         admin,
     ]
@@ -123,13 +127,17 @@ pub async fn on_interaction(
 ) -> Result<bool, Error> {
     match interaction {
         serenity::Interaction::Component(click) => {
-            if account::on_click(ctx, app, click).await? || plex::on_click(ctx, app, click).await? {
+            if account::on_click(ctx, app, click).await?
+                || plex::on_click(ctx, app, click).await?
+                || join::on_click(ctx, app, click).await?
+            {
                 return Ok(true);
             }
             admin::on_click(ctx, app, click).await
         }
         serenity::Interaction::Modal(submit) => {
-            if plex::on_submit(ctx, app, submit).await? {
+            if plex::on_submit(ctx, app, submit).await? || join::on_submit(ctx, app, submit).await?
+            {
                 return Ok(true);
             }
             admin::on_submit(ctx, app, submit).await

@@ -39,7 +39,7 @@ const EMAIL_INPUT: &str = "email";
 const CODE_INPUT: &str = "code";
 
 /// Plex account commands.
-#[poise::command(slash_command, subcommands("change_account"))]
+#[poise::command(slash_command, subcommands("change_account", "super::join::link"))]
 pub async fn plex(_ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
 }
@@ -155,7 +155,7 @@ fn code_modal() -> serenity::CreateInteractionResponse {
 async fn subscriber_of(app: &App, user: serenity::UserId) -> Result<SubscriberId, Error> {
     account::subscriber_of(app, DiscordId::new(user.get())?)
         .await?
-        .ok_or_else(|| Refusal::new("You are not a subscriber here yet.").into())
+        .ok_or_else(|| Refusal::new("You are not a subscriber here yet: run `/join` to link your Plex account (or `/plex link` if the admins imported you).").into())
 }
 
 fn code_buttons() -> Vec<serenity::CreateActionRow> {

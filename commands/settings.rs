@@ -96,6 +96,10 @@ pub async fn settings_show(ctx: Context<'_>) -> Result<(), Error> {
 
 /// Changes settings: name one or more. All are checked before any is changed.
 #[poise::command(slash_command, rename = "set")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one parameter per setting: a slash command's options are its function's parameters"
+)]
 pub async fn settings_set(
     ctx: Context<'_>,
     #[description = "Plex account change processing (lets flagged subscribers change accounts)"]
@@ -120,7 +124,9 @@ pub async fn settings_set(
         (Some(days), None) => Some(days.saturating_mul(24)),
         (None, hours) => hours,
         (Some(_), Some(_)) => {
-            return Err(Refusal::new("give the trial's length in days or in hours, not both").into());
+            return Err(
+                Refusal::new("give the trial's length in days or in hours, not both").into(),
+            );
         }
     };
     let trial_plan = trial_plan

@@ -11,6 +11,8 @@ pub enum Actor {
     Admin(DiscordId),
     /// A subscriber acting for themselves.
     Subscriber(SubscriberId),
+    /// A Discord member who is not a subscriber yet (joining or claiming).
+    Member(DiscordId),
     /// A payment provider's webhook.
     Webhook(Provider),
     /// Usher itself (scheduler, jobs, command line).
@@ -22,6 +24,7 @@ impl fmt::Display for Actor {
         match self {
             Self::Admin(id) => write!(f, "discord:{}", id.get()),
             Self::Subscriber(id) => write!(f, "subscriber:{id}"),
+            Self::Member(id) => write!(f, "member:{}", id.get()),
             Self::Webhook(provider) => write!(f, "webhook:{provider}"),
             Self::System => f.write_str("system"),
         }
@@ -41,6 +44,10 @@ mod tests {
         assert_eq!(
             Actor::Subscriber(SubscriberId::new(7)).to_string(),
             "subscriber:7"
+        );
+        assert_eq!(
+            Actor::Member(DiscordId::new(42).unwrap()).to_string(),
+            "member:42"
         );
         assert_eq!(
             Actor::Webhook(Provider::Stripe).to_string(),

@@ -359,6 +359,21 @@ impl FakePlex {
         self.add_account(email, false).id
     }
 
+    /// Changes an account's email, as its owner can in their plex.tv settings: its id, username
+    /// and token stay. False when no account has the `from` login.
+    pub fn change_email(&self, from: &str, to: &str) -> bool {
+        let mut state = lock(&self.state);
+        let Some(account) = state
+            .accounts
+            .iter_mut()
+            .find(|a| a.email.eq_ignore_ascii_case(from))
+        else {
+            return false;
+        };
+        to.clone_into(&mut account.email);
+        true
+    }
+
     /// The token of a seeded account, to act as that user (e.g. to accept an invite).
     pub fn token_for(&self, email: &str) -> Option<String> {
         lock(&self.state)

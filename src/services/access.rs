@@ -291,8 +291,7 @@ pub async fn place_waiting(app: &App) -> anyhow::Result<usize> {
                 .await?;
             subscribers::update_waiting_for_room(&mut tx, subscriber, false, now).await?;
             let server_name = servers::find_server(&mut tx, server).await?.map(|s| s.name);
-            let detail =
-                serde_json::json!({ "plex_account": row.email_norm, "server_name": server_name });
+            let detail = serde_json::json!({ "plex_account": row.email_norm, "server_name": server_name, "waited": true });
             let event = format!("placed-{share}");
             notify::enqueue_dm(app, &mut tx, subscriber, Kind::Invited, &detail, &event).await?;
             audit::insert_audit(

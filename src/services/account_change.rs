@@ -27,7 +27,7 @@ use crate::services::access;
 use crate::services::identities::{self, PlexAccountRef};
 use crate::services::notify::{self, Kind};
 use crate::services::proofs::{
-    self, CodeCheck, CodeSent, ProofError, Proven, SignIn, SignInStarted, Subject,
+    self, Along, CodeCheck, CodeSent, ProofError, Proven, SignIn, SignInStarted, Subject,
 };
 use crate::services::settings::{self, plex_account_change_enabled};
 use crate::store::proofs::{self as proof_store, ProofRow};
@@ -93,7 +93,7 @@ pub async fn request_change(
     let mut tx = app.db.begin().await?;
     // Re-check inside the write transaction: the world may have moved during the remote call.
     let row = check_allowed(&mut tx, subscriber, &account).await?;
-    let issued = proofs::issue_code(app, &mut tx, &subject, email, None).await?;
+    let issued = proofs::issue_code(app, &mut tx, &subject, email, Along::default()).await?;
     let detail = serde_json::json!({ "request": issued.request, "new_email": email.as_str() });
     audit::insert_audit(
         &mut tx,
@@ -186,8 +186,15 @@ pub async fn start_sign_in(
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     can_start_in(&mut tx, subscriber).await?;
-    let started =
-        proofs::issue_sign_in(app, &mut tx, &Subject::change(subscriber), &pin, forward).await?;
+    let started = proofs::issue_sign_in(
+        app,
+        &mut tx,
+        &Subject::change(subscriber),
+        &pin,
+        forward,
+        Along::default(),
+    )
+    .await?;
     app.queue
         .enqueue(&mut tx, &PollSignIn::new(started.request))
         .await?;

@@ -22,7 +22,9 @@ use crate::store::{Tx, audit, payments, subscribers};
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
     /// Not a subscriber.
-    #[error("you are not a subscriber here yet; ask the admins how to join")]
+    #[error(
+        "you are not a subscriber here yet: run `/join` to link your Plex account (or `/plex link` if the admins imported you)"
+    )]
     NotSubscriber,
     /// Flagged.
     #[error(

@@ -508,7 +508,6 @@ pub async fn claim_in(
     name: &str,
     plex_email: &PlexEmail,
 ) -> Result<SubscriberId, MemberError> {
-    let now = app.clock.now();
     if let Some(_already) = subscribers::find_id_by_discord(tx, member).await? {
         return Err(MemberError::MemberTaken(name.to_owned()));
     }
@@ -518,7 +517,22 @@ pub async fn claim_in(
         .into_iter()
         .find(|i| i.state == crate::domain::IdentityState::Active)
         .ok_or_else(|| MemberError::NoSubscriberWithAccount(plex_email.to_string()))?;
-    let subscriber = holder.subscriber_id;
+    attach_in(app, tx, member, name, holder.subscriber_id, &account).await?;
+    Ok(holder.subscriber_id)
+}
+
+/// Attaches `member` to the unclaimed `subscriber` whose Plex account is `account`, in the
+/// caller's transaction: the plex.tv id and username a sign-in named are learnt, roles follow
+/// their standing, and a welcome DM tells them where they stand.
+pub async fn attach_in(
+    app: &App,
+    tx: &mut Tx,
+    member: DiscordId,
+    name: &str,
+    subscriber: SubscriberId,
+    account: &PlexAccountRef,
+) -> Result<(), MemberError> {
+    let now = app.clock.now();
     match subscribers::update_claimed(tx, subscriber, member, name, now).await {
         Ok(true) => {}
         Ok(false) => return Err(MemberError::Claimed),
@@ -527,14 +541,36 @@ pub async fn claim_in(
         }
         Err(err) => return Err(err.into()),
     }
+    if let (Some(plex_user_id), Some(identity)) = (
+        account.plex_user_id,
+        subscribers::find_active_identity(tx, subscriber).await?,
+    ) {
+        let username = account.username.as_ref().map(PlexEmail::as_str);
+        subscribers::update_identity_account(tx, identity.id, plex_user_id, username).await?;
+    }
     lifecycle::enqueue_role_sync(app, tx, subscriber, "claimed").await?;
+    welcome_in(app, tx, subscriber, &account.email, "claimed").await
+}
+
+/// Queues the welcome DM of a member who just got in (joined or claimed): their Plex account and
+/// where they stand, or what to do next.
+pub async fn welcome_in(
+    app: &App,
+    tx: &mut Tx,
+    subscriber: SubscriberId,
+    plex_email: &PlexEmail,
+    event: &str,
+) -> Result<(), MemberError> {
+    let now = app.clock.now();
     let status = subscribers::find_status(tx, subscriber, now)
         .await?
-        .context("the claimed subscriber exists")?;
+        .context("the subscriber exists")?;
+    let trials = crate::services::settings::trials_in(tx).await?;
     let detail = serde_json::json!({
         "plex_account": plex_email.as_str(), "plan_name": status.plan,
         "paid_until": status.paid_until.map(lifecycle::human_date),
         "permanent": status.permanent, "server_name": status.server,
+        "trials": trials.on,
     });
     crate::services::notify::enqueue_dm(
         app,
@@ -542,10 +578,10 @@ pub async fn claim_in(
         subscriber,
         crate::domain::NotificationKind::Welcome,
         &detail,
-        "claimed",
+        event,
     )
     .await?;
-    Ok(subscriber)
+    Ok(())
 }
 
 /// A plan change waiting for the admin's confirmation.

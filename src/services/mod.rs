@@ -10,6 +10,7 @@ pub mod export;
 pub mod health;
 pub mod identities;
 pub mod jobs_admin;
+pub mod joining;
 pub mod lifecycle;
 pub mod members;
 pub mod notify;
@@ -23,6 +24,7 @@ pub mod recovery;
 pub mod settings;
 pub mod shares;
 pub mod sign_in;
+pub mod trials;
 
 /// How one step of background work (a job's attempt) failed, in the service's terms; the job
 /// door maps it to retry, park or dead (see `jobs::JobError`'s `From`).
@@ -87,6 +89,8 @@ user_facing!(
 user_facing!(
     and_database: account::NoteError,
     account_change::BulkFlagError,
+    joining::JoinError,
+    trials::TrialError,
     proofs::ProofError,
     access::ReinviteError,
     plex_admin::AdminError,

@@ -49,12 +49,12 @@ use crate::domain::{
 };
 use crate::services::checkout::provider_name;
 use crate::services::notify::{self, Kind};
-use crate::services::{access, lifecycle};
+use crate::services::{access, lifecycle, trials};
 use crate::store::payments::{
     self, Cover, LinkSubscription, NewPartialPayment, NewPayment, NewRefund, PaymentRow,
     SubscriptionState, Target,
 };
-use crate::store::{Tx, audit, shares, subscribers};
+use crate::store::{Tx, audit, servers, shares, subscribers};
 
 /// What a provider event means to Usher, whatever the provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -794,7 +794,9 @@ async fn apply_payment(
         "flagged": payer.requires_plex_change,
     });
     let event = format!("payment-{payment}");
-    notify::enqueue_dm(app, tx, subscriber, Kind::Receipt, &receipt, &event).await?;
+    if !quiet_reference(applied.reference.as_deref()) {
+        notify::enqueue_dm(app, tx, subscriber, Kind::Receipt, &receipt, &event).await?;
+    }
     lifecycle::enqueue_role_sync(app, tx, subscriber, &event).await?;
 
     // Access: a share whose access was removed when the paid time ended comes back on its server;
@@ -810,6 +812,10 @@ async fn apply_payment(
         flagged: payer.requires_plex_change,
     };
     if payer.requires_plex_change {
+        return Ok(Some(result));
+    }
+    // A paid plan after a trial: the trial's share stays, moves or is updated (trials.rs).
+    if trials::convert_in(app, tx, subscriber, target.plan, &payer.preferred_location).await? {
         return Ok(Some(result));
     }
     let access = payments::find_access(tx, subscriber).await?;
@@ -830,6 +836,15 @@ async fn apply_payment(
             payer.preferred_location.clone(),
         )
         .await?;
+        if let Ok(server) = placed {
+            // Where to look for the invite.
+            let server_name = servers::find_server(tx, server).await?.map(|s| s.name);
+            let detail = serde_json::json!({
+                "plex_account": account.as_str(), "server_name": server_name, "waited": false,
+            });
+            let event = format!("invited-{payment}");
+            notify::enqueue_dm(app, tx, subscriber, Kind::Invited, &detail, &event).await?;
+        }
         if let Err(reason) = placed {
             // Marked waiting: the hourly placement invites them when a server has room.
             let detail = serde_json::json!({
@@ -848,6 +863,11 @@ async fn apply_payment(
         }
     }
     Ok(Some(result))
+}
+
+/// Payments that send no receipt: an import's standing and a trial's time (nobody paid).
+fn quiet_reference(reference: Option<&str>) -> bool {
+    matches!(reference, Some("import" | "trial"))
 }
 
 /// The end of the subscriber's paid time (the latest applied interval), in the caller's

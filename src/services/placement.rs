@@ -214,6 +214,15 @@ fn same_location(a: &str, b: &str) -> bool {
         .eq(b.chars().flat_map(char::to_lowercase))
 }
 
+/// Whether a subscriber whose trial turns into `needs` (a paid plan) may stay on `server`: it
+/// would take a new subscriber on that plan, room aside (they hold a place there already).
+pub fn converts_in_place(server: &ServerCandidate, needs: &PlanNeeds) -> bool {
+    server.owner_usable
+        && server.enabled
+        && server.allow_new_subscriptions
+        && needs.groups.is_subset(&server.groups)
+}
+
 /// Chooses the server for one subscriber on one plan.
 pub fn place_one(
     servers: &[ServerCandidate],

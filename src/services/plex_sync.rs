@@ -36,9 +36,9 @@ use crate::integrations::plex::{
 };
 use crate::jobs::InviteShare;
 use crate::services::StepError;
-use crate::services::notify;
 use crate::services::placement::{self, SubscriberContext};
 use crate::services::shares::{load_candidates, plan_needs};
+use crate::services::{notify, trials};
 use crate::store::servers::{self, ServerFlags};
 use crate::store::shares::{self, ShareContext};
 use crate::store::{Tx, audit, is_unique_violation, lifecycle, subscribers};
@@ -139,7 +139,12 @@ async fn record(
     let mut tx = app.db.begin().await?;
     shares::update_share_invited(&mut tx, ctx.id, id, state, now).await?;
     if learn_account(&mut tx, ctx.identity_id, shared).await? {
-        tx.commit().await?;
+        if state == ShareState::Accepted {
+            trials::finish_replacements_in(app, &mut tx, ctx.id)
+                .await
+                .map_err(StepError::Temporary)?;
+        }
+        app.queue.commit(tx).await?;
         return Ok(Recorded::Fine);
     }
     // The invited account is one Usher may never link: take the share back at once.
@@ -202,6 +207,9 @@ async fn refuse_identity(
     shares::update_share_unshared(tx, ctx.id, now).await?;
     subscribers::update_identity_retired(tx, ctx.identity_id, RetireReason::Refused, now).await?;
     subscribers::update_flag(tx, ctx.subscriber_id, true, now).await?;
+    trials::end_refused_in(tx, ctx.subscriber_id, ctx.identity_id, now)
+        .await
+        .map_err(StepError::Temporary)?;
     let reason = "plex.tv says it is a Plex account that was used here before (its email was changed on plex.tv)";
     let detail = serde_json::json!({
         "share": ctx.id, "identity": ctx.identity_id, "email": ctx.email_norm.as_str(),
@@ -579,6 +587,7 @@ pub async fn reconcile_server(app: &App, server: ServerId) -> Result<Drift, Step
     let mut tx = app.db.begin().await?;
     let ours = shares::find_live_shares_on_server(&mut tx, server).await?;
     let mut drift = Drift::default();
+    let mut accepted = Vec::new();
     let mut refuse = Vec::new();
     let mut claimed: Vec<u64> = Vec::new();
     for share in &ours {
@@ -613,6 +622,8 @@ pub async fn reconcile_server(app: &App, server: ServerId) -> Result<Drift, Step
         }
         if !learn_account(&mut tx, share.identity_id, found).await? {
             refuse.push((share.id, found.clone()));
+        } else if state == ShareState::Accepted {
+            accepted.push(share.id);
         }
     }
     let held = shares::find_held_plex_ids(&mut tx, server).await?;
@@ -634,7 +645,13 @@ pub async fn reconcile_server(app: &App, server: ServerId) -> Result<Drift, Step
         )
         .await?;
     }
-    tx.commit().await?;
+    // Shares a converted trial's new share replaces go once that one is accepted.
+    for share in accepted {
+        trials::finish_replacements_in(app, &mut tx, share)
+            .await
+            .map_err(StepError::Temporary)?;
+    }
+    app.queue.commit(tx).await?;
     // Accounts that turned out to be retired or banned ones: their shares go at once.
     for (share, found) in refuse {
         let ctx = context(app, share).await?;

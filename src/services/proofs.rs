@@ -46,7 +46,9 @@ pub enum ProofError {
     #[error("your account does not need a Plex account change")]
     NotFlagged,
     /// Not a subscriber.
-    #[error("you are not a subscriber here yet")]
+    #[error(
+        "you are not a subscriber here yet: run `/join` to link your Plex account (or `/plex link` if the admins imported you)"
+    )]
     NotSubscriber,
     /// Same as now.
     #[error(
@@ -141,6 +143,24 @@ impl Subject {
         }
     }
 
+    /// A member joining with a Plex account.
+    pub fn join(member: DiscordId) -> Self {
+        Self {
+            purpose: ProofPurpose::Join,
+            subscriber: None,
+            member: Some(member),
+        }
+    }
+
+    /// A member claiming the imported subscriber with a Plex account.
+    pub fn claim(member: DiscordId) -> Self {
+        Self {
+            purpose: ProofPurpose::Claim,
+            subscriber: None,
+            member: Some(member),
+        }
+    }
+
     fn hash_context(&self, email: &PlexEmail) -> Vec<u8> {
         // The change keeps the context of the release before proofs were shared, so codes in
         // flight across an upgrade still work.
@@ -186,6 +206,18 @@ pub struct Proven {
     pub account: PlexAccountRef,
     /// A contact email given with a join.
     pub contact_email: Option<String>,
+    /// The name a member joins under.
+    pub member_name: Option<String>,
+}
+
+/// What a join or claim brings along with its proof, kept on the request (a sign-in finishes in a
+/// job, after the member has left the conversation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Along<'a> {
+    /// Where receipts and reminders go, when not the Plex email.
+    pub contact_email: Option<&'a str>,
+    /// The member's name.
+    pub member_name: Option<&'a str>,
 }
 
 /// Which ways of proving an account the admins offer (setting `proof_methods`).
@@ -314,7 +346,7 @@ pub async fn issue_code(
     tx: &mut Tx,
     subject: &Subject,
     email: &PlexEmail,
-    contact_email: Option<&str>,
+    along: Along<'_>,
 ) -> Result<IssuedCode, ProofError> {
     let now = app.clock.now();
     let code = VerificationCode::generate();
@@ -325,12 +357,13 @@ pub async fn issue_code(
         member: subject.member,
         method: ProofMethod::EmailCode,
         email: Some(email),
-        contact_email,
+        contact_email: along.contact_email,
         code_hash: Some(&hash),
         pin_id: None,
         pin_code: None,
         expires_at: now + Duration::minutes(CODE_LIFETIME_MINUTES),
         sends: 1,
+        member_name: along.member_name,
     };
     let request = replace_pending(tx, subject, new, now).await?;
     Ok(IssuedCode { request, code })
@@ -419,6 +452,7 @@ pub async fn check_code(
         request: pending.id,
         account: PlexAccountRef::typed(email),
         contact_email: pending.contact_email,
+        member_name: pending.member_name,
     }))
 }
 
@@ -441,6 +475,7 @@ pub async fn issue_sign_in(
     subject: &Subject,
     pin: &crate::integrations::plex::PlexPin,
     forward: Option<&url::Url>,
+    along: Along<'_>,
 ) -> Result<SignInStarted, ProofError> {
     let now = app.clock.now();
     let pin_id = i64::try_from(pin.id.0).context("PIN id out of range")?;
@@ -450,12 +485,13 @@ pub async fn issue_sign_in(
         member: subject.member,
         method: ProofMethod::PlexSignIn,
         email: None,
-        contact_email: None,
+        contact_email: along.contact_email,
         code_hash: None,
         pin_id: Some(pin_id),
         pin_code: Some(&pin.code),
         expires_at: now + Duration::minutes(SIGN_IN_MINUTES),
         sends: 1,
+        member_name: along.member_name,
     };
     let request = replace_pending(tx, subject, new, now).await?;
     Ok(SignInStarted {
@@ -523,6 +559,7 @@ pub async fn read_sign_in(app: &App, request: &ProofRow) -> Result<SignIn, Proof
             username,
         },
         contact_email: request.contact_email.clone(),
+        member_name: request.member_name.clone(),
     }))
 }
 
@@ -541,4 +578,13 @@ pub async fn record_signed_in(tx: &mut Tx, proven: &Proven) -> Result<(), ProofE
     )
     .await
     .map_err(db)
+}
+
+/// What a request is for (`None` when there is no such request), for the sign-in watch to hand
+/// it to the flow it belongs to.
+pub async fn purpose_of(app: &App, request: ProofId) -> anyhow::Result<Option<ProofPurpose>> {
+    let mut tx = app.db.read().await?;
+    Ok(proofs::find_proof(&mut tx, request)
+        .await?
+        .map(|row| row.purpose))
 }

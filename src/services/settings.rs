@@ -138,7 +138,7 @@ impl Default for Trials {
     }
 }
 
-async fn trials_in(tx: &mut Tx) -> Result<Trials, sqlx::Error> {
+pub async fn trials_in(tx: &mut Tx) -> Result<Trials, sqlx::Error> {
     let mut out = Trials::default();
     if let Some(on) = settings::find_setting(tx, TRIALS).await? {
         out.on = on == "on";
@@ -159,7 +159,7 @@ async fn trials_in(tx: &mut Tx) -> Result<Trials, sqlx::Error> {
     Ok(out)
 }
 
-async fn registration_in(tx: &mut Tx) -> Result<Registration, sqlx::Error> {
+pub async fn registration_in(tx: &mut Tx) -> Result<Registration, sqlx::Error> {
     Ok(settings::find_setting(tx, REGISTRATION)
         .await?
         .and_then(|r| Registration::parse(&r).ok())

@@ -17,6 +17,7 @@ pub mod servers;
 pub mod settings;
 pub mod shares;
 pub mod subscribers;
+pub mod trials;
 mod types;
 pub mod web;
 

@@ -587,6 +587,8 @@ pub struct AppliedPayment {
     pub amount: Money,
     /// Provider.
     pub provider: Provider,
+    /// The reference it was made with (a checkout's, or `import`, `trial`, `admin` for manual ones).
+    pub reference: Option<String>,
 }
 
 /// Applies an unmatched payment: its subscriber, plan, paid interval and what it covers. `None`
@@ -601,7 +603,7 @@ pub async fn update_payment_applied(
 ) -> Result<Option<AppliedPayment>, sqlx::Error> {
     const SQL: &str = "UPDATE payment SET subscriber_id = $1, plan_id = $2, paid_from = $3, paid_to = $4, \
                        status = 'applied', applied_at = $5, cover_period = $6, cover_secs = $7 \
-                       WHERE id = $8 AND status = 'unmatched' RETURNING amount_minor, currency, provider";
+                       WHERE id = $8 AND status = 'unmatched' RETURNING amount_minor, currency, provider, reference";
     let (period, secs) = cover.columns();
     on_tx!(tx, |c| sqlx::query_as(SQL)
         .bind(target.subscriber)

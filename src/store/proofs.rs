@@ -41,10 +41,15 @@ pub struct ProofRow {
     pub expires_at: DateTime<Utc>,
     /// Its state.
     pub state: ProofState,
+    /// Why it was refused (refused only).
+    pub refusal: Option<String>,
+    /// The name the member joins under (join and claim).
+    pub member_name: Option<String>,
 }
 
 const COLUMNS: &str = "id, purpose, subscriber_id, discord_id, method, email_norm, contact_email, \
-                       code_hash, pin_id, pin_code, failed_attempts, last_sent_at, expires_at, state";
+                       code_hash, pin_id, pin_code, failed_attempts, last_sent_at, expires_at, state, \
+                       refusal, member_name";
 
 /// The pending request of a subscriber for `purpose`, if any.
 pub async fn find_pending(
@@ -141,6 +146,8 @@ pub struct NewProof<'a> {
     pub expires_at: DateTime<Utc>,
     /// Codes sent so far (1 for a first request).
     pub sends: i32,
+    /// The name the member joins under (join and claim).
+    pub member_name: Option<&'a str>,
 }
 
 /// Stores a pending request (the caller cancelled any earlier one in the same transaction).
@@ -152,8 +159,9 @@ pub async fn insert_proof(
 ) -> Result<ProofId, sqlx::Error> {
     const SQL: &str = "INSERT INTO proof_request (purpose, subscriber_id, discord_id, method, email_norm, \
                        contact_email, code_hash, pin_id, pin_code, failed_attempts, sends, last_sent_at, \
-                       expires_at, state, created_at) \
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, 'pending', $11) RETURNING id";
+                       expires_at, state, created_at, member_name) \
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, 'pending', $11, $13) RETURNING id";
     sql!(tx, query_scalar(SQL), new.purpose, new.subscriber, new.member, new.method, new.email,
-        new.contact_email, new.code_hash, new.pin_id, new.pin_code, new.sends, now, new.expires_at => fetch_one)
+        new.contact_email, new.code_hash, new.pin_id, new.pin_code, new.sends, now, new.expires_at,
+        new.member_name => fetch_one)
 }

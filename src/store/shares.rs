@@ -280,3 +280,26 @@ pub async fn find_last_owner_banned(
     let banned: Option<bool> = sql!(tx, query_scalar(SQL), identity => fetch_optional)?;
     Ok(banned == Some(true))
 }
+
+/// Marks `old` as replaced by `new`: it keeps its access until `new` is accepted on plex.tv.
+pub async fn update_share_replaced_by(
+    tx: &mut Tx,
+    old: ShareId,
+    new: ShareId,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str = "UPDATE share SET replaced_by = $1, updated_at = $2 WHERE id = $3";
+    sql!(tx, query(SQL), new, now, old => execute).map(drop)
+}
+
+/// Live shares replaced by `new`, with their owner accounts.
+pub async fn find_replaced_by(
+    tx: &mut Tx,
+    new: ShareId,
+) -> Result<Vec<SubscriberShare>, sqlx::Error> {
+    const SQL: &str = "SELECT sh.id, sh.server_id, s.owner_account_id, o.state AS owner_state, \
+                       sh.suspended_at IS NOT NULL AS suspended FROM share sh \
+                       JOIN server s ON s.id = sh.server_id JOIN owner_account o ON o.id = s.owner_account_id \
+                       WHERE sh.replaced_by = $1 AND sh.state <> 'removed' ORDER BY sh.id";
+    sql!(tx, query_as(SQL), new => fetch_all)
+}

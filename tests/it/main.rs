@@ -15,6 +15,7 @@ mod discord_permissions;
 mod doctor;
 mod email;
 mod helpers;
+mod joining;
 mod lifecycle;
 mod logs;
 mod my_account;

@@ -376,7 +376,7 @@ async fn an_admin_prices_a_plan_and_a_subscriber_gets_a_private_stripe_link(back
     let unknown = door.subscribe(&stranger, "1", None).response().await;
     assert_eq!(
         said(&unknown),
-        "You are not a subscriber here yet; ask the admins how to join."
+        "You are not a subscriber here yet: run `/join` to link your Plex account (or `/plex link` if the admins imported you)."
     );
     assert!(is_ephemeral(&unknown.data["flags"]));
     let cases = [
