@@ -29,7 +29,7 @@ const TOKEN_INPUT: &str = "token";
 
 // ---- /admin plex-account --------------------------------------------------------------------
 
-/// Owner Plex accounts: add, list, test, update the token, remove, mark banned.
+/// Owner Plex accounts: add, list, test, update token (frees parked jobs), remove, mark banned.
 #[poise::command(
     slash_command,
     rename = "plex-account",
@@ -162,7 +162,7 @@ pub async fn owner_mark_banned(
 
 // ---- /admin server --------------------------------------------------------------------------
 
-/// Servers: add, list, set, sync libraries.
+/// Servers: add, list, set, sync libraries, remove.
 #[poise::command(
     slash_command,
     subcommands(

@@ -97,7 +97,8 @@ pub async fn on_click(
             .await;
             match result {
                 Ok(changed) => format!(
-                    "Done: the plan changed{}; {} Plex shares get the new libraries.",
+                    "Done: they are on **{}** now{}; {} Plex share(s) get the new libraries.",
+                    changed.plan,
                     changed
                         .new_end
                         .map(|t| format!(", paid until {}", lifecycle::human_date(t)))

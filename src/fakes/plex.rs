@@ -477,6 +477,17 @@ impl FakePlex {
         libraries
     }
 
+    /// A seeded library by its plex.tv-global section id.
+    pub fn library(&self, global_id: u64) -> Option<FakeLibrary> {
+        let state = lock(&self.state);
+        state
+            .servers
+            .iter()
+            .flat_map(|s| s.seeded.libraries.iter())
+            .find(|l| l.global_id == global_id)
+            .cloned()
+    }
+
     /// Deletes a library from a seeded server by its local key.
     pub fn remove_library(&self, machine_identifier: &str, key: &str) {
         let mut state = lock(&self.state);

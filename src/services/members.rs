@@ -680,6 +680,8 @@ pub async fn preview_plan_change(
 pub struct PlanChanged {
     /// The subscriber.
     pub subscriber: SubscriberId,
+    /// The plan's name now.
+    pub plan: String,
     /// Paid end after.
     pub new_end: Option<DateTime<Utc>>,
     /// Shares whose libraries are being updated on plex.tv.
@@ -767,6 +769,7 @@ pub async fn confirm_plan_change(
     app.queue.commit(tx).await?;
     Ok(PlanChanged {
         subscriber,
+        plan: to.name,
         new_end,
         shares_updated: live.len(),
     })

@@ -435,6 +435,42 @@ mod tests {
     }
 
     #[test]
+    fn a_trial_converts_in_place_only_where_the_paid_plan_may_go() {
+        let paid = plan(&[1]);
+        // Full does not matter: the subscriber holds a place there already.
+        let full = ServerCandidate {
+            users: 10,
+            ..server(1)
+        };
+        assert!(converts_in_place(&full, &paid));
+        let no_trials = ServerCandidate {
+            allow_trials: false,
+            ..server(2)
+        };
+        assert!(converts_in_place(&no_trials, &paid));
+        for unfit in [
+            ServerCandidate {
+                groups: groups(&[2]),
+                ..server(3)
+            },
+            ServerCandidate {
+                allow_new_subscriptions: false,
+                ..server(4)
+            },
+            ServerCandidate {
+                enabled: false,
+                ..server(5)
+            },
+            ServerCandidate {
+                owner_usable: false,
+                ..server(6)
+            },
+        ] {
+            assert!(!converts_in_place(&unfit, &paid), "{unfit:?}");
+        }
+    }
+
+    #[test]
     fn a_server_closed_to_new_subscriptions_is_never_a_candidate() {
         let servers = [ServerCandidate {
             allow_new_subscriptions: false,

@@ -17,8 +17,8 @@ use usher::services::settings::{self, SettingsChange};
 use crate::helpers::world::{admin, code_for, owner_with_servers};
 use crate::helpers::{Backend, TestApp};
 
-const GUILD: u64 = 1_200_000_000_000_000_001;
-const ROLE: u64 = 5_000;
+pub const GUILD: u64 = 1_200_000_000_000_000_001;
+pub const ROLE: u64 = 5_000;
 const NEWCOMER_ROLE: u64 = 6_000;
 const WAIT: Duration = Duration::from_secs(15);
 const PRICE: &str = "price_standard_monthly";
@@ -105,14 +105,14 @@ pub async fn shop(backend: Backend) -> Shop {
     }
 }
 
-fn said(callback: &Callback) -> String {
+pub fn said(callback: &Callback) -> String {
     callback.data["content"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
 }
 
-async fn next(handle: &InteractionHandle) -> Reply {
+pub async fn next(handle: &InteractionHandle) -> Reply {
     handle
         .try_next_message(WAIT)
         .await
@@ -129,7 +129,7 @@ fn buttons(body: &Value) -> Vec<String> {
         .collect()
 }
 
-fn link_urls(body: &Value) -> Vec<String> {
+pub fn link_urls(body: &Value) -> Vec<String> {
     body["components"]
         .as_array()
         .into_iter()
@@ -148,7 +148,7 @@ pub async fn count(app: &TestApp, sql: &str) -> i64 {
 }
 
 /// Waits until `probe` holds, checking every 20 ms.
-async fn eventually(what: &str, mut probe: impl AsyncFnMut() -> bool) {
+pub async fn eventually(what: &str, mut probe: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while tokio::time::Instant::now() < deadline {
         if probe().await {
@@ -195,6 +195,47 @@ pub async fn join_by_code(
     );
     assert_eq!(done.response().await.kind, 5);
     next(&done).await.content().unwrap_or_default().to_owned()
+}
+
+/// `/subscribe plan:` through Discord as `user`, then the member pays at the fake Stripe and
+/// Stripe delivers the signed `checkout.session.completed` and `invoice.paid` to the web door.
+pub async fn subscribe_and_pay(shop: &Shop, user: &FakeUser, plan: i64) {
+    let subscribe = shop.discord.slash(
+        user,
+        Some(GUILD),
+        "subscribe",
+        json!([{"type": 3, "name": "plan", "value": plan.to_string()}, {"type": 4, "name": "provider", "value": 0}]),
+    );
+    assert_eq!(subscribe.response().await.kind, 5);
+    let link = next(&subscribe).await;
+    let urls = link_urls(&link.body);
+    let session = shop.stripe.sessions().pop().expect("a checkout session");
+    assert!(
+        urls.iter().any(|u| u.contains(&session.id)),
+        "{urls:?} {}",
+        session.id
+    );
+    let completed = shop.stripe.complete_checkout(&session.id);
+    let sub = completed["data"]["object"]["subscription"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let now = shop.app.clock.now();
+    let invoice = shop
+        .stripe
+        .event_invoice_paid(&sub, now, now + chrono::Duration::days(30));
+    for event in [&completed, &invoice] {
+        let (body, header) = shop.stripe.signed_at(event, now.timestamp());
+        let status = reqwest::Client::new()
+            .post(shop.app.url("/webhooks/stripe"))
+            .header("stripe-signature", header)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 200);
+    }
 }
 
 async fn a_new_member_joins_subscribes_pays_and_is_invited_with_the_plans_libraries(
@@ -254,45 +295,7 @@ async fn a_new_member_joins_subscribes_pays_and_is_invited_with_the_plans_librar
     })
     .await;
 
-    // /subscribe: a private link to Stripe's checkout.
-    let subscribe = shop.discord.slash(
-        &carol,
-        Some(GUILD),
-        "subscribe",
-        json!([{"type": 3, "name": "plan", "value": "1"}, {"type": 4, "name": "provider", "value": 0}]),
-    );
-    assert_eq!(subscribe.response().await.kind, 5);
-    let link = next(&subscribe).await;
-    let urls = link_urls(&link.body);
-    let session = shop.stripe.sessions().pop().expect("a checkout session");
-    assert!(
-        urls.iter().any(|u| u.contains(&session.id)),
-        "{urls:?} {}",
-        session.id
-    );
-
-    // Carol pays at Stripe; Stripe delivers the signed events.
-    let completed = shop.stripe.complete_checkout(&session.id);
-    let sub = completed["data"]["object"]["subscription"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let now = shop.app.clock.now();
-    let invoice = shop
-        .stripe
-        .event_invoice_paid(&sub, now, now + chrono::Duration::days(30));
-    for event in [&completed, &invoice] {
-        let (body, header) = shop.stripe.signed_at(event, now.timestamp());
-        let status = reqwest::Client::new()
-            .post(shop.app.url("/webhooks/stripe"))
-            .header("stripe-signature", header)
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status.as_u16(), 200);
-    }
+    subscribe_and_pay(&shop, &carol, 1).await;
 
     // The fake plex.tv holds Carol's share of Main with the plan's libraries (Movies and TV).
     eventually("plex.tv holds Carol's invite", async || {
