@@ -359,8 +359,8 @@ impl FakePlex {
         self.add_account(email, false).id
     }
 
-    /// Changes an account's email, as its owner can in their plex.tv settings: its id, username
-    /// and token stay. False when no account has the `from` login.
+    /// Changes an account's email, as its owner can in their plex.tv settings: its id, username,
+    /// token and shares stay (the shares are listed under the new email). False when no account has the `from` login.
     pub fn change_email(&self, from: &str, to: &str) -> bool {
         let mut state = lock(&self.state);
         let Some(account) = state
@@ -371,6 +371,11 @@ impl FakePlex {
             return false;
         };
         to.clone_into(&mut account.email);
+        // A share belongs to the account: plex.tv lists it under the account's email now.
+        let id = account.id;
+        for share in state.shares.iter_mut().filter(|s| s.invited_id == id) {
+            to.clone_into(&mut share.invited_email);
+        }
         true
     }
 

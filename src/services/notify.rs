@@ -20,10 +20,10 @@ use crate::domain::{NotificationChannel, NotificationState, SubscriberId};
 use crate::integrations::discord::{Button, DiscordError, OutgoingMessage};
 use crate::integrations::email::MailError;
 use crate::jobs::{DeliverNotification, FlagFanout};
-use crate::services::StepError;
+use crate::services::{StepError, sign_in};
 use crate::store::Tx;
-use crate::store::lifecycle;
 use crate::store::notifications::{self, NewNotification, NotificationRow};
+use crate::store::{lifecycle, subscribers};
 
 /// Signature purpose of the "Change my Plex account" button.
 pub const CHANGE_BUTTON_PURPOSE: &str = "change-account";
@@ -121,16 +121,29 @@ pub async fn enqueue_flagged(
     flagged_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     let event = flagged_at.timestamp_micros().to_string();
-    enqueue_dm(
-        app,
-        tx,
-        subscriber,
-        Kind::Flagged,
-        &serde_json::json!({}),
-        &event,
-    )
-    .await
-    .map(drop)
+    let Some(row) = subscribers::find_status(tx, subscriber, app.clock.now()).await? else {
+        return Ok(());
+    };
+    if row.discord_id.is_some() {
+        enqueue_dm(
+            app,
+            tx,
+            subscriber,
+            Kind::Flagged,
+            &serde_json::json!({}),
+            &event,
+        )
+        .await?;
+    } else if let Some(to) = row
+        .contact_email
+        .or_else(|| row.plex_email.map(|e| e.as_str().to_owned()))
+    {
+        // Unclaimed (imported, no Discord member yet): by email, with a one-time My Account link
+        // made when the mail goes out.
+        let detail = serde_json::json!({});
+        enqueue_email(app, tx, subscriber, Kind::Flagged, &to, &detail, &event).await?;
+    }
+    Ok(())
 }
 
 /// Queues the fan-out of a confirmed bulk flag: the confirm stays one statement whatever its size,
@@ -344,9 +357,14 @@ async fn deliver_dm(
             "no Discord bot is configured (discord.token)".into(),
         ));
     };
-    let (Some(user), Some(subscriber)) = (row.discord_id, row.subscriber_id) else {
+    let Some(subscriber) = row.subscriber_id else {
         return Ok(Delivery::Failed(
             "the notification has no subscriber".into(),
+        ));
+    };
+    let Some(user) = row.discord_id else {
+        return Ok(Delivery::Undeliverable(
+            "the subscriber is unclaimed (no Discord member yet); they hear by email".into(),
         ));
     };
     let user = user.get();
@@ -422,9 +440,26 @@ async fn deliver_email(
     let Some(to) = &row.email_to else {
         return Ok(Delivery::Failed("the email has no recipient".into()));
     };
+    let mut vars = vars.clone();
+    if row.kind == Kind::Flagged {
+        if row.flagged != Some(true) {
+            return Ok(Delivery::Undeliverable(
+                "the flag was cleared before the email went out".into(),
+            ));
+        }
+        let subscriber = row
+            .subscriber_id
+            .context("a flag email has its subscriber")?;
+        let valid = chrono::Duration::hours(sign_in::EMAIL_LINK_HOURS);
+        let link = sign_in::issue_link_valid_for(app, subscriber, valid).await?;
+        if let Some(map) = vars.as_object_mut() {
+            map.insert("account_link".into(), link.url.as_str().into());
+            map.insert("link_hours".into(), sign_in::EMAIL_LINK_HOURS.into());
+        }
+    }
     let rendered = app
         .templates
-        .render_email(row.kind.as_str(), vars)
+        .render_email(row.kind.as_str(), &vars)
         .context("rendering an email")?;
     match app
         .mailer

@@ -147,14 +147,26 @@ async fn record(
         app.queue.commit(tx).await?;
         return Ok(Recorded::Fine);
     }
-    // The invited account is one Usher may never link: take the share back at once.
+    // The invited account is one Usher may never link: take the share back at once — unless
+    // plex.tv answered with a share Usher made for another subscriber's identity (the same
+    // account already on this server): that is their access, and it stays.
     drop(tx);
-    match app.plex.delete_share(token, shared.id).await {
-        Ok(()) | Err(PlexError::NotFound { .. }) => {}
-        Err(err) => return Err(err.into()),
+    let held_by_another = {
+        let mut tx = app.db.read().await?;
+        shares::find_live_holder_of(&mut tx, id, ctx.id)
+            .await?
+            .is_some()
+    };
+    if !held_by_another {
+        match app.plex.delete_share(token, shared.id).await {
+            Ok(()) | Err(PlexError::NotFound { .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
     }
     let mut tx = app.db.begin().await?;
-    shares::update_share_invited(&mut tx, ctx.id, id, state, now).await?;
+    if !held_by_another {
+        shares::update_share_invited(&mut tx, ctx.id, id, state, now).await?;
+    }
     refuse_identity(app, &mut tx, ctx, shared).await?;
     app.queue.commit(tx).await?;
     Ok(Recorded::Refused)

@@ -2,7 +2,8 @@
 //! open.
 //!
 //! Rules it keeps (issue 6, PRODUCT.md "Never"):
-//! - A link is signed (purpose `account-login`, subscriber, random nonce, 15-minute expiry) AND
+//! - A link is signed (purpose `account-login`, subscriber, random nonce, 15-minute expiry; 24 hours
+//!   in an email) AND
 //!   recorded; signing in consumes the record in the same transaction that opens the session, so
 //!   a link works exactly once, and a forged, altered, expired or reused link opens nothing.
 //! - The session cookie carries a random secret; the database keeps only its keyed digest. Each
@@ -100,8 +101,22 @@ impl std::fmt::Debug for Session {
 
 /// Issues a one-time sign-in link for `subscriber`, valid for [`LINK_MINUTES`].
 pub async fn issue_link(app: &App, subscriber: SubscriberId) -> anyhow::Result<LoginLink> {
+    issue_link_valid_for(app, subscriber, Duration::minutes(LINK_MINUTES)).await
+}
+
+/// How long the sign-in link in an email works: mail is read later than a Discord reply, and an
+/// unclaimed subscriber has no Discord to ask for a fresh one.
+pub const EMAIL_LINK_HOURS: i64 = 24;
+
+/// Issues a one-time sign-in link for `subscriber` that works for `valid` (signed with that
+/// expiry and recorded, so it still works once only).
+pub async fn issue_link_valid_for(
+    app: &App,
+    subscriber: SubscriberId,
+    valid: Duration,
+) -> anyhow::Result<LoginLink> {
     let now = app.clock.now();
-    let expires_at = now + Duration::minutes(LINK_MINUTES);
+    let expires_at = now + valid;
     let nonce = random_token(16);
     let token = app
         .signer

@@ -182,7 +182,8 @@ pub struct Ending {
     pub ended_at: DateTime<Utc>,
     /// Their plan's name.
     pub plan_name: Option<String>,
-    /// Where reminders are emailed.
+    /// Where reminders are emailed: the contact email; for an unclaimed subscriber (no Discord
+    /// to DM) without one, their Plex email.
     pub contact_email: Option<String>,
 }
 
@@ -196,7 +197,10 @@ pub async fn find_ending(
     horizon: DateTime<Utc>,
 ) -> Result<Vec<Ending>, sqlx::Error> {
     const SQL: &str = concat!(
-        "SELECT s.id, e.ended_at, pl.name AS plan_name, s.contact_email FROM subscriber s \
+        "SELECT s.id, e.ended_at, pl.name AS plan_name, \
+         COALESCE(s.contact_email, CASE WHEN s.discord_id IS NULL THEN \
+           (SELECT i.email_norm FROM plex_identity i WHERE i.subscriber_id = s.id AND i.state = 'active') \
+         END) AS contact_email FROM subscriber s \
          JOIN (SELECT p.subscriber_id, MAX(p.paid_to) AS ended_at FROM payment p \
                WHERE p.status = 'applied' GROUP BY p.subscriber_id) e ON e.subscriber_id = s.id \
          LEFT JOIN plan pl ON pl.id = s.plan_id \

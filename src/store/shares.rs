@@ -260,6 +260,17 @@ pub async fn find_live_shares_of(
     sql!(tx, query_as(SQL), subscriber => fetch_all)
 }
 
+/// The live share (other than `except`) that holds plex.tv share `plex_share_id`, if any.
+pub async fn find_live_holder_of(
+    tx: &mut Tx,
+    plex_share_id: i64,
+    except: ShareId,
+) -> Result<Option<ShareId>, sqlx::Error> {
+    const SQL: &str = "SELECT id FROM share WHERE plex_share_id = $1 AND id <> $2 \
+                       AND state <> 'removed' ORDER BY id LIMIT 1";
+    sql!(tx, query_scalar(SQL), plex_share_id, except => fetch_optional)
+}
+
 /// Servers the subscriber had shares on, most recent first (for placement's "used before").
 pub async fn find_previous_servers(
     tx: &mut Tx,

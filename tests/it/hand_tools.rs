@@ -146,7 +146,13 @@ fn buttons(body: &Value) -> Vec<(String, bool)> {
 
 impl Tools {
     /// `/admin <group> <sub> …options` as `user`.
-    fn admin_as(&self, user: &FakeUser, group: &str, sub: &str, options: &Value) -> InteractionHandle {
+    fn admin_as(
+        &self,
+        user: &FakeUser,
+        group: &str,
+        sub: &str,
+        options: &Value,
+    ) -> InteractionHandle {
         self.discord.slash(
             user,
             Some(GUILD),
@@ -266,7 +272,8 @@ async fn footprint(t: &Tools) -> (i64, i64, i64, i64, i64) {
         t.count("SELECT COUNT(*) FROM payment").await,
         t.count("SELECT COUNT(*) FROM share").await,
         t.count("SELECT COUNT(*) FROM job").await,
-        t.count("SELECT COUNT(*) FROM subscriber WHERE permanent").await,
+        t.count("SELECT COUNT(*) FROM subscriber WHERE permanent")
+            .await,
     )
 }
 
@@ -289,7 +296,10 @@ async fn a_cash_customer_is_invited_reminded_and_expires_on_schedule(backend: Ba
             ]),
         )
         .await;
-    assert!(added.starts_with("Added **hana** (hana@example.com)"), "{added}");
+    assert!(
+        added.starts_with("Added **hana** (hana@example.com)"),
+        "{added}"
+    );
     assert!(added.contains("their Plex invite is on its way"), "{added}");
     let hana_id = t.subscriber(500).await;
     let end = start + Duration::days(30);
@@ -362,7 +372,11 @@ async fn a_cash_customer_is_invited_reminded_and_expires_on_schedule(backend: Ba
 
     // Expires on schedule: access removed on plex.tv, the role taken, told.
     t.at(end - t.app.clock.now() - Duration::minutes(5)).await;
-    assert_eq!(t.app.plex.shares_for_email("hana@example.com").len(), 1, "not yet");
+    assert_eq!(
+        t.app.plex.shares_for_email("hana@example.com").len(),
+        1,
+        "not yet"
+    );
     t.at(Duration::minutes(35)).await;
     assert!(t.app.plex.shares_for_email("hana@example.com").is_empty());
     assert!(!t.has_role(500));
@@ -371,30 +385,58 @@ async fn a_cash_customer_is_invited_reminded_and_expires_on_schedule(backend: Ba
     // Every hand tool refuses a member who is not an admin, and nothing changes.
     let before = footprint(&t).await;
     let tries: [(&str, &str, Value); 8] = [
-        ("user", "add", json!([
-            {"type": 6, "name": "member", "value": "500"},
-            {"type": 3, "name": "plex_email", "value": "hana@example.com"},
-            {"type": 3, "name": "plan", "value": "1"},
-            {"type": 4, "name": "days", "value": 30}
-        ])),
-        ("user", "pay", json!([
-            {"type": 6, "name": "user", "value": "500"},
-            {"type": 4, "name": "days", "value": 365}
-        ])),
-        ("user", "permanent", json!([
-            {"type": 6, "name": "user", "value": "500"},
-            {"type": 5, "name": "on", "value": true}
-        ])),
-        ("user", "plan", json!([
-            {"type": 6, "name": "user", "value": "500"},
-            {"type": 3, "name": "plan", "value": t.premium.to_string()}
-        ])),
-        ("user", "remove", json!([{"type": 6, "name": "user", "value": "500"}])),
-        ("user", "reinvite", json!([{"type": 6, "name": "user", "value": "500"}])),
-        ("user", "link", json!([
-            {"type": 6, "name": "member", "value": "500"},
-            {"type": 3, "name": "plex_email", "value": "hana@example.com"}
-        ])),
+        (
+            "user",
+            "add",
+            json!([
+                {"type": 6, "name": "member", "value": "500"},
+                {"type": 3, "name": "plex_email", "value": "hana@example.com"},
+                {"type": 3, "name": "plan", "value": "1"},
+                {"type": 4, "name": "days", "value": 30}
+            ]),
+        ),
+        (
+            "user",
+            "pay",
+            json!([
+                {"type": 6, "name": "user", "value": "500"},
+                {"type": 4, "name": "days", "value": 365}
+            ]),
+        ),
+        (
+            "user",
+            "permanent",
+            json!([
+                {"type": 6, "name": "user", "value": "500"},
+                {"type": 5, "name": "on", "value": true}
+            ]),
+        ),
+        (
+            "user",
+            "plan",
+            json!([
+                {"type": 6, "name": "user", "value": "500"},
+                {"type": 3, "name": "plan", "value": t.premium.to_string()}
+            ]),
+        ),
+        (
+            "user",
+            "remove",
+            json!([{"type": 6, "name": "user", "value": "500"}]),
+        ),
+        (
+            "user",
+            "reinvite",
+            json!([{"type": 6, "name": "user", "value": "500"}]),
+        ),
+        (
+            "user",
+            "link",
+            json!([
+                {"type": 6, "name": "member", "value": "500"},
+                {"type": 3, "name": "plex_email", "value": "hana@example.com"}
+            ]),
+        ),
         ("users", "list", json!([])),
     ];
     for (group, sub, options) in &tries {
@@ -515,7 +557,10 @@ async fn a_plan_change_converts_the_time_left_and_the_share_follows(backend: Bac
 /// One listing through Discord: the title's total and page count, then every page by Next,
 /// returning the subscriber ids shown in order.
 async fn walk(t: &Tools, options: &Value) -> (String, Vec<i64>) {
-    let first = t.admin_as(&t.admin, "users", "list", options).response().await;
+    let first = t
+        .admin_as(&t.admin, "users", "list", options)
+        .response()
+        .await;
     let title = first.data["embeds"][0]["title"]
         .as_str()
         .unwrap_or_default()
@@ -525,13 +570,19 @@ async fn walk(t: &Tools, options: &Value) -> (String, Vec<i64>) {
     let mut pages = 0;
     loop {
         pages += 1;
-        let text = body["embeds"][0]["description"].as_str().unwrap_or_default();
+        let text = body["embeds"][0]["description"]
+            .as_str()
+            .unwrap_or_default();
         for line in text.lines().filter(|l| l.starts_with('`')) {
             ids.push(line[1..line[1..].find('`').unwrap() + 1].parse().unwrap());
         }
         let page_buttons = buttons(&body);
         assert_eq!(page_buttons.len(), 2, "Previous and Next");
-        assert_eq!(page_buttons[0].1, pages == 1, "Previous is off on page 1 only");
+        assert_eq!(
+            page_buttons[0].1,
+            pages == 1,
+            "Previous is off on page 1 only"
+        );
         let (next, last) = page_buttons[1].clone();
         if last {
             break;
@@ -570,7 +621,9 @@ async fn the_users_list_pages_over_a_thousand_subscribers_with_every_filter(back
             amount: None,
             note: None,
         };
-        let added = members::add_member(&t.app.app, &admin(), &new).await.unwrap();
+        let added = members::add_member(&t.app.app, &admin(), &new)
+            .await
+            .unwrap();
         if i % 10 == 0 {
             account_change::set_flag(&t.app.app, &Actor::System, added.subscriber, true)
                 .await
@@ -647,7 +700,9 @@ async fn the_users_list_pages_over_a_thousand_subscribers_with_every_filter(back
         for id in &ids {
             let who = SubscriberId::new(*id);
             let permanent = t
-                .count(&format!("SELECT COUNT(*) FROM subscriber WHERE id = {id} AND permanent"))
+                .count(&format!(
+                    "SELECT COUNT(*) FROM subscriber WHERE id = {id} AND permanent"
+                ))
                 .await
                 == 1;
             let end = t.paid_end(who).await;
@@ -664,7 +719,8 @@ async fn the_users_list_pages_over_a_thousand_subscribers_with_every_filter(back
             ends.push((permanent, end));
         }
         assert!(
-            ends.windows(2).all(|w| w[0] <= w[1] || w[1].0 || w[0].1.is_none()),
+            ends.windows(2)
+                .all(|w| w[0] <= w[1] || w[1].0 || w[0].1.is_none()),
             "{filter:?}: sorted by paid end"
         );
     }

@@ -6,9 +6,7 @@
 use chrono::Duration;
 use serde_json::Value;
 use usher::clock::Clock as _;
-use usher::domain::{
-    BillingPeriod, Currency, Money, OwnerAccountId, PlanId, ServerId,
-};
+use usher::domain::{BillingPeriod, Currency, Money, OwnerAccountId, PlanId, ServerId};
 use usher::fakes::discord::FakeUser;
 use usher::fakes::plex::FakeShare;
 use usher::services::plex_admin::{self, PlanSpec};
@@ -201,7 +199,10 @@ async fn a_trial_works_ends_and_never_comes_twice(backend: crate::helpers::Backe
     assert!(full.contains("All free trial places are taken"), "{full}");
     let again = run_trial(shop, &dave).await;
     assert!(again.contains("had your free trial already"), "{again}");
-    assert_eq!(count(&shop.app, "SELECT COUNT(*) FROM trial_grant").await, 1);
+    assert_eq!(
+        count(&shop.app, "SELECT COUNT(*) FROM trial_grant").await,
+        1
+    );
 
     // The trial ends like a paid period: access removed on plex.tv, the role taken, a DM.
     at(shop, Duration::hours(TRIAL_HOURS) + Duration::minutes(30)).await;
@@ -226,7 +227,10 @@ async fn a_trial_works_ends_and_never_comes_twice(backend: crate::helpers::Backe
         edna_started.contains("Your free trial of **Trial**"),
         "{edna_started}"
     );
-    assert_eq!(count(&shop.app, "SELECT COUNT(*) FROM trial_grant").await, 2);
+    assert_eq!(
+        count(&shop.app, "SELECT COUNT(*) FROM trial_grant").await,
+        2
+    );
 }
 
 async fn the_same_plex_account_under_a_new_email_gets_no_second_trial(
@@ -237,15 +241,18 @@ async fn the_same_plex_account_under_a_new_email_gets_no_second_trial(
     let erin = joined(shop, 410, "erin").await;
     let started = run_trial(shop, &erin).await;
     assert!(started.contains("Your free trial"), "{started}");
-    eventually("erin's invite is recorded with her plex.tv id", async || {
-        count(
-            &shop.app,
-            "SELECT COUNT(*) FROM plex_identity WHERE email_norm = 'erin@example.com' \
+    eventually(
+        "erin's invite is recorded with her plex.tv id",
+        async || {
+            count(
+                &shop.app,
+                "SELECT COUNT(*) FROM plex_identity WHERE email_norm = 'erin@example.com' \
              AND plex_user_id IS NOT NULL",
-        )
-        .await
-            == 1
-    })
+            )
+            .await
+                == 1
+        },
+    )
     .await;
     at(shop, Duration::hours(TRIAL_HOURS) + Duration::minutes(30)).await;
     eventually("erin's trial ended on plex.tv", async || {
@@ -442,8 +449,78 @@ async fn a_payment_converts_a_trial_off_the_trial_server_without_a_gap(
     assert_eq!(plex_shares(shop, "gina@example.com").len(), 1);
 }
 
+async fn a_refused_account_still_on_its_first_trial_keeps_that_share(
+    backend: crate::helpers::Backend,
+) {
+    // erin is on her trial (accepted on plex.tv) when the same plex.tv account, under a new
+    // email, asks for another trial as frank: frank's identity is refused, and erin's own share
+    // is not taken with it.
+    let t = trial_shop(backend, 10).await;
+    let shop = &t.shop;
+    let erin = joined(shop, 430, "erin").await;
+    assert!(run_trial(shop, &erin).await.contains("Your free trial"));
+    eventually("erin's trial invite", async || {
+        plex_shares(shop, "erin@example.com").len() == 1
+    })
+    .await;
+    let hers = plex_shares(shop, "erin@example.com")[0].clone();
+    assert!(shop.app.plex.accept_invite(hers.id));
+    plex_sync::reconcile_server(&shop.app.app, t.trial_box_id)
+        .await
+        .unwrap();
+    assert!(
+        shop.app
+            .plex
+            .change_email("erin@example.com", "erin.again@example.com")
+    );
+    let frank = FakeUser::new(431, "frank");
+    shop.discord.add_member(GUILD, &frank);
+    let text = join_by_code(
+        &shop.discord,
+        &shop.app,
+        &frank,
+        "erin.again@example.com",
+        "frank.mail@example.com",
+    )
+    .await;
+    assert!(text.starts_with("Welcome in!"), "{text}");
+    assert!(run_trial(shop, &frank).await.contains("Your free trial"));
+    eventually("frank's identity is refused", async || {
+        count(
+            &shop.app,
+            "SELECT COUNT(*) FROM plex_identity WHERE email_norm = 'erin.again@example.com' \
+             AND state <> 'active'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    let all = shop.app.plex.all_shares();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].id, hers.id, "erin's share stays");
+    assert_eq!(
+        count(
+            &shop.app,
+            "SELECT COUNT(*) FROM share WHERE state <> 'removed' AND subscriber_id IN \
+             (SELECT id FROM subscriber WHERE discord_id = 430)"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &shop.app,
+            "SELECT COUNT(*) FROM share WHERE state <> 'removed' AND subscriber_id IN \
+             (SELECT id FROM subscriber WHERE discord_id = 431)"
+        )
+        .await,
+        0
+    );
+}
+
 crate::on_both_backends!(
     a_trial_works_ends_and_never_comes_twice,
     the_same_plex_account_under_a_new_email_gets_no_second_trial,
     a_payment_converts_a_trial_off_the_trial_server_without_a_gap,
+    a_refused_account_still_on_its_first_trial_keeps_that_share,
 );
