@@ -554,6 +554,176 @@ async fn a_plan_change_converts_the_time_left_and_the_share_follows(backend: Bac
     assert_eq!(t.paid_end(jack).await, Some(new));
 }
 
+async fn every_hand_tool_refusal_names_what_is_wrong_and_writes_nothing(backend: Backend) {
+    let t = tools(backend).await;
+    t.member(520, "kim");
+    t.member(521, "lee");
+    let add = |plex: &str, extra: Value| {
+        let mut options = vec![
+            json!({"type": 6, "name": "member", "value": "521"}),
+            json!({"type": 3, "name": "plex_email", "value": plex}),
+        ];
+        options.extend(extra.as_array().unwrap().iter().cloned());
+        Value::Array(options)
+    };
+    // kim is a subscriber with a recorded transaction.
+    let kim = t
+        .admin_says(
+            "user",
+            "add",
+            &json!([
+                {"type": 6, "name": "member", "value": "520"},
+                {"type": 3, "name": "plex_email", "value": "kim@example.com"},
+                {"type": 3, "name": "plan", "value": t.basic.to_string()},
+                {"type": 4, "name": "days", "value": 30},
+                {"type": 3, "name": "transaction", "value": "bank-77"}
+            ]),
+        )
+        .await;
+    assert!(kim.starts_with("Added **kim**"), "{kim}");
+    t.run_jobs().await;
+    let before = footprint(&t).await;
+    let plan = t.basic.to_string();
+    let cases: Vec<(&str, &str, Value, &str)> = vec![
+        (
+            "user",
+            "add",
+            add(
+                "not an email",
+                json!([{"type": 3, "name": "plan", "value": plan}, {"type": 4, "name": "days", "value": 30}]),
+            ),
+            "not an email",
+        ),
+        (
+            "user",
+            "add",
+            add(
+                "nobody@example.com",
+                json!([{"type": 3, "name": "plan", "value": plan}, {"type": 4, "name": "days", "value": 30}]),
+            ),
+            "no plex.tv account for nobody@example.com",
+        ),
+        (
+            "user",
+            "add",
+            add(
+                "kim@example.com",
+                json!([{"type": 3, "name": "plan", "value": plan}, {"type": 4, "name": "days", "value": 30}]),
+            ),
+            "already in use",
+        ),
+        (
+            "user",
+            "add",
+            add(
+                "lee@example.com",
+                json!([{"type": 3, "name": "plan", "value": "99"}, {"type": 4, "name": "days", "value": 30}]),
+            ),
+            "no plan #99",
+        ),
+        (
+            "user",
+            "add",
+            add(
+                "lee@example.com",
+                json!([{"type": 3, "name": "plan", "value": plan}, {"type": 4, "name": "days", "value": 0}]),
+            ),
+            "at least 1 (it was 0)",
+        ),
+        (
+            "user",
+            "add",
+            add(
+                "lee@example.com",
+                json!([{"type": 3, "name": "plan", "value": plan}, {"type": 4, "name": "days", "value": -5}]),
+            ),
+            "at least 1 (it was -5)",
+        ),
+        (
+            "user",
+            "add",
+            add(
+                "lee@example.com",
+                json!([{"type": 3, "name": "plan", "value": plan}, {"type": 3, "name": "until", "value": "2020-01-01"}]),
+            ),
+            "not in the future",
+        ),
+        (
+            "user",
+            "add",
+            add(
+                "lee@example.com",
+                json!([{"type": 3, "name": "plan", "value": plan}, {"type": 3, "name": "until", "value": "next week"}]),
+            ),
+            "not a date like 2026-12-31",
+        ),
+        (
+            "user",
+            "add",
+            add(
+                "lee@example.com",
+                json!([{"type": 3, "name": "plan", "value": plan}, {"type": 4, "name": "days", "value": 30}, {"type": 5, "name": "permanent", "value": true}]),
+            ),
+            "exactly one of days, until or permanent",
+        ),
+        (
+            "user",
+            "add",
+            add(
+                "lee@example.com",
+                json!([{"type": 3, "name": "plan", "value": plan}, {"type": 4, "name": "days", "value": 30}, {"type": 3, "name": "amount", "value": "lots"}]),
+            ),
+            "`lots` is not a price",
+        ),
+        (
+            "user",
+            "add",
+            add(
+                "lee@example.com",
+                json!([{"type": 3, "name": "plan", "value": plan}, {"type": 4, "name": "days", "value": 30}, {"type": 3, "name": "transaction", "value": "bank-77"}]),
+            ),
+            "bank-77 is recorded already",
+        ),
+        (
+            "user",
+            "add",
+            json!([
+                {"type": 6, "name": "member", "value": "520"},
+                {"type": 3, "name": "plex_email", "value": "lee@example.com"},
+                {"type": 3, "name": "plan", "value": plan},
+                {"type": 4, "name": "days", "value": 30}
+            ]),
+            "is a subscriber already",
+        ),
+        (
+            "user",
+            "pay",
+            json!([{"type": 6, "name": "user", "value": "521"}, {"type": 4, "name": "days", "value": 30}]),
+            "lee is not a subscriber",
+        ),
+        (
+            "user",
+            "pay",
+            json!([{"type": 6, "name": "user", "value": "520"}, {"type": 4, "name": "days", "value": 0}]),
+            "at least 1",
+        ),
+        (
+            "user",
+            "pay",
+            json!([{"type": 6, "name": "user", "value": "520"}, {"type": 3, "name": "until", "value": "2020-01-01"}]),
+            "not in the future",
+        ),
+    ];
+    for (group, sub, options, wanted) in &cases {
+        let text = t.admin_says(group, sub, options).await;
+        assert!(
+            text.to_lowercase().contains(&wanted.to_lowercase()),
+            "/admin {group} {sub} {options}: {text}"
+        );
+        assert_eq!(footprint(&t).await, before, "{wanted}: nothing written");
+    }
+}
+
 /// One listing through Discord: the title's total and page count, then every page by Next,
 /// returning the subscriber ids shown in order.
 async fn walk(t: &Tools, options: &Value) -> (String, Vec<i64>) {
@@ -730,5 +900,6 @@ async fn the_users_list_pages_over_a_thousand_subscribers_with_every_filter(back
 crate::on_both_backends!(
     a_cash_customer_is_invited_reminded_and_expires_on_schedule,
     a_plan_change_converts_the_time_left_and_the_share_follows,
+    every_hand_tool_refusal_names_what_is_wrong_and_writes_nothing,
     the_users_list_pages_over_a_thousand_subscribers_with_every_filter,
 );
