@@ -2,7 +2,8 @@
 //!
 //! Owns the fake's state (accounts, owned servers, libraries with plex.tv-global ids and local
 //! keys, shares and pending invites, sign-in PINs), the seeding and inspection helpers tests use
-//! (including approving a PIN as a given account), fault injection and per-route call counters. Rule kept: the fake is never looser than the real
+//! (including approving a PIN as a given account), fault injection, answers held back per route
+//! ([`FakePlex::hold`]) and per-route call counters. Rule kept: the fake is never looser than the real
 //! service: it demands the identity headers and a live token, JSON bodies of the right types,
 //! global section ids, refuses duplicate shares and shares past the server's capacity, answers
 //! v1 routes in XML and v2 routes in JSON only when asked (`Accept: application/json`).
@@ -16,6 +17,7 @@ mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rand::rngs::StdRng;
@@ -213,6 +215,74 @@ struct State {
     rng: StdRng,
     retired: HashSet<String>,
     revoked: HashSet<String>,
+    holds: HashMap<String, Arc<HoldGate>>,
+}
+
+/// Answers of one route held back until released (see [`FakePlex::hold`]).
+#[derive(Debug)]
+struct HoldGate {
+    open: tokio::sync::watch::Sender<bool>,
+    waiting: AtomicUsize,
+}
+
+impl HoldGate {
+    /// Waits, counted among the held answers, until the gate opens.
+    async fn until_released(&self) {
+        let mut open = self.open.subscribe();
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        // The sender lives in this gate, so the channel cannot close while we wait.
+        let _ = open.wait_for(|open| *open).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A route whose answers the fake holds back, as a slow network or a busy plex.tv edge does: the
+/// request has taken effect (a write is written, a list is read) but its answer waits until this
+/// is released or dropped.
+#[derive(Debug)]
+pub struct Held {
+    state: Shared,
+    route: String,
+    gate: Arc<HoldGate>,
+}
+
+impl Held {
+    /// How many answers are waiting now.
+    pub fn waiting(&self) -> usize {
+        self.gate.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` answers are held; panics after `timeout` (a stuck test, not a
+    /// slow one).
+    pub async fn wait_for(&self, n: usize, timeout: std::time::Duration) {
+        let started = std::time::Instant::now();
+        while self.waiting() < n {
+            assert!(
+                started.elapsed() < timeout,
+                "only {} answers of {} held after {timeout:?}, waiting for {n}",
+                self.waiting(),
+                self.route
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Sends the held answers and stops holding new ones (as dropping it does).
+    pub fn release(self) {}
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut state = lock(&self.state);
+        if state
+            .holds
+            .get(&self.route)
+            .is_some_and(|gate| Arc::ptr_eq(gate, &self.gate))
+        {
+            state.holds.remove(&self.route);
+        }
+        self.gate.open.send_replace(true);
+    }
 }
 
 /// What an injected fault turns a call into.
@@ -329,6 +399,7 @@ impl FakePlex {
             rng: StdRng::seed_from_u64(0),
             retired: HashSet::new(),
             revoked: HashSet::new(),
+            holds: HashMap::new(),
         }));
         let app = routes::router(state.clone());
         let task = tokio::spawn(async move {
@@ -592,6 +663,25 @@ impl FakePlex {
         let mut state = lock(&self.state);
         state.rng = StdRng::seed_from_u64(faults.seed);
         state.faults = faults;
+    }
+
+    /// Holds back the answers of a plex.tv route (`"POST /api/v2/shared_servers"`) from now until
+    /// the returned [`Held`] is released or dropped: each request takes effect as usual (an
+    /// invite is written, a list is read at that moment) and only its answer waits, injected
+    /// faults included. A second hold of the same route replaces the first for new requests.
+    pub fn hold(&self, route: &str) -> Held {
+        let gate = Arc::new(HoldGate {
+            open: tokio::sync::watch::Sender::new(false),
+            waiting: AtomicUsize::new(0),
+        });
+        lock(&self.state)
+            .holds
+            .insert(route.to_owned(), Arc::clone(&gate));
+        Held {
+            state: Arc::clone(&self.state),
+            route: route.to_owned(),
+            gate,
+        }
     }
 
     /// Makes a route (`"POST /api/users/validate"`) answer 410 Gone from now on.

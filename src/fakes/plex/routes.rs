@@ -82,9 +82,9 @@ fn plex_value(request: &Request, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-async fn gate(State(state): State<Shared>, mut request: Request, next: Next) -> Response {
+/// Answers the request, then holds the answer back while its route is held.
+async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
-    let wire = Wire::of(&path, request.headers());
     let matched = request
         .extensions()
         .get::<MatchedPath>()
@@ -94,14 +94,31 @@ async fn gate(State(state): State<Shared>, mut request: Request, next: Next) -> 
         request.method(),
         matched.as_deref().unwrap_or(&path)
     );
+    let response = answer(&state, &route, matched.is_some(), request, next).await;
+    let held = lock(&state).holds.get(&route).cloned();
+    if let Some(held) = held {
+        held.until_released().await;
+    }
+    response
+}
+
+async fn answer(
+    state: &Shared,
+    route: &str,
+    matched: bool,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let wire = Wire::of(&path, request.headers());
     let on_server = path.starts_with("/pms/");
     {
-        let mut state = lock(&state);
-        *state.calls.entry(route.clone()).or_default() += 1;
-        if matched.is_none() {
+        let mut state = lock(state);
+        *state.calls.entry(route.to_owned()).or_default() += 1;
+        if !matched {
             return wire::not_found(wire);
         }
-        if state.retired.contains(&route) {
+        if state.retired.contains(route) {
             return wire::gone();
         }
         if !on_server {
@@ -142,11 +159,11 @@ async fn gate(State(state): State<Shared>, mut request: Request, next: Next) -> 
         identifier,
         product,
     });
-    if TOKEN_FREE.contains(&route.as_str()) {
+    if TOKEN_FREE.contains(&route) {
         return next.run(request).await;
     }
     let caller = plex_value(&request, "X-Plex-Token")
-        .and_then(|token| lock(&state).account_by_token(&token).map(|a| a.id));
+        .and_then(|token| lock(state).account_by_token(&token).map(|a| a.id));
     let Some(caller) = caller else {
         let auth_wire = if wire == Wire::V1 { Wire::Xml } else { wire };
         return wire::error(
@@ -161,7 +178,7 @@ async fn gate(State(state): State<Shared>, mut request: Request, next: Next) -> 
     let response = next.run(request).await;
     // A write that took effect can still answer 5xx (a timeout behind plex.tv's edge): the case
     // that doubles invites in clients that simply retry.
-    if writes && response.status().is_success() && lock(&state).roll_error_after_write() {
+    if writes && response.status().is_success() && lock(state).roll_error_after_write() {
         return wire::error(
             StatusCode::BAD_GATEWAY,
             wire,

@@ -1,5 +1,6 @@
 //! The `usher` binary as an owner runs it: one-shot commands and `usher run` processes whose log
-//! (standard error) is collected as it comes, readiness by `/healthz`, stop by SIGTERM.
+//! (standard error) is collected as it comes, readiness by `/healthz`, stop by SIGTERM, crash by
+//! SIGKILL.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -190,6 +191,26 @@ impl Running {
         })
         .await
         .expect("the wait thread")
+    }
+
+    /// Kills the process with SIGKILL, as a crash or the kernel's OOM killer would (no shutdown,
+    /// no release of running jobs), and waits for it; returns the status and the whole log.
+    pub async fn kill(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("still running");
+        let readers = std::mem::take(&mut self.readers);
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || {
+            // std's Child::kill is SIGKILL on Unix.
+            child.kill().expect("SIGKILL reaches usher");
+            let status = child.wait().expect("usher exits");
+            for reader in readers {
+                let _ = reader.join();
+            }
+            let log = log.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            (status, log)
+        })
+        .await
+        .expect("the kill thread")
     }
 
     /// Sends SIGTERM and waits for the exit; returns the status and the whole log.
