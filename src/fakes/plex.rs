@@ -239,11 +239,19 @@ impl HoldGate {
 /// A route whose answers the fake holds back, as a slow network or a busy plex.tv edge does: the
 /// request has taken effect (a write is written, a list is read) but its answer waits until this
 /// is released or dropped.
-#[derive(Debug)]
 pub struct Held {
     state: Shared,
     route: String,
     gate: Arc<HoldGate>,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("route", &self.route)
+            .field("waiting", &self.waiting())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Held {

@@ -41,6 +41,7 @@ mod plex_jobs;
 mod plex_pin;
 mod queue;
 mod readme;
+mod reliability;
 mod roles;
 mod store;
 mod trials;
