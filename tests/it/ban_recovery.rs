@@ -920,11 +920,10 @@ async fn the_seeds_runbook_in_its_order_brings_150_of_200_subscribers_to_three_n
     assert_eq!(status.kind, 4);
     let board = fields(&status.data["embeds"][0]);
     let field = |name: &str| {
-        board
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| panic!("no {name} on the board: {board:?}"))
+        board.iter().find(|(n, _)| n == name).map_or_else(
+            || panic!("no {name} on the board: {board:?}"),
+            |(_, v)| v.clone(),
+        )
     };
     assert_eq!(field("Flagged"), "50");
     assert_eq!(field("Notified"), "200");

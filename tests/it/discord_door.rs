@@ -485,7 +485,10 @@ async fn an_admin_builds_groups_and_plans_and_tests_a_token_through_discord(back
         .response()
         .await;
     let listed = help.data["content"].as_str().unwrap_or_default();
-    assert!(listed.contains("`/admin users flag|export`"), "{listed}");
+    assert!(
+        listed.contains("`/admin users list|flag|export`"),
+        "{listed}"
+    );
     assert!(
         listed.contains("`/admin group create|list|assign`"),
         "{listed}"
