@@ -592,6 +592,33 @@ impl FakePlex {
             .retain(|s| s.seeded.machine_identifier != machine_identifier);
     }
 
+    /// Claims a seeded server for another account, as its owner does after a ban (sign in to
+    /// the server with the new account and claim it): the machine identifier, name and libraries
+    /// stay; plex.tv lists it among the new owner's resources, and the shares and invites the
+    /// former owner made on it are gone (they were that account's friends, not the server's).
+    /// False when no server has that machine identifier.
+    pub fn claim_server(&self, machine_identifier: &str, new_owner_token: &str) -> bool {
+        let mut state = lock(&self.state);
+        let owner_id = state
+            .accounts
+            .iter()
+            .find(|a| a.token == new_owner_token)
+            .expect("claim_server: seed the new owner first")
+            .id;
+        let Some(server) = state
+            .servers
+            .iter_mut()
+            .find(|s| s.seeded.machine_identifier == machine_identifier)
+        else {
+            return false;
+        };
+        server.owner_id = owner_id;
+        state
+            .shares
+            .retain(|s| s.machine_identifier != machine_identifier);
+        true
+    }
+
     /// Sets how many shares (pending included) a server accepts.
     pub fn set_share_limit(&self, machine_identifier: &str, limit: usize) {
         let mut state = lock(&self.state);
@@ -695,6 +722,19 @@ impl FakePlex {
     /// Makes a route (`"POST /api/users/validate"`) answer 410 Gone from now on.
     pub fn retire_route(&self, route: &str) {
         lock(&self.state).retired.insert(route.to_owned());
+    }
+
+    /// Gives an account a new token, as plex.tv does when its owner signs out of all devices
+    /// (or changes the password) and signs in again: the old token gets 401 from then on.
+    /// Returns the new token; `None` when no account has that email.
+    pub fn rotate_token(&self, email: &str) -> Option<String> {
+        let mut state = lock(&self.state);
+        let account = state
+            .accounts
+            .iter_mut()
+            .find(|a| a.email.eq_ignore_ascii_case(email))?;
+        account.token = random_token();
+        Some(account.token.clone())
     }
 
     /// Makes plex.tv answer 401 to this token from now on.

@@ -304,6 +304,8 @@ pub async fn finish_sign_in(
             app.queue.commit(tx).await?;
             Ok(SignInOutcome::Applied(applied))
         }
+        // The watching job and the button finished it at once: the other one applied it.
+        Err(ProofError::NoPendingRequest) => Ok(SignInOutcome::Settled),
         Err(err @ (ProofError::Retired | ProofError::InUse | ProofError::SameAsCurrent)) => {
             drop(tx);
             refuse_sign_in(app, &row, &proven, &err).await?;
@@ -369,8 +371,9 @@ pub async fn poll_sign_in(app: &App, request: ProofId) -> anyhow::Result<bool> {
     }
 }
 
-/// Applies a proven change in the caller's transaction (see the module rules). The proof must be
-/// pending; it is marked verified here.
+/// Applies a proven change in the caller's transaction (see the module rules). The proof is
+/// claimed first (pending → verified); when it was not pending any more the change was applied
+/// (or ended) by someone else, and this one is refused with [`ProofError::NoPendingRequest`].
 async fn apply_change(
     app: &App,
     tx: &mut Tx,
@@ -379,6 +382,12 @@ async fn apply_change(
     proven: &Proven,
 ) -> Result<ChangeApplied, ProofError> {
     let now = app.clock.now();
+    // The proof is used first: a second finisher of the same proof (the right code submitted
+    // twice at once, or the sign-in watch and the button) waits here for the first and finds
+    // it used, on both databases, instead of racing it through the rest.
+    if !proof_store::update_state(tx, proven.request, ProofState::Verified, now).await? {
+        return Err(ProofError::NoPendingRequest);
+    }
     let row = check_allowed(tx, subscriber, &proven.account).await?;
     let old = subscribers::find_active_identity(tx, subscriber).await?;
     if let Some(old) = &old {
@@ -396,7 +405,6 @@ async fn apply_change(
             Err(err) => return Err(err.into()),
         };
     subscribers::update_flag(tx, subscriber, false, now).await?;
-    proof_store::update_state(tx, proven.request, ProofState::Verified, now).await?;
 
     // The old shares stop counting now (the new one may be on the same server); plex.tv sees
     // them removed before it sees the new invite (the invite job removes leftovers first).

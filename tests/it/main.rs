@@ -6,6 +6,7 @@
 
 mod account_change;
 mod backup;
+mod ban_recovery;
 mod browser;
 mod cli;
 mod cli_setup;
