@@ -454,7 +454,7 @@ async fn an_admin_prices_a_plan_and_a_subscriber_gets_a_private_stripe_link(back
     let help = said(&help);
     for line in [
         "`/subscribe` — Pay for a plan",
-        "`/admin plan create|list|set-provider`",
+        "`/admin plan create|edit|retire|list|set-provider`",
         "`/admin payments unmatched|assign`",
     ] {
         assert!(help.contains(line), "{line} in {help}");
