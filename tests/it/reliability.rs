@@ -668,6 +668,7 @@ async fn a_usher_process_killed_three_times_during_600_invites_loses_and_doubles
         .await
     };
 
+    let mut logs = String::new();
     for round in 1..=3_i64 {
         let running = usher.spawn(&[]);
         running.wait_healthy(port).await;
@@ -684,6 +685,7 @@ async fn a_usher_process_killed_three_times_during_600_invites_loses_and_doubles
             Some(9),
             "killed: {log}"
         );
+        logs.push_str(&log);
         held.release();
     }
     let running = usher.spawn(&[]);
@@ -699,20 +701,27 @@ async fn a_usher_process_killed_three_times_during_600_invites_loses_and_doubles
     .await;
     let (status, log) = running.stop().await;
     assert!(status.success(), "{log}");
+    logs.push_str(&log);
 
     assert_eq!(
         scalar(db, "SELECT COUNT(*) FROM job WHERE kind = 'plex.invite'").await,
         i64::try_from(PEOPLE).unwrap(),
         "one invite job per subscriber, none lost"
     );
-    assert_eq!(
-        scalar(
-            db,
-            "SELECT COUNT(*) FROM job WHERE state IN ('dead', 'parked')"
-        )
-        .await,
-        0,
-        "none dead or parked"
+    let stopped: Vec<String> = usher::on_db!(db, |pool| sqlx::query_scalar(
+        "SELECT kind || ' ' || state || ': ' || COALESCE(last_error, '') FROM job \
+         WHERE state IN ('dead', 'parked') ORDER BY id"
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap());
+    assert!(
+        stopped.is_empty(),
+        "none dead or parked: {stopped:#?}\n{}",
+        logs.lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(
         scalar(

@@ -35,7 +35,11 @@ impl Usher {
 
     /// The command, not started.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_usher"));
+        // `USHER_TEST_BIN` overrides the binary cargo built for this test crate: a target folder
+        // shared by several checkouts may hold another checkout's `usher` at that path.
+        let bin = std::env::var_os("USHER_TEST_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_usher").into());
+        let mut cmd = Command::new(bin);
         cmd.current_dir(&self.dir)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
