@@ -52,6 +52,8 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "dms/welcome.md.j2",
     "emails/change_confirmed.html.j2",
     "emails/change_confirmed.txt.j2",
+    "emails/flagged.html.j2",
+    "emails/flagged.txt.j2",
     "emails/reminder.html.j2",
     "emails/reminder.txt.j2",
     "emails/verification_code.html.j2",
@@ -410,6 +412,32 @@ mod tests {
             failed.contains("did not go through") && !failed.contains("continues"),
             "{failed}"
         );
+    }
+
+    #[test]
+    fn the_flag_email_carries_the_one_time_link_and_its_hours() {
+        let templates = Templates::load(None).unwrap();
+        let link = "https://usher.example/account/login?token=abc";
+        let email = templates
+            .render_email(
+                "flagged",
+                json!({"name": "Ann", "account_link": link, "link_hours": 24}),
+            )
+            .unwrap();
+        assert_eq!(
+            email.subject,
+            "Your Plex account must change to keep your access"
+        );
+        assert!(email.text.contains(link) && email.text.contains("within 24 hours"));
+        // Escaped for HTML, as every value is (the browser reads `&#x2f;` as `/`).
+        assert!(
+            email.html.contains(
+                "<a href=\"https:&#x2f;&#x2f;usher.example&#x2f;account&#x2f;login?token=abc\">"
+            ),
+            "{}",
+            email.html
+        );
+        assert!(email.text.contains("NEW Plex account"));
     }
 
     #[test]
