@@ -15,6 +15,8 @@ mod discord_permissions;
 mod doctor;
 mod email;
 mod helpers;
+mod import;
+mod import_csv;
 mod joining;
 mod lifecycle;
 mod logs;
