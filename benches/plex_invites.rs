@@ -91,6 +91,7 @@ async fn run(invites: u64, rate: u32, fault_each: f64) -> anyhow::Result<Run> {
         let token = plex.add_owner(&format!("owner{n}@example.com"));
         let fake = plex.add_server(&token, &format!("Server {n}"), &[("Movies", "movie")]);
         plex.set_share_limit(&fake.machine_identifier, usize::try_from(invites)?);
+        plex.set_seats_per_account(usize::try_from(invites)? + 1);
         let owner = plex_admin::add_owner_account(&app, &admin, &SecretString::from(token))
             .await?
             .id;

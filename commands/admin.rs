@@ -1,4 +1,4 @@
-//! `/admin`: the owner's commands, one module per group (`admin_user`, `admin_users`, `admin_recovery`,
+//! `/admin`: the owner's commands, one module per group (`admin_user`, `admin_users`, `admin_import`, `admin_recovery`,
 //! `settings`, `admin_servers`, `admin_plans`, `admin_payments`, `admin_jobs`). Hidden from members by
 //! `default_member_permissions` and enforced by the admin check on every command of the tree (see
 //! `require_admin` in `mod.rs`); the groups' buttons and modals check again, since Discord lets
@@ -19,6 +19,7 @@ use crate::bot::{Context, Error};
     subcommands(
         "super::admin_user::user",
         "super::admin_users::users",
+        "super::admin_import::import",
         "super::admin_recovery::recovery",
         "super::settings::settings",
         "super::admin_servers::plex_account",
@@ -40,6 +41,7 @@ pub async fn on_click(
     click: &serenity::ComponentInteraction,
 ) -> Result<bool, Error> {
     if super::admin_user_plan::on_click(ctx, app, click).await?
+        || super::admin_import::on_click(ctx, app, click).await?
         || super::admin_users_list::on_click(ctx, app, click).await?
     {
         return Ok(true);

@@ -68,11 +68,13 @@ pub async fn owner_list(ctx: Context<'_>) -> Result<(), Error> {
     for a in &accounts {
         let _ = writeln!(
             text,
-            "`{}` **{}**: {}{}",
+            "`{}` **{}**: {}{}, {}/{} Plex seats",
             a.id,
             a.name,
             a.state_label(),
-            if a.plex_pass { ", Plex Pass" } else { "" }
+            if a.plex_pass { ", Plex Pass" } else { "" },
+            a.seats_used,
+            a.seat_ceiling
         );
     }
     if text.is_empty() {
@@ -205,11 +207,13 @@ pub async fn server_list(ctx: Context<'_>) -> Result<(), Error> {
     for s in &servers {
         let _ = writeln!(
             text,
-            "`{}` **{}** {}/{} users{}{}{}{}",
+            "`{}` **{}** {}/{} users, account {}/{} Plex seats{}{}{}{}",
             s.id,
             s.name,
             s.users,
             s.max_users,
+            s.account_seats_used,
+            s.seat_ceiling,
             s.location
                 .as_deref()
                 .map(|l| format!(", {l}"))

@@ -114,7 +114,7 @@ pub async fn user_note(
 }
 
 /// Parses `until` (`2026-12-31`, or with a time) as the end of paid time, in UTC.
-fn parse_until(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, Error> {
+pub(super) fn parse_until(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, Error> {
     let raw = raw.trim();
     if let Ok(at) = chrono::DateTime::parse_from_rfc3339(raw) {
         return Ok(at.to_utc());
@@ -132,7 +132,7 @@ fn parse_until(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, Error> {
 }
 
 /// `days:`, `until:` or `permanent:`, exactly one of them.
-fn standing(
+pub(super) fn standing(
     days: Option<i64>,
     until: Option<&str>,
     permanent: Option<bool>,

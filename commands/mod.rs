@@ -15,6 +15,7 @@ use crate::bot::{Context, Error, Refusal};
 
 mod account;
 mod admin;
+mod admin_import;
 mod admin_jobs;
 mod admin_payments;
 mod admin_plans;

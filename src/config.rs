@@ -188,6 +188,9 @@ pub struct PlexSettings {
     pub base_url: Url,
     /// Requests per second allowed per owner Plex account.
     pub requests_per_second: f64,
+    /// People plex.tv lets one owner account share with, the owner and Plex Home members
+    /// included (about 100; friends are account-wide).
+    pub seats_per_account: u32,
 }
 
 /// Outgoing email settings. Without `smtp`, mail is written to the outbox folder.
@@ -366,6 +369,7 @@ impl Default for PlexSettings {
         Self {
             base_url: Url::parse("https://plex.tv").expect("constant URL"),
             requests_per_second: 2.0,
+            seats_per_account: 100,
         }
     }
 }

@@ -52,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Adopt the people an owner already shares with: from plex.tv.
+    Import {
+        #[command(subcommand)]
+        action: ImportAction,
+    },
     /// Check the configuration against the world: one line per check, ✓ or ✗ with the fix;
     /// exits 1 when any check fails. Changes nothing.
     Doctor,
@@ -212,6 +217,50 @@ enum UserAction {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ImportAction {
+    /// Import the users of the owner accounts' servers from plex.tv (shares and pending invites):
+    /// shows what it adds, then asks (or --yes).
+    Plex {
+        /// Only this owner Plex account (name or id).
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only this server (name or id).
+        #[arg(long)]
+        server: Option<String>,
+        /// The plan of people whose libraries match no plan (name or id).
+        #[arg(long)]
+        default_plan: Option<String>,
+        /// They never expire.
+        #[arg(long)]
+        permanent: bool,
+        /// They are paid this many days from now.
+        #[arg(long)]
+        days: Option<i64>,
+        /// They are paid until this date (2026-12-31).
+        #[arg(long)]
+        until: Option<String>,
+        /// Show what it would do; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Import without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Import people from a CSV file: the first line names the columns (the Plex email is
+    /// required; see the README, CSV import); `usher users export` files import too.
+    Csv {
+        /// The CSV file.
+        file: PathBuf,
+        /// Check every row and show what it would do; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Import the good rows and list the bad ones (default: nothing unless all are good).
+        #[arg(long)]
+        skip_bad: bool,
+    },
+}
+
 /// Who `usher users list` shows.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum ListFilter {
@@ -304,6 +353,7 @@ fn main() -> ExitCode {
                     } => export_users(settings, &csv).await,
                     Command::Users { action } => users(settings, action).await,
                     Command::User { action } => user(settings, action).await,
+                    Command::Import { action } => import(settings, action).await,
                     Command::Doctor => {
                         let report = ops::doctor::run(settings).await;
                         for check in &report {
@@ -388,6 +438,44 @@ async fn user(settings: Settings, action: UserAction) -> anyhow::Result<()> {
             };
             with_app(settings, |app| async move {
                 ops::members::pay(&app, discord_id, coverage, transaction, amount).await
+            })
+            .await
+        }
+    }
+}
+
+async fn import(settings: Settings, action: ImportAction) -> anyhow::Result<()> {
+    match action {
+        ImportAction::Plex {
+            owner,
+            server,
+            default_plan,
+            permanent,
+            days,
+            until,
+            dry_run,
+            yes,
+        } => {
+            let input = ops::import::PlexInput {
+                owner,
+                server,
+                default_plan,
+                standing: ops::members::standing(days, until.as_deref(), permanent)?,
+                dry_run,
+                yes,
+            };
+            with_app(settings, |app| async move {
+                ops::import::plex(&app, &input).await
+            })
+            .await
+        }
+        ImportAction::Csv {
+            file,
+            dry_run,
+            skip_bad,
+        } => {
+            with_app(settings, |app| async move {
+                ops::import::csv(&app, &file, dry_run, skip_bad).await
             })
             .await
         }

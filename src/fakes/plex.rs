@@ -2,7 +2,8 @@
 //!
 //! Owns the fake's state (accounts, owned servers, libraries with plex.tv-global ids and local
 //! keys, shares and pending invites, sign-in PINs), the seeding and inspection helpers tests use
-//! (including approving a PIN as a given account), fault injection, answers held back per route
+//! (including approving a PIN as a given account), Plex Home members, friends and shares made
+//! outside Usher, the per-account seat ceiling, fault injection, answers held back per route
 //! ([`FakePlex::hold`]) and per-route call counters. Rule kept: the fake is never looser than the real
 //! service: it demands the identity headers and a live token, JSON bodies of the right types,
 //! global section ids, refuses duplicate shares and shares past the server's capacity, answers
@@ -56,6 +57,10 @@ pub mod codes {
 
 /// Shares a server may have, pending invites included, unless set per server.
 pub const DEFAULT_SHARE_LIMIT: usize = 100;
+
+/// People an owner account may share with, the owner and Plex Home members included (friends are
+/// account-wide: a person already seated takes no new seat on another of its servers).
+pub const DEFAULT_SEATS_PER_ACCOUNT: usize = 100;
 
 /// Random failures to inject on plex.tv routes (not on the servers' own routes).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -216,6 +221,12 @@ struct State {
     retired: HashSet<String>,
     revoked: HashSet<String>,
     holds: HashMap<String, Arc<HoldGate>>,
+    /// Plex Home members: (owner id, member id, managed).
+    home: Vec<(u64, u64, bool)>,
+    /// Friendships made outside shares: (owner id, friend id).
+    friends: Vec<(u64, u64)>,
+    /// People one owner account may share with, the owner and Home members included.
+    seats_per_account: usize,
 }
 
 /// Answers of one route held back until released (see [`FakePlex::hold`]).
@@ -318,6 +329,30 @@ impl State {
             .find(|a| a.email.eq_ignore_ascii_case(login) || a.username.eq_ignore_ascii_case(login))
     }
 
+    /// Everyone holding a seat on an owner account besides the owner: Home members, friends, and
+    /// anyone with a share or a pending invite of one of its servers.
+    fn seated(&self, owner_id: u64) -> HashSet<u64> {
+        let mut seated: HashSet<u64> = self
+            .home
+            .iter()
+            .filter(|(owner, ..)| *owner == owner_id)
+            .map(|(_, member, _)| *member)
+            .collect();
+        seated.extend(
+            self.friends
+                .iter()
+                .filter(|(owner, _)| *owner == owner_id)
+                .map(|(_, friend)| *friend),
+        );
+        seated.extend(
+            self.shares
+                .iter()
+                .filter(|s| s.owner_id == owner_id)
+                .map(|s| s.invited_id),
+        );
+        seated
+    }
+
     fn server(&self, machine_identifier: &str) -> Option<&Server> {
         self.servers
             .iter()
@@ -408,6 +443,9 @@ impl FakePlex {
             retired: HashSet::new(),
             revoked: HashSet::new(),
             holds: HashMap::new(),
+            home: Vec::new(),
+            friends: Vec::new(),
+            seats_per_account: DEFAULT_SEATS_PER_ACCOUNT,
         }));
         let app = routes::router(state.clone());
         let task = tokio::spawn(async move {
@@ -631,6 +669,91 @@ impl FakePlex {
         }
     }
 
+    /// Sets how many people every owner account may share with (owner and Home included).
+    pub fn set_seats_per_account(&self, seats: usize) {
+        lock(&self.state).seats_per_account = seats;
+    }
+
+    /// Adds a Plex Home member (`managed`: a managed user without a login of their own) to the
+    /// owner's Home; returns their account id.
+    pub fn add_home_user(&self, owner_token: &str, email: &str, managed: bool) -> u64 {
+        let member = self.add_account(email, false).id;
+        let mut state = lock(&self.state);
+        let owner = owner_id(&state, owner_token);
+        state.home.push((owner, member, managed));
+        member
+    }
+
+    /// Makes the account with `email` (created when new) a friend of the owner, without a share;
+    /// returns its account id.
+    pub fn add_friend(&self, owner_token: &str, email: &str) -> u64 {
+        let existing = lock(&self.state).account_by_login(email).map(|a| a.id);
+        let friend = existing.unwrap_or_else(|| self.add_account(email, false).id);
+        let mut state = lock(&self.state);
+        let owner = owner_id(&state, owner_token);
+        state.friends.push((owner, friend));
+        friend
+    }
+
+    /// Shares a server with the account with `email` (created when new) as the owner would have
+    /// from Plex Web, outside Usher: `libraries` by global id (`None`: every library), accepted
+    /// or still pending. Seat and share ceilings are not checked (the world as it was found).
+    pub fn seed_share(
+        &self,
+        machine_identifier: &str,
+        email: &str,
+        libraries: Option<&[u64]>,
+        accepted: bool,
+    ) -> FakeShare {
+        let existing = lock(&self.state).account_by_login(email).cloned();
+        let invited = existing.unwrap_or_else(|| self.add_account(email, false));
+        let mut state = lock(&self.state);
+        let server = state
+            .server(machine_identifier)
+            .expect("seed_share: unknown server");
+        let owner_id = server.owner_id;
+        let all: Vec<u64> = server
+            .seeded
+            .libraries
+            .iter()
+            .map(|l| l.global_id)
+            .collect();
+        let id = state.next_share_id;
+        state.next_share_id += 1;
+        let share = FakeShare {
+            id,
+            machine_identifier: machine_identifier.to_owned(),
+            owner_id,
+            invited_id: invited.id,
+            invited_email: invited.email,
+            invited_username: invited.username,
+            library_ids: libraries.map_or(all, <[u64]>::to_vec),
+            all_libraries: libraries.is_none(),
+            settings: FakeSettings::default(),
+            accepted,
+            skip_friendship: false,
+        };
+        state.shares.push(share.clone());
+        share
+    }
+
+    /// How many seats the owner account with this token uses: itself, Home members, friends and
+    /// everyone with a share or pending invite of its servers.
+    pub fn seats_used(&self, owner_token: &str) -> usize {
+        let state = lock(&self.state);
+        let owner = owner_id(&state, owner_token);
+        1 + state.seated(owner).len()
+    }
+
+    /// Every seeded server, as seeded (libraries added since included).
+    pub fn all_servers(&self) -> Vec<FakeServer> {
+        lock(&self.state)
+            .servers
+            .iter()
+            .map(|s| s.seeded.clone())
+            .collect()
+    }
+
     /// Every share (pending or accepted) whose invitee has this email, case-insensitive.
     pub fn shares_for_email(&self, email: &str) -> Vec<FakeShare> {
         self.shares_where(|s| s.invited_email.eq_ignore_ascii_case(email))
@@ -776,6 +899,15 @@ impl FakePlex {
             .cloned()
             .collect()
     }
+}
+
+fn owner_id(state: &State, owner_token: &str) -> u64 {
+    state
+        .accounts
+        .iter()
+        .find(|a| a.token == owner_token)
+        .expect("seed the owner first")
+        .id
 }
 
 fn random_token() -> String {

@@ -390,6 +390,13 @@ impl Queue {
     }
 
     /// Waits until the key's limiter admits one more request. False when shut down meanwhile.
+    /// Waits until a call under `key` (an owner account's plex.tv rate key) may go, sharing the
+    /// limit with the jobs of that key: for plex.tv reads a service makes outside a job (an
+    /// import's preview).
+    pub async fn throttle(&self, key: &str) {
+        self.wait_for_rate(key, &CancellationToken::new()).await;
+    }
+
     async fn wait_for_rate(&self, key: &str, shutdown: &CancellationToken) -> bool {
         let key = key.to_string();
         loop {

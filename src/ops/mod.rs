@@ -8,6 +8,7 @@
 
 pub mod backup;
 pub mod doctor;
+pub mod import;
 pub mod logging;
 pub mod members;
 pub mod setup;

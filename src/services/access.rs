@@ -32,14 +32,20 @@ pub async fn place_and_invite(
     preferred_location: Option<String>,
 ) -> anyhow::Result<Result<ServerId, String>> {
     let now = app.clock.now();
-    let candidates = load_candidates(tx).await?;
+    let candidates = load_candidates(tx, app.settings.plex.seats_per_account).await?;
     let Some(needs) = plan_needs(tx, plan).await? else {
         return Ok(Err("the plan no longer exists".into()));
     };
+    let seated_on = shares::find_live_shares_of(tx, subscriber)
+        .await?
+        .into_iter()
+        .map(|s| s.owner_account_id)
+        .collect();
     let context = SubscriberContext {
         current: None,
         previous,
         preferred_location,
+        seated_on,
     };
     match placement::place_one(&candidates, &context, &needs) {
         Ok(Placement::Place(server) | Placement::Keep(server)) => {
@@ -246,7 +252,7 @@ pub async fn place_waiting(app: &App) -> anyhow::Result<usize> {
     if waiting.is_empty() {
         return Ok(0);
     }
-    let mut candidates = load_candidates(&mut tx).await?;
+    let mut candidates = load_candidates(&mut tx, app.settings.plex.seats_per_account).await?;
     let mut by_plan: BTreeMap<PlanId, Vec<&subscribers::WaitingRow>> = BTreeMap::new();
     for row in &waiting {
         by_plan.entry(row.plan_id).or_default().push(row);
@@ -263,6 +269,7 @@ pub async fn place_waiting(app: &App) -> anyhow::Result<usize> {
                 current: None,
                 previous,
                 preferred_location: row.preferred_location.clone(),
+                seated_on: Vec::new(),
             };
             requests.push((context, needs.clone()));
         }
@@ -306,7 +313,7 @@ pub async fn place_waiting(app: &App) -> anyhow::Result<usize> {
             invited += 1;
         }
         // Later plans see the users this plan just added.
-        candidates = load_candidates(&mut tx).await?;
+        candidates = load_candidates(&mut tx, app.settings.plex.seats_per_account).await?;
     }
     app.queue.commit(tx).await?;
     Ok(invited)

@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::domain::{
     LibraryGroupId, LibraryId, OwnerAccountId, OwnerAccountState, PlanId, ServerId,
 };
-use crate::store::{owner_accounts, servers};
+use crate::store::{imports, owner_accounts, servers};
 
 /// An owner account as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,10 @@ pub struct OwnerAccountItem {
     pub banned: bool,
     /// Has Plex Pass.
     pub plex_pass: bool,
+    /// Seats used on plex.tv (owner, Home, friends, shares and pending invites).
+    pub seats_used: i64,
+    /// Seats plex.tv allows the account (`plex.seats_per_account`).
+    pub seat_ceiling: u32,
 }
 
 impl OwnerAccountItem {
@@ -55,6 +59,10 @@ pub struct ServerItem {
     pub users: i64,
     /// Capacity.
     pub max_users: i32,
+    /// Seats used on plex.tv by its owner account.
+    pub account_seats_used: i64,
+    /// Seats plex.tv allows the owner account.
+    pub seat_ceiling: u32,
 }
 
 /// A plan as listed.
@@ -72,10 +80,14 @@ pub struct PlanItem {
 pub async fn owner_accounts(app: &App) -> anyhow::Result<Vec<OwnerAccountItem>> {
     let mut tx = app.db.read().await?;
     let rows = owner_accounts::find_owner_accounts(&mut tx).await?;
+    let seats = seats_by_owner(&mut tx).await?;
     tx.rollback().await?;
+    let ceiling = app.settings.plex.seats_per_account;
     Ok(rows
         .into_iter()
         .map(|r| OwnerAccountItem {
+            seats_used: seats.get(&r.id).copied().unwrap_or(1),
+            seat_ceiling: ceiling,
             id: r.id,
             name: r.name,
             state: r.state,
@@ -85,14 +97,29 @@ pub async fn owner_accounts(app: &App) -> anyhow::Result<Vec<OwnerAccountItem>> 
         .collect())
 }
 
+/// Seats used per owner account, as placement counts them.
+async fn seats_by_owner(
+    tx: &mut crate::store::Tx,
+) -> Result<std::collections::HashMap<OwnerAccountId, i64>, sqlx::Error> {
+    Ok(imports::find_seats(tx)
+        .await?
+        .iter()
+        .map(|row| (row.id, crate::services::shares::seats_used(row)))
+        .collect())
+}
+
 /// Every server.
 pub async fn servers(app: &App) -> anyhow::Result<Vec<ServerItem>> {
     let mut tx = app.db.read().await?;
     let rows = servers::find_servers(&mut tx).await?;
+    let seats = seats_by_owner(&mut tx).await?;
     tx.rollback().await?;
+    let ceiling = app.settings.plex.seats_per_account;
     Ok(rows
         .into_iter()
         .map(|r| ServerItem {
+            account_seats_used: seats.get(&r.owner_account_id).copied().unwrap_or(1),
+            seat_ceiling: ceiling,
             id: r.id,
             name: r.name,
             owner_account_id: r.owner_account_id,

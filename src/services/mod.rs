@@ -9,6 +9,8 @@ pub mod checkout;
 pub mod export;
 pub mod health;
 pub mod identities;
+pub mod import;
+pub mod import_csv;
 pub mod jobs_admin;
 pub mod joining;
 pub mod lifecycle;
@@ -21,6 +23,7 @@ pub mod plex_sign_in;
 pub mod plex_sync;
 pub mod proofs;
 pub mod recovery;
+pub mod seats;
 pub mod settings;
 pub mod shares;
 pub mod sign_in;
@@ -96,6 +99,7 @@ user_facing!(
     plex_admin::AdminError,
     settings::SettingError,
     sign_in::SignInError,
+    import::ImportError,
 );
 
 impl UserFacing for crate::domain::DiscordIdError {

@@ -6,7 +6,9 @@
 //!    do not matter for a share that already exists.
 //! 2. Otherwise the candidates are enabled servers that allow new subscriptions, have room, carry
 //!    every group of the plan and, for a trial plan, allow trials; never a server whose owner is
-//!    removed or banned.
+//!    removed or banned, and never one whose owner account has no seat left on plex.tv (about 100
+//!    people per account, Home and friends made outside Usher included) unless the subscriber
+//!    holds a seat there already (friends are account-wide).
 //! 3. Prefer a server the subscriber used before (the most recent first), then the subscriber's
 //!    chosen location (case-insensitive).
 //! 4. Ties go to the fewest users, then the lowest id, so the same input always gives the same
@@ -44,6 +46,8 @@ pub struct ServerCandidate {
     pub max_users: u32,
     /// The shares (active and pending) it carries now.
     pub users: u32,
+    /// Seats left on the owner account on plex.tv (its ceiling less everyone seated there).
+    pub account_seats_free: u32,
     /// The library groups with at least one library on this server.
     pub groups: BTreeSet<LibraryGroupId>,
     /// Where the server is, as the admins named it.
@@ -70,6 +74,9 @@ pub struct SubscriberContext {
     pub previous: Vec<ServerId>,
     /// The location the subscriber chose, if any.
     pub preferred_location: Option<String>,
+    /// Owner accounts the subscriber holds a seat on already (a live share on one of their
+    /// servers): another server of the same account costs no seat.
+    pub seated_on: Vec<OwnerAccountId>,
 }
 
 /// Where the subscriber's share goes.
@@ -116,6 +123,8 @@ pub struct NoFitReasons {
     pub trials_not_allowed: u32,
     /// Servers with no room left.
     pub full: u32,
+    /// Servers whose owner account has no seat left on plex.tv.
+    pub account_full: u32,
 }
 
 impl NoFitReasons {
@@ -127,6 +136,7 @@ impl NoFitReasons {
             Exclusion::MissingGroups => &mut self.missing_groups,
             Exclusion::TrialsNotAllowed => &mut self.trials_not_allowed,
             Exclusion::Full => &mut self.full,
+            Exclusion::AccountFull => &mut self.account_full,
         };
         *counter += 1;
     }
@@ -141,6 +151,7 @@ impl fmt::Display for NoFitReasons {
             (self.missing_groups, "missing library groups"),
             (self.trials_not_allowed, "trials not allowed"),
             (self.full, "full"),
+            (self.account_full, "owner account out of Plex seats"),
         ];
         let mut any = false;
         for (count, reason) in parts.into_iter().filter(|(count, _)| *count > 0) {
@@ -166,6 +177,7 @@ enum Exclusion {
     MissingGroups,
     TrialsNotAllowed,
     Full,
+    AccountFull,
 }
 
 impl ServerCandidate {
@@ -175,7 +187,7 @@ impl ServerCandidate {
     }
 
     /// Rule 2's test: `None` when the server may take a new subscriber on this plan.
-    fn exclusion(&self, needs: &PlanNeeds) -> Option<Exclusion> {
+    fn exclusion(&self, needs: &PlanNeeds, ctx: &SubscriberContext) -> Option<Exclusion> {
         if !self.owner_usable {
             Some(Exclusion::OwnerUnusable)
         } else if !self.enabled {
@@ -188,6 +200,8 @@ impl ServerCandidate {
             Some(Exclusion::TrialsNotAllowed)
         } else if self.users >= self.max_users {
             Some(Exclusion::Full)
+        } else if self.account_seats_free == 0 && !ctx.seated_on.contains(&self.owner) {
+            Some(Exclusion::AccountFull)
         } else {
             None
         }
@@ -238,7 +252,7 @@ pub fn place_one(
     let mut reasons = NoFitReasons::default();
     let mut best: Option<&ServerCandidate> = None;
     for server in servers {
-        match server.exclusion(needs) {
+        match server.exclusion(needs, ctx) {
             Some(exclusion) => reasons.count(exclusion),
             None if best.is_none_or(|b| server.rank(ctx) < b.rank(ctx)) => best = Some(server),
             None => {}
@@ -251,8 +265,9 @@ pub fn place_one(
 }
 
 /// Places many subscribers one after another (a cohort after a ban), counting each new share
-/// against its server so capacity holds across the cohort and "fewest users" spreads it. A kept
-/// share is already in its server's `users` and is not counted again. Results follow `requests`.
+/// against its server, and each newly seated person against the seats of its owner account, so
+/// capacity holds across the cohort and "fewest users" spreads it. A kept share is already in its
+/// server's `users` and is not counted again. Results follow `requests`.
 pub fn place_cohort(
     servers: &[ServerCandidate],
     requests: &[(SubscriberContext, PlanNeeds)],
@@ -265,6 +280,12 @@ pub fn place_cohort(
             && let Some(server) = servers.iter_mut().find(|s| s.id == id)
         {
             server.users += 1;
+            let owner = server.owner;
+            if !ctx.seated_on.contains(&owner) {
+                for same in servers.iter_mut().filter(|s| s.owner == owner) {
+                    same.account_seats_free = same.account_seats_free.saturating_sub(1);
+                }
+            }
         }
         placements.push(placement);
     }
@@ -291,6 +312,7 @@ mod tests {
             allow_trials: true,
             max_users: 10,
             users: 0,
+            account_seats_free: 1000,
             groups: groups(&[1]),
             location: None,
         }
@@ -417,6 +439,68 @@ mod tests {
     }
 
     // Rule 2: candidates and every exclusion.
+
+    #[test]
+    fn a_server_whose_account_has_no_seat_left_takes_only_people_seated_there() {
+        let servers = [
+            ServerCandidate {
+                account_seats_free: 0,
+                ..server(1)
+            },
+            ServerCandidate {
+                owner: OwnerAccountId::new(2),
+                users: 5,
+                ..server(2)
+            },
+        ];
+        assert_eq!(
+            place_one(&servers, &newcomer(), &plan(&[1])),
+            Ok(place(2)),
+            "a newcomer goes to the other account despite more users there"
+        );
+        let seated = SubscriberContext {
+            seated_on: vec![OwnerAccountId::new(1)],
+            ..newcomer()
+        };
+        assert_eq!(
+            place_one(&servers, &seated, &plan(&[1])),
+            Ok(place(1)),
+            "someone seated on the account costs no new seat"
+        );
+        let reasons = reasons_of(place_one(&servers[..1], &newcomer(), &plan(&[1])));
+        assert_eq!(
+            reasons,
+            NoFitReasons {
+                account_full: 1,
+                ..NoFitReasons::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_cohort_counts_new_seats_against_every_server_of_the_account() {
+        let servers = [
+            ServerCandidate {
+                account_seats_free: 1,
+                ..server(1)
+            },
+            ServerCandidate {
+                account_seats_free: 1,
+                ..server(2)
+            },
+            ServerCandidate {
+                owner: OwnerAccountId::new(2),
+                ..server(3)
+            },
+        ];
+        let requests: Vec<_> = (0..3).map(|_| (newcomer(), plan(&[1]))).collect();
+        let placed: Vec<_> = place_cohort(&servers, &requests)
+            .into_iter()
+            .map(|r| r.unwrap().server())
+            .collect();
+        let on_account_one = placed.iter().filter(|s| s.get() <= 2).count();
+        assert_eq!(on_account_one, 1, "one seat left on account 1: {placed:?}");
+    }
 
     #[test]
     fn a_disabled_server_is_never_a_candidate() {
@@ -757,6 +841,7 @@ mod tests {
                 missing_groups: 1,
                 trials_not_allowed: 1,
                 full: 1,
+                account_full: 0,
             }
         );
         assert_eq!(
@@ -934,6 +1019,7 @@ mod tests {
                     allow_trials,
                     max_users,
                     users,
+                    account_seats_free: 1000,
                     groups,
                     location,
                 }
@@ -956,6 +1042,7 @@ mod tests {
                     current,
                     previous,
                     preferred_location,
+                    seated_on: Vec::new(),
                 },
             );
         let needs =
@@ -1008,6 +1095,7 @@ mod tests {
             missing_groups,
             trials_not_allowed,
             full,
+            account_full,
         } = reasons;
         [
             owner_unusable,
@@ -1016,6 +1104,7 @@ mod tests {
             missing_groups,
             trials_not_allowed,
             full,
+            account_full,
         ]
         .into_iter()
         .map(|n| usize::try_from(n).unwrap())

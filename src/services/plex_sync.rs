@@ -413,7 +413,7 @@ async fn move_to_another_server(app: &App, ctx: &ShareContext) -> Result<(), Ste
         now,
     )
     .await?;
-    let candidates = load_candidates(&mut tx).await?;
+    let candidates = load_candidates(&mut tx, app.settings.plex.seats_per_account).await?;
     let needs = plan_needs(&mut tx, plan)
         .await?
         .ok_or_else(|| StepError::Impossible(anyhow!("plan {plan} no longer exists")))?;
@@ -676,5 +676,7 @@ pub async fn reconcile_server(app: &App, server: ServerId) -> Result<Drift, Step
         app.queue.commit(tx).await?;
         drift.refused.push(share);
     }
+    // The account's seats as plex.tv counts them (once per hour per account, not per server).
+    crate::services::seats::refresh_seats(app, owner.owner_account_id, false).await?;
     Ok(drift)
 }

@@ -105,7 +105,7 @@ pub async fn start_trial(app: &App, member: DiscordId) -> Result<TrialStarted, T
         .ok_or(TrialError::NoPlexAccount)?;
     // Nothing is written when no server that takes trials has room.
     let needs = plan_needs(&mut tx, plan).await?.ok_or(TrialError::Off)?;
-    let candidates = load_candidates(&mut tx).await?;
+    let candidates = load_candidates(&mut tx, app.settings.plex.seats_per_account).await?;
     if placement::place_one(&candidates, &SubscriberContext::default(), &needs).is_err() {
         return Err(TrialError::NoRoom);
     }
@@ -221,7 +221,7 @@ pub async fn convert_in(
     let Some(identity) = subscribers::find_active_identity(tx, subscriber).await? else {
         return Ok(false);
     };
-    let candidates = load_candidates(tx).await?;
+    let candidates = load_candidates(tx, app.settings.plex.seats_per_account).await?;
     let mut handled = false;
     let mut moves = Vec::new();
     for share in shares::find_live_shares_of(tx, subscriber).await? {
@@ -257,6 +257,8 @@ pub async fn convert_in(
             current: None,
             previous: Vec::new(),
             preferred_location: preferred_location.clone(),
+            // The old share holds a seat on its account until the new one is accepted.
+            seated_on: vec![old.owner_account_id],
         };
         match placement::place_one(&others, &context, &needs) {
             Ok(placed) => {

@@ -9,8 +9,8 @@ use crate::store::Tx;
 /// One subscriber as exported.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
-    /// Discord id.
-    pub discord_id: DiscordId,
+    /// Discord id; `None` while unclaimed (imported).
+    pub discord_id: Option<DiscordId>,
     /// Display name.
     pub display_name: String,
     /// Active Plex identity.

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod bulk_flags;
 mod db;
 pub mod export;
+pub mod imports;
 pub mod jobs;
 pub mod lifecycle;
 pub mod notifications;

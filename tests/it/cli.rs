@@ -270,11 +270,11 @@ async fn users_export_writes_every_subscriber_as_csv() {
     let lines: Vec<_> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "discord_id,name,plex_email,plan,server,state,paid_until,flagged"
+        "discord_id,name,plex_email,plan,server,state,paid_until,flagged,permanent"
     );
-    assert_eq!(lines[1], "111,Ana,,,,never paid,,no");
+    assert_eq!(lines[1], "111,Ana,,,,never paid,,no,no");
     assert_eq!(
-        lines[2], "222,\"Ben, Jr.\",,,,never paid,,no",
+        lines[2], "222,\"Ben, Jr.\",,,,never paid,,no,no",
         "names with commas are quoted"
     );
     assert_eq!(lines.len(), 3);

@@ -245,7 +245,7 @@ async fn the_terminal_sets_up_an_owner_a_server_and_a_plan(backend: Backend) {
     let export = assert_ok(&s.run(&["users", "export", "--csv", "-"]).await);
     assert_eq!(
         export,
-        "discord_id,name,plex_email,plan,server,state,paid_until,flagged\n"
+        "discord_id,name,plex_email,plan,server,state,paid_until,flagged,permanent\n"
     );
     let audited = usher::on_db!(&db, |pool| sqlx::query_scalar::<_, String>(
         "SELECT action || ' by ' || actor FROM audit_log ORDER BY id"

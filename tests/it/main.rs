@@ -17,6 +17,8 @@ mod doctor;
 mod email;
 mod hand_tools;
 mod helpers;
+mod import;
+mod import_csv;
 mod joining;
 mod lifecycle;
 mod logs;

@@ -271,6 +271,7 @@ async fn a_thousand_invites_under_injected_faults_each_exist_exactly_once(backen
     let cat = catalogue(&app, &["Alpha"]).await;
     let (server, fake) = &cat.servers[0];
     app.plex.set_share_limit(&fake.machine_identifier, 2000);
+    app.plex.set_seats_per_account(2000);
     plex_admin::set_server_flags(
         &app.app,
         &admin(),
@@ -575,7 +576,7 @@ async fn marking_an_owner_banned_snapshots_its_users_first_and_closes_its_server
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("discord_id,name,plex_email,plan,server,state,paid_until,flagged")
+        Some("discord_id,name,plex_email,plan,server,state,paid_until,flagged,permanent")
     );
     let rows: Vec<_> = lines.collect();
     assert_eq!(rows.len(), 2, "{csv}");
@@ -588,7 +589,7 @@ async fn marking_an_owner_banned_snapshots_its_users_first_and_closes_its_server
     );
 
     let mut tx = app.app.db.begin().await.unwrap();
-    let candidates = usher::services::shares::load_candidates(&mut tx)
+    let candidates = usher::services::shares::load_candidates(&mut tx, 100)
         .await
         .unwrap();
     assert!(

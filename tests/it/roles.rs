@@ -56,6 +56,7 @@ async fn seed(app: &TestApp) -> Vec<String> {
     .await
     .unwrap());
     app.plex.set_share_limit(&machine, 1000);
+    app.plex.set_seats_per_account(1000);
     let now = app.clock.now();
     let mut tx = app.app.db.begin().await.unwrap();
     for i in 0..SUBSCRIBERS {

@@ -49,6 +49,7 @@ pub(super) fn router(state: Shared) -> Router {
         .route("/api/users/validate", get(validate).post(validate))
         .route("/api/v2/resources", get(resources))
         .route("/api/servers/{machineId}", get(server_sections))
+        .route("/api/users", get(users))
         .route("/api/v2/shared_servers", post(create_share))
         .route(
             "/api/v2/shared_servers/{id}",
@@ -468,6 +469,80 @@ async fn server_sections(
     wire::xml(StatusCode::OK, body)
 }
 
+/// `GET /api/users` (v1, XML): the owner's friends and Plex Home members with the servers each
+/// has (`pending="1"` while the invite waits). Someone with only a pending invite is not a friend
+/// yet and is not listed (the pending invites route lists them).
+async fn users(
+    State(state): State<Shared>,
+    Extension(Caller(caller)): Extension<Caller>,
+) -> Response {
+    let state = lock(&state);
+    let mut listed: Vec<(u64, bool, bool)> = state
+        .home
+        .iter()
+        .filter(|(owner, ..)| *owner == caller)
+        .map(|(_, member, managed)| (*member, true, *managed))
+        .collect();
+    let friends = state
+        .friends
+        .iter()
+        .filter(|(owner, _)| *owner == caller)
+        .map(|(_, friend)| *friend)
+        .chain(
+            state
+                .shares
+                .iter()
+                .filter(|s| s.owner_id == caller && s.accepted)
+                .map(|s| s.invited_id),
+        );
+    for friend in friends {
+        if !listed.iter().any(|(id, ..)| *id == friend) {
+            listed.push((friend, false, false));
+        }
+    }
+    let mut body = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><MediaContainer friendlyName="myPlex" identifier="com.plexapp.plugins.myplex" size="{}">"#,
+        listed.len()
+    );
+    for (id, home, managed) in listed {
+        let Some(account) = state.account_by_id(id) else {
+            continue;
+        };
+        _ = write!(
+            body,
+            r#"<User id="{}" title="{name}" username="{name}" email="{}" thumb="https://plex.tv/users/{}/avatar" home="{}" restricted="{}" allowSync="0" allowCameraUpload="0" allowChannels="0">"#,
+            account.id,
+            quick_xml::escape::escape(&account.email),
+            account.uuid,
+            u8::from(home),
+            u8::from(managed),
+            name = quick_xml::escape::escape(&account.username),
+        );
+        for share in state
+            .shares
+            .iter()
+            .filter(|s| s.owner_id == caller && s.invited_id == id)
+        {
+            let server = state.server(&share.machine_identifier);
+            _ = write!(
+                body,
+                r#"<Server id="{}" serverId="{}" machineIdentifier="{}" name="{}" numLibraries="{}" allLibraries="{}" owned="1" pending="{}"/>"#,
+                share.id,
+                server.map_or(0, |s| s.plex_id),
+                share.machine_identifier,
+                server.map_or_else(String::new, |s| quick_xml::escape::escape(&s.seeded.name)
+                    .into_owned()),
+                share.library_ids.len(),
+                u8::from(share.all_libraries),
+                u8::from(!share.accepted),
+            );
+        }
+        body.push_str("</User>");
+    }
+    body.push_str("</MediaContainer>");
+    wire::xml(StatusCode::OK, body)
+}
+
 /// A settings flag: JSON boolean or the `"0"`/`"1"` strings some clients send.
 fn flag<'de, D: Deserializer<'de>>(de: D) -> Result<bool, D::Error> {
     #[derive(Deserialize)]
@@ -745,6 +820,15 @@ async fn create_share(
             wire,
             codes::ALREADY_SHARED,
             "Account already has access to this server",
+        );
+    }
+    let seated = state.seated(caller);
+    if !seated.contains(&invited.id) && 1 + seated.len() >= state.seats_per_account {
+        return wire::error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            wire,
+            codes::SHARE_LIMIT,
+            "This account has reached its limit of shared users",
         );
     }
     if on_server.len() >= share_limit {

@@ -17,9 +17,9 @@ use url::Url;
 
 pub use error::{PlexError, Retry};
 pub use model::{
-    Connection, Invite, OwnedServer, PinCheck, PlexAccount, PlexPin, PlexPinId, PlexSection,
-    PlexSectionId, PmsIdentity, PmsSection, SectionKey, ServerLibraries, ShareSettings, ShareState,
-    ShareUpdate, SharedServer, SharedServerId, Validation,
+    Connection, Invite, OwnedServer, PinCheck, PlexAccount, PlexFriend, PlexPin, PlexPinId,
+    PlexSection, PlexSectionId, PmsIdentity, PmsSection, SectionKey, ServerLibraries,
+    ShareSettings, ShareState, ShareUpdate, SharedServer, SharedServerId, Validation,
 };
 pub use pms::PmsClient;
 pub use tv::PlexTvClient;

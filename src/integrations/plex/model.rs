@@ -198,6 +198,22 @@ pub enum ShareState {
     Accepted,
 }
 
+/// Someone the owner account holds a seat for, as `GET /api/users` lists them: a friend (with or
+/// without a share) or a Plex Home member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlexFriend {
+    /// The plex.tv account id.
+    pub id: u64,
+    /// The username (a managed user's is its title).
+    pub username: String,
+    /// The email, when the account has one (managed users have none).
+    pub email: Option<String>,
+    /// A member of the owner's Plex Home.
+    pub home: bool,
+    /// A managed (restricted) user.
+    pub restricted: bool,
+}
+
 /// A share of one server with one user, pending or accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedServer {

@@ -18,9 +18,9 @@ use super::PlexConfig;
 use super::error::{ErrorBody, PlexError};
 use super::http::{Call, Format, Http, decode_error, decode_json, decode_xml};
 use super::model::{
-    Connection, Invite, OwnedServer, PinCheck, PlexAccount, PlexPin, PlexPinId, PlexSection,
-    PlexSectionId, SectionKey, ServerLibraries, ShareSettings, ShareState, ShareUpdate,
-    SharedServer, SharedServerId, Validation,
+    Connection, Invite, OwnedServer, PinCheck, PlexAccount, PlexFriend, PlexPin, PlexPinId,
+    PlexSection, PlexSectionId, SectionKey, ServerLibraries, ShareSettings, ShareState,
+    ShareUpdate, SharedServer, SharedServerId, Validation,
 };
 use super::pms::PmsClient;
 
@@ -37,6 +37,7 @@ const UPDATE_SHARE: &str = "POST /api/v2/shared_servers/{id}";
 const DELETE_SHARE: &str = "DELETE /api/v2/shared_servers/{id}";
 const ACCEPTED: &str = "GET /api/v2/shared_servers/owned/accepted";
 const PENDING: &str = "GET /api/v2/shared_servers/invites/owned/pending";
+const USERS: &str = "GET /api/users";
 
 /// A plex.tv client for one Usher installation (one client identifier).
 #[derive(Clone)]
@@ -389,31 +390,24 @@ impl PlexTvClient {
         Ok(())
     }
 
-    /// The accepted shares of one server.
-    pub async fn accepted_shares(
-        &self,
-        token: &SecretString,
-        machine_identifier: &str,
-    ) -> Result<Vec<SharedServer>, PlexError> {
+    /// Every share of every server the owner account has, accepted and pending (two calls).
+    pub async fn owned_shares(&self, token: &SecretString) -> Result<Vec<SharedServer>, PlexError> {
+        let mut all = self.all_accepted(token).await?;
+        all.extend(self.all_pending(token).await?);
+        Ok(all)
+    }
+
+    async fn all_accepted(&self, token: &SecretString) -> Result<Vec<SharedServer>, PlexError> {
         let segments = ["api", "v2", "shared_servers", "owned", "accepted"];
         let body = self
             .http
             .expect_success(json_call(ACCEPTED, Method::GET, &segments), Some(token))
             .await?;
         let shares: Vec<WireShare> = decode_json(ACCEPTED, &body, Some(token))?;
-        Ok(shares
-            .into_iter()
-            .filter(|s| s.machine_identifier == machine_identifier)
-            .map(SharedServer::from)
-            .collect())
+        Ok(shares.into_iter().map(SharedServer::from).collect())
     }
 
-    /// The invites to one server that are still waiting for the user to accept.
-    pub async fn pending_invites(
-        &self,
-        token: &SecretString,
-        machine_identifier: &str,
-    ) -> Result<Vec<SharedServer>, PlexError> {
+    async fn all_pending(&self, token: &SecretString) -> Result<Vec<SharedServer>, PlexError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct WireInvite {
@@ -429,10 +423,81 @@ impl PlexTvClient {
         Ok(invites
             .into_iter()
             .flat_map(|i| i.shared_servers)
-            .filter(|s| s.machine_identifier == machine_identifier)
             .map(|s| SharedServer {
                 state: ShareState::Pending,
                 ..s.into()
+            })
+            .collect())
+    }
+
+    /// The accepted shares of one server.
+    pub async fn accepted_shares(
+        &self,
+        token: &SecretString,
+        machine_identifier: &str,
+    ) -> Result<Vec<SharedServer>, PlexError> {
+        let mut shares = self.all_accepted(token).await?;
+        shares.retain(|s| s.machine_identifier == machine_identifier);
+        Ok(shares)
+    }
+
+    /// The invites to one server that are still waiting for the user to accept.
+    pub async fn pending_invites(
+        &self,
+        token: &SecretString,
+        machine_identifier: &str,
+    ) -> Result<Vec<SharedServer>, PlexError> {
+        let mut shares = self.all_pending(token).await?;
+        shares.retain(|s| s.machine_identifier == machine_identifier);
+        Ok(shares)
+    }
+    /// The owner's friends and Plex Home members (`GET /api/users`, v1 XML): everyone who holds
+    /// a seat on the account besides pending invitees and the owner.
+    pub async fn users(&self, token: &SecretString) -> Result<Vec<PlexFriend>, PlexError> {
+        #[derive(Deserialize)]
+        struct Container {
+            #[serde(rename = "User", default)]
+            users: Vec<XmlUser>,
+        }
+        #[derive(Deserialize)]
+        struct XmlUser {
+            #[serde(rename = "@id")]
+            id: u64,
+            #[serde(rename = "@username", default)]
+            username: String,
+            #[serde(rename = "@title", default)]
+            title: String,
+            #[serde(rename = "@email", default)]
+            email: String,
+            #[serde(rename = "@home", default)]
+            home: String,
+            #[serde(rename = "@restricted", default)]
+            restricted: String,
+        }
+        let call = Call {
+            endpoint: USERS,
+            method: Method::GET,
+            segments: &["api", "users"],
+            query: &[],
+            accept: Format::Xml,
+            body: None,
+        };
+        let body = self.http.expect_success(call, Some(token)).await?;
+        let container: Container = decode_xml(USERS, &body, Some(token))?;
+        let yes = |v: &str| v == "1" || v.eq_ignore_ascii_case("true");
+        Ok(container
+            .users
+            .into_iter()
+            .map(|u| PlexFriend {
+                id: u.id,
+                username: if u.username.is_empty() {
+                    u.title
+                } else {
+                    u.username
+                },
+                email: Some(u.email).filter(|e| !e.is_empty()),
+                home: yes(&u.home),
+                restricted: yes(&u.restricted),
             })
             .collect())
     }

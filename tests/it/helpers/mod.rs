@@ -135,6 +135,21 @@ impl TestApp {
         }
     }
 
+    /// The URL of its database, for the `usher` binary to run against the same one.
+    pub fn database_url(&self) -> String {
+        match &self.pg_database {
+            Some(name) => {
+                let mut url = url::Url::parse(&admin_url()).expect("admin URL parses");
+                url.set_path(name);
+                url.to_string()
+            }
+            None => format!(
+                "sqlite://{}",
+                self.app.settings.data_dir.join("usher.db").display()
+            ),
+        }
+    }
+
     /// Base URL of the web door.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.web_addr)
