@@ -278,6 +278,8 @@ async fn the_share_ceiling_counts_pending_invites_and_refuses_one_more() {
 #[tokio::test]
 async fn the_default_share_ceiling_is_one_hundred_users() {
     let s = setup().await;
+    // The server's own ceiling, not the account's (99 people and the owner): see the next test.
+    s.fake.set_seats_per_account(1000);
     let ids = global_ids(&s.server, 1);
     for n in 0..100 {
         let email = format!("user{n}@example.com");
@@ -293,6 +295,43 @@ async fn the_default_share_ceiling_is_one_hundred_users() {
         .await
         .unwrap_err();
     assert!(matches!(err, PlexError::Rejected { code: Some(c), .. } if c == codes::SHARE_LIMIT));
+}
+
+#[tokio::test]
+async fn an_account_seats_ninety_nine_people_and_its_owner_on_all_its_servers() {
+    let s = setup().await;
+    let second = s
+        .fake
+        .add_server(&s.owner_token, "Second", &[("Movies", "movie")]);
+    let ids = global_ids(&s.server, 1);
+    for n in 0..99 {
+        let email = format!("user{n}@example.com");
+        s.fake.add_user_account(&email);
+        s.client
+            .invite(&s.owner, &invite_for(&s.server, &email, ids.clone()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.fake.seats_used(&s.owner_token), 100);
+    let err = s
+        .client
+        .invite(&s.owner, &invite_for(&s.server, FRIEND, ids))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PlexError::Rejected { status: 422, code: Some(c), .. } if c == codes::SHARE_LIMIT)
+    );
+    // Someone seated already takes no new seat on another of the account's servers.
+    let second_ids = global_ids(&second, 1);
+    s.client
+        .invite(
+            &s.owner,
+            &invite_for(&second, "user0@example.com", second_ids),
+        )
+        .await
+        .unwrap();
+    let friends = s.client.users(&s.owner).await.unwrap();
+    assert_eq!(friends.len(), 0, "nobody accepted yet: no friends");
 }
 
 #[tokio::test]

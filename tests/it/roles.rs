@@ -140,6 +140,8 @@ async fn two_processes_on_one_postgresql_do_every_effect_once() {
             .env("USHER_WEB__ADDR", format!("127.0.0.1:{port}"))
             .env("USHER_PLEX__BASE_URL", app.plex.base_url().as_str())
             .env("USHER_PLEX__REQUESTS_PER_SECOND", "1000")
+            // One owner account seats all of them here (plex.tv's own ceiling is about 100).
+            .env("USHER_PLEX__SEATS_PER_ACCOUNT", "1000")
             .env("USHER_JOBS__POLL_INTERVAL_MS", "50")
             .env("USHER_DISCORD__TOKEN", discord.token())
             .env("USHER_DISCORD__API_BASE_URL", discord.api_base())
