@@ -352,11 +352,6 @@ async fn deliver_dm(
     row: &NotificationRow,
     vars: &serde_json::Value,
 ) -> anyhow::Result<Delivery> {
-    let Some(discord) = &app.discord else {
-        return Ok(Delivery::Undeliverable(
-            "no Discord bot is configured (discord.token)".into(),
-        ));
-    };
     let Some(subscriber) = row.subscriber_id else {
         return Ok(Delivery::Failed(
             "the notification has no subscriber".into(),
@@ -365,6 +360,11 @@ async fn deliver_dm(
     let Some(user) = row.discord_id else {
         return Ok(Delivery::Undeliverable(
             "the subscriber is unclaimed (no Discord member yet); they hear by email".into(),
+        ));
+    };
+    let Some(discord) = &app.discord else {
+        return Ok(Delivery::Undeliverable(
+            "no Discord bot is configured (discord.token)".into(),
         ));
     };
     let user = user.get();

@@ -103,9 +103,13 @@ async fn world_before_the_ban(
         s.discord.guild_ids = vec![HOME];
         s.discord.admin_role_ids = vec![ADMIN_ROLE];
         s.discord.alert_channel_id = Some(alerts);
+        // One owner account seats 150–200 here (plex.tv's own ceiling is about 100 people per
+        // account); this test is about the runbook, not seats.
+        s.plex.seats_per_account = 10_000;
         tweak(s);
     })
     .await;
+    app.plex.set_seats_per_account(10_000);
     let group = plex_admin::create_group(&app.app, &admin(), "Standard", false)
         .await
         .unwrap();

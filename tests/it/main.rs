@@ -48,4 +48,5 @@ mod reliability;
 mod roles;
 mod store;
 mod trials;
+mod unclaimed;
 mod web;

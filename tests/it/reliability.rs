@@ -101,6 +101,12 @@ async fn standard_plan(app: &TestApp) -> (usher::domain::LibraryGroupId, PlanId)
     (group, plan)
 }
 
+/// One owner account seats hundreds here, on Usher and on the fake plex.tv (plex.tv's own
+/// ceiling is about 100 people per account; these tests are about jobs, not seats).
+fn roomy(settings: &mut usher::config::Settings) {
+    settings.plex.seats_per_account = 10_000;
+}
+
 /// One owner with enough servers for `people` subscribers and some room to spare (a Plex
 /// server takes fewer than a hundred users; Usher's default is 95 each), on Usher and plex.tv.
 async fn servers_for(app: &TestApp, people: u64) -> (Vec<ServerId>, PlanId) {
@@ -109,6 +115,7 @@ async fn servers_for(app: &TestApp, people: u64) -> (Vec<ServerId>, PlanId) {
         .map(|i| format!("Main {i}"))
         .collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    app.plex.set_seats_per_account(10_000);
     owner_with_servers(app, "owner@example.com", &names, group).await;
     let servers = (1..=names.len())
         .map(|i| ServerId::new(i64::try_from(i).unwrap()))
@@ -169,7 +176,7 @@ async fn wait_until(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -
 async fn after_flag_everyone_every_change_ends_with_one_share_for_the_new_account(
     backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, roomy).await;
     // Ten on a banned owner's server; New A and New B are healthy.
     let world = banned_world(&app, 10).await;
     make_permanent(&app, &world).await;
@@ -265,7 +272,7 @@ async fn after_flag_everyone_every_change_ends_with_one_share_for_the_new_accoun
 
 // 2. A renewal's invite queued, then a flag.
 async fn an_invite_queued_before_a_flag_never_reaches_plex(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, roomy).await;
     let (group, plan) = standard_plan(&app).await;
     owner_with_servers(&app, "owner@example.com", &["Alpha"], group).await;
     let people = add_members(&app, plan, "renewer", 300, 1, Standing::Days(30)).await;
@@ -357,7 +364,11 @@ async fn an_invite_queued_before_a_flag_never_reaches_plex(backend: Backend) {
 
 // 3. A reconcile run while 500 invites are in flight.
 async fn a_reconcile_while_500_invites_are_in_flight_loses_none(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |s| s.jobs.workers = 50).await;
+    let app = TestApp::spawn_with(backend, |s| {
+        roomy(s);
+        s.jobs.workers = 50;
+    })
+    .await;
     let (servers, plan) = servers_for(&app, 600).await;
     // A hundred invited and recorded before.
     let mut people = add_members(&app, plan, "earlier", 1000, 100, Standing::Permanent).await;
@@ -426,7 +437,7 @@ async fn a_reconcile_while_500_invites_are_in_flight_loses_none(backend: Backend
 
 // 4. A 429 storm with 502s after writes.
 async fn a_429_storm_with_502s_after_writes_ends_with_every_invite_done_once(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, roomy).await;
     let (_, plan) = servers_for(&app, 200).await;
     let people = add_members(&app, plan, "stormy", 1000, 200, Standing::Permanent).await;
     app.plex.set_faults(Faults {
@@ -470,7 +481,7 @@ async fn a_429_storm_with_502s_after_writes_ends_with_every_invite_done_once(bac
 async fn two_change_requests_racing_for_one_subscriber_get_one_code_and_one_refusal(
     backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, roomy).await;
     let world = crate::helpers::world::after_a_ban(&app, 1).await;
     let who = world.subscribers[0].0;
     for round in 0..6 {
@@ -531,7 +542,7 @@ async fn two_change_requests_racing_for_one_subscriber_get_one_code_and_one_refu
 
 // 7. A retired account's username.
 async fn a_retired_accounts_username_is_refused_like_its_email(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, roomy).await;
     let world = crate::helpers::world::after_a_ban(&app, 2).await;
     let (alice, _) = world.subscribers[0].clone();
     let (bob, bob_old) = world.subscribers[1].clone();
@@ -627,7 +638,7 @@ async fn a_usher_process_killed_three_times_during_600_invites_loses_and_doubles
 ) {
     const PEOPLE: u64 = 600;
     const WORKERS: usize = 4;
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, roomy).await;
     // The process runs on the wall clock: seed on it too.
     app.clock.advance(chrono::Utc::now() - app.clock.now());
     let (_, plan) = servers_for(&app, PEOPLE).await;
@@ -656,6 +667,7 @@ async fn a_usher_process_killed_three_times_during_600_invites_loses_and_doubles
         .env("USHER_WEB__ADDR", format!("127.0.0.1:{port}"))
         .env("USHER_PLEX__BASE_URL", app.plex.base_url().as_str())
         .env("USHER_PLEX__REQUESTS_PER_SECOND", "1000")
+        .env("USHER_PLEX__SEATS_PER_ACCOUNT", "10000")
         .env("USHER_JOBS__POLL_INTERVAL_MS", "50")
         .env("USHER_JOBS__WORKERS", WORKERS.to_string())
         // A killed process's jobs are taken over seconds later, not minutes.
