@@ -390,6 +390,150 @@ async fn an_existing_server_is_imported_through_discord_exactly_as_previewed(bac
         count(&app, &format!("SELECT COUNT(*) {unclaimed}")).await,
         599
     );
+
+    // Three of them claim: f1 with `/plex link` and an emailed code, f2 with `/plex link` and
+    // Plex sign-in, f3 through an admin's `/admin user link`.
+    let claimed = |discord_id: u64, email: &str| {
+        format!(
+            "SELECT COUNT(*) FROM subscriber s JOIN plex_identity i ON i.subscriber_id = s.id \
+             WHERE s.discord_id = {discord_id} AND i.email_norm = '{email}' AND i.state = 'active'"
+        )
+    };
+    let f1 = FakeUser::new(701, "ann");
+    discord.add_member(GUILD, &f1);
+    let opened = discord.slash(
+        &f1,
+        Some(GUILD),
+        "plex",
+        json!([{"type": 1, "name": "link", "options": []}]),
+    );
+    let modal = opened.response().await;
+    assert_eq!(modal.kind, 9, "a form opens: {:?}", modal.data);
+    assert_eq!(modal.data["custom_id"], "usher:join-email:claim");
+    let submit = discord.submit_modal(
+        &f1,
+        Some(GUILD),
+        "usher:join-email:claim",
+        &[("plex", "F1@example.com"), ("contact", "")],
+    );
+    assert_eq!(submit.response().await.kind, 5);
+    let sent = submit.try_next_message(WAIT).await.expect("code sent");
+    assert!(
+        sent.content().unwrap_or_default().contains("6-digit code"),
+        "{:?}",
+        sent.content()
+    );
+    let code = code_for(&app, "f1@example.com");
+    let enter = discord.click(&f1, Some(GUILD), "usher:join-enter:claim", None);
+    assert_eq!(enter.response().await.kind, 9);
+    let done = discord.submit_modal(
+        &f1,
+        Some(GUILD),
+        "usher:join-code:claim",
+        &[("code", code.expose_for_delivery())],
+    );
+    assert_eq!(done.response().await.kind, 5);
+    let welcome = done.try_next_message(WAIT).await.expect("claimed");
+    assert!(
+        welcome
+            .content()
+            .unwrap_or_default()
+            .contains("f1@example.com"),
+        "{:?}",
+        welcome.content()
+    );
+    assert_eq!(count(&app, &claimed(701, "f1@example.com")).await, 1);
+
+    let f2 = FakeUser::new(702, "bob");
+    discord.add_member(GUILD, &f2);
+    let start = discord.slash(
+        &f2,
+        Some(GUILD),
+        "plex",
+        json!([{"type": 1, "name": "link", "options": [{"type": 4, "name": "method", "value": 1}]}]),
+    );
+    assert_eq!(start.response().await.kind, 5);
+    let shown = start.try_next_message(WAIT).await.expect("a sign-in link");
+    let signed_in = buttons(&shown.body)
+        .into_iter()
+        .find(|id| id.starts_with("usher:join-signed-in:"))
+        .expect("an I've signed in button");
+    let pin = app.plex.pin_codes().pop().expect("a PIN");
+    assert!(app.plex.approve_pin(&pin, "f2@example.com"));
+    let pressed = discord.click(&f2, Some(GUILD), &signed_in, shown.message_id);
+    pressed.response().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while count(&app, &claimed(702, "f2@example.com")).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "f2 claimed by sign-in"
+        );
+        app.clock.advance(chrono::Duration::milliseconds(200));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let f3 = FakeUser::new(703, "cat");
+    discord.add_member(GUILD, &f3);
+    let linked = discord.slash(
+        &me,
+        Some(GUILD),
+        "admin",
+        json!([{"type": 2, "name": "user", "options": [{"type": 1, "name": "link", "options": [
+            {"type": 6, "name": "member", "value": "703"},
+            {"type": 3, "name": "plex_email", "value": "f3@example.com"}
+        ]}]}]),
+    );
+    let first = linked.response().await;
+    let text = if first.kind == 5 {
+        linked
+            .try_next_message(WAIT)
+            .await
+            .expect("linked")
+            .content()
+            .unwrap_or_default()
+            .to_owned()
+    } else {
+        first.data["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(text.contains("f3@example.com"), "{text}");
+    assert_eq!(count(&app, &claimed(703, "f3@example.com")).await, 1);
+    // One member is one subscriber: f1 cannot take f3's, and f3's is taken.
+    let again = discord.slash(
+        &me,
+        Some(GUILD),
+        "admin",
+        json!([{"type": 2, "name": "user", "options": [{"type": 1, "name": "link", "options": [
+            {"type": 6, "name": "member", "value": "701"},
+            {"type": 3, "name": "plex_email", "value": "f4@example.com"}
+        ]}]}]),
+    );
+    let refused = again.response().await;
+    let refused_text = if refused.kind == 5 {
+        again
+            .try_next_message(WAIT)
+            .await
+            .expect("refused")
+            .content()
+            .unwrap_or_default()
+            .to_owned()
+    } else {
+        refused.data["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        refused_text.contains("another subscriber already"),
+        "{refused_text}"
+    );
+    assert_eq!(
+        count(&app, &format!("SELECT COUNT(*) {unclaimed}")).await,
+        596,
+        "three claimed, nothing else changed"
+    );
 }
 
 async fn a_second_confirm_and_a_confirm_during_a_run_are_refused(backend: Backend) {
