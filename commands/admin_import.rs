@@ -17,8 +17,8 @@ use crate::services::import_csv;
 
 use super::admin_user::standing;
 use super::common::{
-    admin_actor, autocomplete_owner, autocomplete_plan, autocomplete_server, ephemeral, is_admin,
-    parse_id,
+    ConfirmClick, admin_actor, autocomplete_owner, autocomplete_plan, autocomplete_server,
+    confirm_click, confirm_row, parse_id,
 };
 
 /// Prefix of an import's Confirm button; the signed confirmation follows.
@@ -126,21 +126,13 @@ async fn show_preview(
         .await?;
         return Ok(());
     }
-    let confirm = format!("{IMPORT_CONFIRM}{}", preview.token);
-    if confirm.len() > 100 {
-        return Err(Error::Unexpected(anyhow::anyhow!(
-            "import confirmation id is {} characters",
-            confirm.len()
-        )));
-    }
-    let buttons = serenity::CreateActionRow::Buttons(vec![
-        serenity::CreateButton::new(confirm)
-            .label(format!("Import {}", preview.new_people))
-            .style(serenity::ButtonStyle::Primary),
-        serenity::CreateButton::new(IMPORT_CANCEL)
-            .label("Cancel")
-            .style(serenity::ButtonStyle::Secondary),
-    ]);
+    let buttons = confirm_row(
+        IMPORT_CONFIRM,
+        &preview.token,
+        format!("Import {}", preview.new_people),
+        serenity::ButtonStyle::Primary,
+        IMPORT_CANCEL,
+    )?;
     ctx.send(
         poise::CreateReply::default()
             .embed(embed)
@@ -157,20 +149,12 @@ pub async fn on_click(
     app: &App,
     click: &serenity::ComponentInteraction,
 ) -> Result<bool, Error> {
-    let id = click.data.custom_id.as_str();
-    let confirm = id.strip_prefix(IMPORT_CONFIRM);
-    if confirm.is_none() && id != IMPORT_CANCEL {
-        return Ok(false);
-    }
-    if !is_admin(app, click.user.id, click.member.as_ref(), click.guild_id) {
-        click
-            .create_response(
-                &ctx.http,
-                ephemeral(super::not_admin_reason(app, click.guild_id)),
-            )
-            .await?;
-        return Ok(true);
-    }
+    let confirm = match confirm_click(ctx, app, click, IMPORT_CONFIRM, IMPORT_CANCEL).await? {
+        ConfirmClick::NotOurs => return Ok(false),
+        ConfirmClick::Refused => return Ok(true),
+        ConfirmClick::Confirm(token) => Some(token),
+        ConfirmClick::Cancel => None,
+    };
     let update = |text: String| {
         serenity::CreateInteractionResponse::UpdateMessage(
             serenity::CreateInteractionResponseMessage::new()

@@ -10,7 +10,9 @@ use crate::domain::PlanId;
 use crate::services::{lifecycle, members};
 
 use super::admin_user::subscriber_of;
-use super::common::{admin_actor, autocomplete_plan, ephemeral, is_admin, parse_id};
+use super::common::{
+    ConfirmClick, admin_actor, autocomplete_plan, confirm_click, confirm_row, parse_id,
+};
 
 /// Prefix of a plan change's Confirm button; the signed confirmation follows.
 const PLAN_CONFIRM: &str = "usher:pc-ok:";
@@ -43,21 +45,13 @@ pub async fn user_plan(
         end(preview.old_end),
         end(preview.new_end)
     );
-    let confirm = format!("{PLAN_CONFIRM}{}", preview.token);
-    if confirm.len() > 100 {
-        return Err(Error::Unexpected(anyhow::anyhow!(
-            "plan change confirmation id is {} characters",
-            confirm.len()
-        )));
-    }
-    let buttons = serenity::CreateActionRow::Buttons(vec![
-        serenity::CreateButton::new(confirm)
-            .label("Confirm")
-            .style(serenity::ButtonStyle::Primary),
-        serenity::CreateButton::new(PLAN_CANCEL)
-            .label("Cancel")
-            .style(serenity::ButtonStyle::Secondary),
-    ]);
+    let buttons = confirm_row(
+        PLAN_CONFIRM,
+        &preview.token,
+        "Confirm",
+        serenity::ButtonStyle::Primary,
+        PLAN_CANCEL,
+    )?;
     ctx.send(
         poise::CreateReply::default()
             .content(text)
@@ -74,20 +68,12 @@ pub async fn on_click(
     app: &App,
     click: &serenity::ComponentInteraction,
 ) -> Result<bool, Error> {
-    let id = click.data.custom_id.as_str();
-    let confirm = id.strip_prefix(PLAN_CONFIRM);
-    if confirm.is_none() && id != PLAN_CANCEL {
-        return Ok(false);
-    }
-    if !is_admin(app, click.user.id, click.member.as_ref(), click.guild_id) {
-        click
-            .create_response(
-                &ctx.http,
-                ephemeral(super::not_admin_reason(app, click.guild_id)),
-            )
-            .await?;
-        return Ok(true);
-    }
+    let confirm = match confirm_click(ctx, app, click, PLAN_CONFIRM, PLAN_CANCEL).await? {
+        ConfirmClick::NotOurs => return Ok(false),
+        ConfirmClick::Refused => return Ok(true),
+        ConfirmClick::Confirm(token) => Some(token),
+        ConfirmClick::Cancel => None,
+    };
     let text = match confirm {
         Some(token) => {
             let result = async {

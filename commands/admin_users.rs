@@ -15,8 +15,8 @@ use crate::services::{account_change, export};
 use crate::store::bulk_flags::{FlagFilter, SubscriptionState};
 
 use super::common::{
-    admin_actor, autocomplete_owner, autocomplete_plan, autocomplete_server, ephemeral, is_admin,
-    parse_id,
+    ConfirmClick, admin_actor, autocomplete_owner, autocomplete_plan, autocomplete_server,
+    confirm_click, confirm_row, parse_id,
 };
 
 /// Prefix of a bulk-flag Confirm button; the signed confirmation token follows.
@@ -122,21 +122,13 @@ pub async fn users_flag(
             account_change::PREVIEW_MINUTES
         )))
         .color(0x00E7_4C3C);
-    let confirm = format!("{BULK_CONFIRM}{}", preview.token);
-    if confirm.len() > 100 {
-        return Err(Error::Unexpected(anyhow::anyhow!(
-            "bulk-flag confirmation id is {} characters",
-            confirm.len()
-        )));
-    }
-    let buttons = serenity::CreateActionRow::Buttons(vec![
-        serenity::CreateButton::new(confirm)
-            .label(format!("Flag {}", preview.count))
-            .style(serenity::ButtonStyle::Danger),
-        serenity::CreateButton::new(BULK_CANCEL)
-            .label("Cancel")
-            .style(serenity::ButtonStyle::Secondary),
-    ]);
+    let buttons = confirm_row(
+        BULK_CONFIRM,
+        &preview.token,
+        format!("Flag {}", preview.count),
+        serenity::ButtonStyle::Danger,
+        BULK_CANCEL,
+    )?;
     ctx.send(
         poise::CreateReply::default()
             .embed(embed)
@@ -174,20 +166,12 @@ pub async fn on_click(
     app: &App,
     click: &serenity::ComponentInteraction,
 ) -> Result<bool, Error> {
-    let id = click.data.custom_id.as_str();
-    let confirm = id.strip_prefix(BULK_CONFIRM);
-    if confirm.is_none() && id != BULK_CANCEL {
-        return Ok(false);
-    }
-    if !is_admin(app, click.user.id, click.member.as_ref(), click.guild_id) {
-        click
-            .create_response(
-                &ctx.http,
-                ephemeral(super::not_admin_reason(app, click.guild_id)),
-            )
-            .await?;
-        return Ok(true);
-    }
+    let confirm = match confirm_click(ctx, app, click, BULK_CONFIRM, BULK_CANCEL).await? {
+        ConfirmClick::NotOurs => return Ok(false),
+        ConfirmClick::Refused => return Ok(true),
+        ConfirmClick::Confirm(token) => Some(token),
+        ConfirmClick::Cancel => None,
+    };
     let text = match confirm {
         Some(token) => {
             let result = async {

@@ -175,3 +175,69 @@ pub fn price_line(offer: &Offer) -> String {
     };
     format!("{} {per}", offer.price)
 }
+
+/// The Confirm and Cancel buttons every preview ends with; the Confirm button carries the signed
+/// confirmation after `prefix`. A confirmation too long for a custom id (100 characters) is an
+/// error, never a truncated token.
+pub fn confirm_row(
+    prefix: &str,
+    token: &str,
+    label: impl Into<String>,
+    style: serenity::ButtonStyle,
+    cancel: &str,
+) -> Result<serenity::CreateActionRow, Error> {
+    let confirm = format!("{prefix}{token}");
+    if confirm.len() > 100 {
+        return Err(Error::Unexpected(anyhow::anyhow!(
+            "the confirmation id after {prefix} is {} characters",
+            confirm.len()
+        )));
+    }
+    Ok(serenity::CreateActionRow::Buttons(vec![
+        serenity::CreateButton::new(confirm)
+            .label(label)
+            .style(style),
+        serenity::CreateButton::new(cancel)
+            .label("Cancel")
+            .style(serenity::ButtonStyle::Secondary),
+    ]))
+}
+
+/// What a click on a preview's Confirm/Cancel pair asks for.
+pub enum ConfirmClick<'a> {
+    /// Another button.
+    NotOurs,
+    /// Not an admin: answered with the reason, nothing done.
+    Refused,
+    /// Confirm, with the signed confirmation.
+    Confirm(&'a str),
+    /// Cancel.
+    Cancel,
+}
+
+/// Reads a click on the pair [`confirm_row`] made, checking admin rights again (a refusal is
+/// answered here with its reason).
+pub async fn confirm_click<'a>(
+    ctx: &serenity::Context,
+    app: &crate::app::App,
+    click: &'a serenity::ComponentInteraction,
+    prefix: &str,
+    cancel: &str,
+) -> Result<ConfirmClick<'a>, Error> {
+    let id = click.data.custom_id.as_str();
+    let asked = match id.strip_prefix(prefix) {
+        Some(token) => ConfirmClick::Confirm(token),
+        None if id == cancel => ConfirmClick::Cancel,
+        None => return Ok(ConfirmClick::NotOurs),
+    };
+    if !is_admin(app, click.user.id, click.member.as_ref(), click.guild_id) {
+        click
+            .create_response(
+                &ctx.http,
+                ephemeral(super::not_admin_reason(app, click.guild_id)),
+            )
+            .await?;
+        return Ok(ConfirmClick::Refused);
+    }
+    Ok(asked)
+}
